@@ -1,0 +1,289 @@
+"""WideEvent: everything known about one unit of work, built up while it runs.
+
+A WideEvent lives on one request (or job, or log record). The middleware fills the
+request fields, the app adds its own with ``annotate()``, the logging handler attaches
+records, and ``finalize()`` turns it into a plain dict exactly once. After that the event
+is sealed: late annotations are ignored rather than racing the writer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from ._ids import uuid7
+from .serialize import Serializer
+from .typing import EventDict
+
+_UTC = datetime.timezone.utc
+_perf_ns = time.perf_counter_ns
+
+
+def iso_timestamp(unix_seconds: float) -> str:
+    stamp = datetime.datetime.fromtimestamp(unix_seconds, _UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def exception_fields(exc: BaseException, serializer: Serializer) -> dict[str, Any]:
+    """``error.*`` fields for an exception: type, message and a capped stack."""
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<unprintable {kind.__name__}>"
+    try:
+        stack = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+    except Exception:
+        stack = "<stack unavailable>"
+    fields: dict[str, Any] = {
+        "type": name,
+        "message": serializer.clip(message),
+        "stack": serializer.clip(stack, serializer.max_string * 4),
+    }
+    code = getattr(exc, "code", None)
+    if isinstance(code, (str, int)) and not isinstance(code, bool):
+        fields["code"] = code
+    return fields
+
+
+def deep_merge(target: dict[str, Any], source: Mapping[str, Any]) -> None:
+    """Merge ``source`` into ``target``; nested dicts merge, anything else replaces."""
+    for key, value in source.items():
+        existing = target.get(key)
+        if isinstance(value, Mapping) and isinstance(existing, dict):
+            deep_merge(existing, value)
+        else:
+            target[key] = value
+
+
+def nest_dotted(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``; keys without dots are kept as they are."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if "." not in key:
+            deep_merge(out, {key: value})
+            continue
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        if isinstance(value, Mapping) and isinstance(node.get(leaf), dict):
+            deep_merge(node[leaf], value)
+        else:
+            node[leaf] = value
+    return out
+
+
+class WideEvent:
+    """One wide event under construction. Create through the middleware or the handler."""
+
+    __slots__ = (
+        "_end_ns",
+        "_fields",
+        "_logs",
+        "_logs_dropped",
+        "_max_logs",
+        "_sealed",
+        "_serializer",
+        "_start_ns",
+        "_timings",
+        "client_address",
+        "error",
+        "force_keep",
+        "kind",
+        "method",
+        "path",
+        "request_id",
+        "route",
+        "start_time",
+        "status",
+        "trace_id",
+        "user_agent",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        serializer: Serializer,
+        *,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        max_logs: int = 50,
+        start_time: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.start_time = time.time() if start_time is None else start_time
+        self._start_ns = _perf_ns()
+        self._end_ns = 0
+        self._serializer = serializer
+        self._max_logs = max_logs
+        self._fields: dict[str, Any] = {}
+        self._logs: list[dict[str, Any]] | None = None
+        self._logs_dropped = 0
+        self._timings: dict[str, float] | None = None
+        self._sealed = False
+        self.error: dict[str, Any] | None = None
+        self.force_keep = False
+        self.method: str | None = None
+        self.path: str | None = None
+        self.route: str | None = None
+        self.status: int | None = None
+        self.client_address: str | None = None
+        self.user_agent: str | None = None
+
+    # -- what the app calls ----------------------------------------------------------
+
+    def annotate(self, **fields: Any) -> None:
+        """Add fields (dotted keys and nested dicts allowed); ``force_keep=True`` keeps it."""
+        if self._sealed:
+            return
+        if "force_keep" in fields:
+            self.force_keep = bool(fields.pop("force_keep"))
+        if fields:
+            deep_merge(self._fields, nest_dotted(self._serializer.clean(fields)))
+
+    def set(self, path: str, value: Any) -> None:
+        """Set one field by its dotted path, e.g. ``set("user.id", 42)``."""
+        self.annotate(**{path: value})
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """Read an annotated field by dotted path (request fields are in ``finalize()``)."""
+        node: Any = self._fields
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    @property
+    def sealed(self) -> bool:
+        return self._sealed
+
+    @property
+    def has_error(self) -> bool:
+        return self.error is not None or bool(self._fields.get("error"))
+
+    def add_timing(self, name: str, milliseconds: float) -> None:
+        """Add to ``timings.<name>``; repeated spans of one name add up."""
+        if self._sealed:
+            return
+        timings = self._timings
+        if timings is None:
+            timings = self._timings = {}
+        timings[name] = timings.get(name, 0.0) + milliseconds
+
+    # -- what the middleware and handler call -----------------------------------------
+
+    def record_exception(self, exc: BaseException) -> None:
+        """Record an exception as this event's error (the first one wins)."""
+        if self.error is None and not self._sealed:
+            self.error = exception_fields(exc, self._serializer)
+
+    def add_log(self, record: logging.LogRecord) -> None:
+        if self._sealed:
+            return
+        logs = self._logs
+        if logs is None:
+            logs = self._logs = []
+        if len(logs) >= self._max_logs:
+            self._logs_dropped += 1
+        else:
+            logs.append(
+                {
+                    "level": record.levelname,
+                    "logger": record.name,
+                    "message": self._serializer.clip(record_message(record)),
+                    "offset_ms": round((record.created - self.start_time) * 1000.0, 3),
+                }
+            )
+        self.error_from_record(record)
+
+    def error_from_record(self, record: logging.LogRecord) -> None:
+        """An ERROR (or CRITICAL) record makes this an error event."""
+        if self._sealed:
+            return
+        if record.levelno >= logging.ERROR and self.error is None:
+            if record.exc_info and record.exc_info[1] is not None:
+                self.error = exception_fields(record.exc_info[1], self._serializer)
+            else:
+                self.error = {
+                    "type": "LoggedError",
+                    "message": self._serializer.clip(record_message(record)),
+                    "logger": record.name,
+                }
+
+    def end(self) -> None:
+        """Stop the clock (idempotent: a streaming body ends it before the app returns)."""
+        if not self._end_ns:
+            self._end_ns = _perf_ns()
+
+    @property
+    def duration_ms(self) -> float:
+        end = self._end_ns or _perf_ns()
+        return (end - self._start_ns) / 1e6
+
+    def seal(self) -> None:
+        self._sealed = True
+
+    def finalize(self, resource: Mapping[str, Any], sampling: Mapping[str, Any]) -> EventDict:
+        """Seal the event and build its dict. ``resource`` holds service/host/process."""
+        self.end()
+        self._sealed = True
+        event: EventDict = {
+            "event_id": uuid7(self.start_time),
+            "timestamp": iso_timestamp(self.start_time),
+            "kind": self.kind,
+        }
+        event.update(resource)
+        if self.request_id is not None:
+            event["request_id"] = self.request_id
+        if self.trace_id is not None:
+            event["trace_id"] = self.trace_id
+        if self.method is not None:
+            http: dict[str, Any] = {"request": {"method": self.method}}
+            if self.route is not None:
+                http["route"] = self.route
+            if self.status is not None:
+                http["response"] = {"status_code": self.status}
+            event["http"] = http
+        if self.path is not None:
+            event["url"] = {"path": self.path}
+        if self.client_address is not None:
+            event["client"] = {"address": self.client_address}
+        if self.user_agent is not None:
+            event["user_agent"] = {"original": self.user_agent}
+        event["duration_ms"] = round(self.duration_ms, 3)
+        if self.error is not None:
+            event["error"] = self.error
+        if self._logs:
+            event["logs"] = self._logs
+            if self._logs_dropped:
+                event["logs_dropped"] = self._logs_dropped
+        if self._timings:
+            event["timings"] = {key: round(ms, 3) for key, ms in self._timings.items()}
+        event["sampling"] = dict(sampling)
+        if self._fields:
+            deep_merge(event, self._fields)
+        return event
+
+
+def record_message(record: logging.LogRecord) -> str:
+    """``record.getMessage()``, falling back to the raw message when its args do not fit."""
+    try:
+        return record.getMessage()
+    except Exception:
+        return f"{record.msg!s} (args: {record.args!r})"

@@ -1,0 +1,378 @@
+"""WideEventHandler: the ``logging.Handler`` that owns the policy and the pipeline.
+
+Built from plain keyword arguments, so ``logging.config.dictConfig`` can create it::
+
+    "handlers": {"wide": {"class": "wide_logging.WideEventHandler",
+                          "sink": "file:wide-logs/events.jsonl",
+                          "sampling": {"normal_rate": 0.02, "slow_ms": 1000}}}
+
+It does three things: attaches log records to the event of the request they belong to,
+turns records outside any request into their own ``kind: log`` events, and takes finished
+events from the middleware (``submit``): sample, encode, hand off. The most recently
+created open handler is the one a middleware without an explicit ``handler=`` uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from ._errors import ConfigurationError
+from ._ids import new_request_id, trace_id_from_traceparent, valid_request_id
+from .context import current_event
+from .event import WideEvent, record_message
+from .metrics import Metrics
+from .pipeline import Pipeline, in_writer_thread
+from .sampling import Decision, TailSampler
+from .serialize import DEFAULT_REDACT_PATTERN, Serializer
+from .sinks import open_sink
+from .sinks.file import RotatingFileSink
+from .spool import Spool
+from .typing import EventDict, Sink
+
+_internal = logging.getLogger("wide_logging.internal")
+
+DEFAULT_SINK = "file:wide-logs/events.jsonl"
+DEFAULT_SPOOL_NAME = "spool/events.jsonl"
+
+#: Called with every finished event while a ``wide_logging.testing`` capture is active.
+Tap = Callable[[EventDict, Decision], None]
+_taps: list[Tap] = []
+_handlers: list[weakref.ref[WideEventHandler]] = []
+_handlers_lock = threading.Lock()
+_default_lock = threading.Lock()
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
+def _env_float(name: str) -> float | None:
+    value = _env(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        msg = f"environment variable {name} must be a number, got {value!r}"
+        raise ConfigurationError(msg) from None
+
+
+def _service_fields(service: str | Mapping[str, Any] | None) -> dict[str, str]:
+    if service is None:
+        service = {}
+    elif isinstance(service, str):
+        service = {"name": service}
+    elif not isinstance(service, Mapping):
+        msg = f"service must be a name or a dict with name/version/environment, got {service!r}"
+        raise ConfigurationError(msg)
+    unknown = set(service) - {"name", "version", "environment"}
+    if unknown:
+        msg = f"unknown service field(s) {sorted(unknown)}; allowed: name, version, environment"
+        raise ConfigurationError(msg)
+    fields = {
+        "name": service.get("name")
+        or _env("WIDE_LOGGING_SERVICE")
+        or _env("OTEL_SERVICE_NAME")
+        or "unknown_service",
+        "version": service.get("version") or _env("WIDE_LOGGING_SERVICE_VERSION"),
+        "environment": service.get("environment") or _env("WIDE_LOGGING_ENVIRONMENT"),
+    }
+    for key, value in fields.items():
+        if value is not None and not isinstance(value, str):
+            msg = f"service {key} must be a string, got {value!r}"
+            raise ConfigurationError(msg)
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _sink_list(value: str | Sink | Iterable[str | Sink] | None) -> list[str | Sink]:
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        return [value]
+    return list(value)
+
+
+def _default_spool(primary: Sink) -> str:
+    if isinstance(primary, RotatingFileSink):
+        return f"file:{primary.path.parent / DEFAULT_SPOOL_NAME}"
+    return f"file:wide-logs/{DEFAULT_SPOOL_NAME}"
+
+
+class WideEventHandler(logging.Handler):
+    """A logging handler that writes sampled wide events through a background pipeline.
+
+    Every option is keyword-only and JSON-like; see docs/configuration.md for all of them.
+    Options not given fall back to ``WIDE_LOGGING_*`` environment variables, then to the
+    defaults. Invalid values raise ``ConfigurationError`` (a ``ValueError``) here, never
+    later.
+    """
+
+    def __init__(
+        self,
+        level: int | str = logging.NOTSET,
+        *,
+        sink: str | Sink | None = None,
+        service: str | Mapping[str, Any] | None = None,
+        sampling: Mapping[str, Any] | None = None,
+        batch_size: int = 100,
+        flush_interval: float = 1.0,
+        queue_size: int = 10_000,
+        queue_bytes: int = 32 * 1024 * 1024,
+        max_retries: int = 3,
+        retry_backoff: float = 0.1,
+        breaker_cooldown: float = 5.0,
+        replay_rate: float = 10_000.0,
+        fallback: str | Sink | Iterable[str | Sink] | None = None,
+        redact: Iterable[str] = (),
+        redact_pattern: str | None = DEFAULT_REDACT_PATTERN,
+        max_string: int = 8192,
+        max_event_bytes: int = 256 * 1024,
+        max_logs: int = 50,
+        log_events: bool = True,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(level)
+        self.serializer = Serializer(
+            redact=redact,
+            redact_pattern=redact_pattern,
+            max_string=max_string,
+            max_event_bytes=max_event_bytes,
+        )
+        self.sampler = TailSampler.from_config(self._sampling_with_env(sampling))
+        if isinstance(max_logs, bool) or not isinstance(max_logs, int) or max_logs < 0:
+            msg = f"max_logs must be an integer >= 0, got {max_logs!r}"
+            raise ConfigurationError(msg)
+        self.max_logs = max_logs
+        self.log_events = bool(log_events)
+        self.service = _service_fields(service)
+        self._host = {"name": socket.gethostname()}
+        self.metrics = Metrics()
+
+        primary = open_sink(sink or _env("WIDE_LOGGING_SINK") or DEFAULT_SINK)
+        chain = [open_sink(s) for s in _sink_list(fallback or _env("WIDE_LOGGING_FALLBACK"))]
+        spool_sink = chain.pop() if chain and isinstance(chain[-1], RotatingFileSink) else None
+        if spool_sink is None:
+            spool_sink = open_sink(_default_spool(primary))
+        assert isinstance(spool_sink, RotatingFileSink)
+        if isinstance(primary, RotatingFileSink) and primary.path.resolve() == (
+            spool_sink.path.resolve()
+        ):
+            msg = f"the spool file must differ from the sink file ({primary.path})"
+            raise ConfigurationError(msg)
+        self.pipeline = Pipeline(
+            [primary, *chain],
+            Spool(spool_sink, self.metrics),
+            metrics=self.metrics,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            queue_size=queue_size,
+            queue_bytes=queue_bytes,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            breaker_cooldown=breaker_cooldown,
+            replay_rate=replay_rate,
+            shutdown_timeout=shutdown_timeout,
+        )
+        self.closed = False
+        with _handlers_lock:
+            _handlers.append(weakref.ref(self))
+
+    @staticmethod
+    def _sampling_with_env(sampling: Mapping[str, Any] | None) -> dict[str, Any]:
+        if sampling is not None and not isinstance(sampling, Mapping):
+            msg = f"sampling must be a dict of options, got {type(sampling).__name__}"
+            raise ConfigurationError(msg)
+        merged = dict(sampling or {})
+        for key, env in (
+            ("normal_rate", "WIDE_LOGGING_NORMAL_RATE"),
+            ("slow_ms", "WIDE_LOGGING_SLOW_MS"),
+        ):
+            value = _env_float(env)
+            if key not in merged and value is not None:
+                merged[key] = value
+        return merged
+
+    # -- events ------------------------------------------------------------------------
+
+    def new_event(
+        self,
+        kind: str = "http.request",
+        *,
+        request_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> WideEvent:
+        """Open an event; validates the incoming request id and trace context."""
+        trace_id = trace_id_from_traceparent(traceparent) if traceparent else None
+        if request_id is None or not valid_request_id(request_id, 128):
+            request_id = trace_id or new_request_id()
+        return WideEvent(
+            kind,
+            self.serializer,
+            request_id=request_id,
+            trace_id=trace_id,
+            max_logs=self.max_logs,
+        )
+
+    def submit(self, event: WideEvent) -> Decision | None:
+        """Decide, encode and hand off a finished event. Never raises."""
+        try:
+            event.end()
+            if event.kind == "log":
+                decision = self.sampler.decide_log(event.request_id or "", error=event.has_error)
+            else:
+                decision = self.sampler.decide(
+                    event.request_id or "",
+                    error=event.has_error,
+                    status=event.status,
+                    duration_ms=event.duration_ms,
+                    route=event.route if event.route is not None else event.path,
+                    force_keep=event.force_keep,
+                )
+            self.metrics.record_decision(decision.rule, decision.keep)
+            if _taps:
+                self._tap(event, decision)
+                return decision
+            if not decision.keep:
+                event.seal()
+                return decision
+            self._hand_off(event, decision)
+            return decision
+        except Exception:
+            self.metrics.inc("dropped.internal_error")
+            _internal.exception("wide_logging could not submit an event")
+            return None
+
+    def _resource(self) -> dict[str, Any]:
+        return {"service": self.service, "host": self._host, "process": {"pid": os.getpid()}}
+
+    def _hand_off(self, event: WideEvent, decision: Decision) -> None:
+        fields = event.finalize(self._resource(), {"rule": decision.rule, "rate": decision.rate})
+        data = self.serializer.encode(fields)
+        self.pipeline.put(data, decision.always_keep)
+
+    def _tap(self, event: WideEvent, decision: Decision) -> None:
+        sampling: dict[str, Any] = {"rule": decision.rule, "rate": decision.rate}
+        if not decision.keep:
+            sampling["sampled_out"] = True
+        fields = orjson.loads(self.serializer.encode(event.finalize(self._resource(), sampling)))
+        for tap in list(_taps):
+            tap(fields, decision)
+
+    # -- logging.Handler ---------------------------------------------------------------
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No handler lock: emit is thread-safe on its own, and request threads must not
+        # queue up behind each other to log.
+        result = self.filter(record)
+        if isinstance(result, logging.LogRecord):
+            record = result
+        if result:
+            self.emit(record)
+        return bool(result)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("wide_logging") or in_writer_thread():
+            return  # our own diagnostics and sink libraries' logs would loop
+        try:
+            event = current_event()
+            if event is not None and not event.sealed:
+                if record.__dict__.get("_wide_logging_attached"):
+                    return  # another WideEventHandler already attached it
+                record._wide_logging_attached = True
+                event.add_log(record)
+            elif self.log_events:
+                self.submit(self._log_event(record))
+        except Exception:
+            self.handleError(record)
+
+    def _log_event(self, record: logging.LogRecord) -> WideEvent:
+        event = WideEvent("log", self.serializer, start_time=record.created)
+        event.request_id = f"log-{new_request_id()}"
+        event.annotate(
+            message=record_message(record),
+            log={"level": record.levelname, "logger": record.name},
+            code={
+                "function": record.funcName,
+                "filepath": record.pathname,
+                "lineno": record.lineno,
+            },
+        )
+        event.error_from_record(record)
+        return event
+
+    def flush(self, timeout: float | None = None) -> None:
+        if not self.closed:
+            self.pipeline.flush(timeout)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pipeline.close()
+        super().close()
+
+
+def active_handler() -> WideEventHandler | None:
+    """The most recently created handler that is still open."""
+    with _handlers_lock:
+        for ref in reversed(_handlers):
+            handler = ref()
+            if handler is not None and not handler.closed:
+                return handler
+        _handlers[:] = [ref for ref in _handlers if ref() is not None]
+    return None
+
+
+def resolve_handler() -> WideEventHandler:
+    """The active handler, or one built from the environment when none exists yet."""
+    with _default_lock:  # two first requests at once must not build two handlers
+        handler = active_handler()
+        if handler is None:
+            handler = WideEventHandler()
+            _internal.warning(
+                "no WideEventHandler configured; writing events to %s "
+                "(configure one with logging.config.dictConfig or pass handler=)",
+                handler.pipeline.links[0].sink.name,
+            )
+    return handler
+
+
+def add_tap(tap: Tap) -> None:
+    _taps.append(tap)
+
+
+def remove_tap(tap: Tap) -> None:
+    with contextlib.suppress(ValueError):
+        _taps.remove(tap)
+
+
+def explain(event: WideEvent | Mapping[str, Any], sampler: TailSampler | None = None) -> str:
+    """Which sampling rule decides for ``event`` (a live event or a stored dict), and why.
+
+    Uses the active handler's policy unless ``sampler`` is given.
+    """
+    if sampler is None:
+        handler = active_handler()
+        sampler = handler.sampler if handler is not None else TailSampler()
+    if isinstance(event, WideEvent):
+        http: dict[str, Any] = {"route": event.route, "response": {"status_code": event.status}}
+        fields: dict[str, Any] = {
+            "request_id": event.request_id,
+            "trace_id": event.trace_id,
+            "http": http,
+            "url": {"path": event.path},
+            "duration_ms": event.duration_ms,
+            "error": event.error or event.get("error"),
+            "sampling": {"rule": "force_keep"} if event.force_keep else {},
+        }
+        return sampler.explain(fields)
+    return sampler.explain(event)

@@ -1,0 +1,124 @@
+"""Pure ASGI middleware: one wide event per HTTP request (no Starlette import needed).
+
+Per-request state lives in locals and the wrapped ``send``, never on ``self``.
+``websocket`` and ``lifespan`` scopes pass straight through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ..context import _current
+from ..event import WideEvent
+from ..handler import WideEventHandler
+from ._common import HandlerRef, check_header_name
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_internal = logging.getLogger("wide_logging.internal")
+
+
+class WideEventMiddleware:
+    """Wrap an ASGI app (or ``app.add_middleware(WideEventMiddleware)``).
+
+    Options: ``handler`` (default: the configured ``WideEventHandler``),
+    ``request_id_header`` (``x-request-id``), ``echo_request_id`` (True: the id is sent
+    back on the response).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        handler: WideEventHandler | None = None,
+        request_id_header: str = "x-request-id",
+        echo_request_id: bool = True,
+    ) -> None:
+        self.app = app
+        self._handler = HandlerRef(handler)
+        self._header = check_header_name(request_id_header).encode("latin-1")
+        self._echo = bool(echo_request_id)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            handler = self._handler.get()
+            event = _open_event(handler, scope, self._header)
+        except Exception:  # our failure must not cost the request
+            _internal.exception("wide_logging could not open an event")
+            await self.app(scope, receive, send)
+            return
+        header = self._header
+        echo = (header, (event.request_id or "").encode("latin-1")) if self._echo else None
+        entry_root_path = scope.get("root_path", "")
+
+        async def send_wrapper(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                event.status = message["status"]
+                if echo is not None:
+                    headers = message.get("headers") or []
+                    if not any(name.lower() == header for name, _ in headers):
+                        # A new list: the app's response object may be sent again.
+                        message = {**message, "headers": [*headers, echo]}
+                await send(message)
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                await send(message)
+                event.end()  # a streaming response ends with its last chunk
+            else:
+                await send(message)
+
+        token = _current.set(event)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            event.record_exception(exc)
+            if event.status is None:
+                event.status = 500
+            raise
+        finally:
+            _current.reset(token)
+            event.route = _route_template(scope, entry_root_path)
+            handler.submit(event)
+
+
+def _open_event(handler: WideEventHandler, scope: Scope, request_id_header: bytes) -> WideEvent:
+    request_id = traceparent = user_agent = None
+    for name, value in scope.get("headers") or ():
+        if name == request_id_header:
+            request_id = value.decode("latin-1")
+        elif name == b"traceparent":
+            traceparent = value.decode("latin-1")
+        elif name == b"user-agent":
+            user_agent = value.decode("latin-1")
+    event = handler.new_event(request_id=request_id, traceparent=traceparent)
+    event.method = scope.get("method")
+    event.path = scope.get("path")
+    client = scope.get("client")
+    if client:
+        event.client_address = client[0]
+    if user_agent is not None:
+        event.user_agent = handler.serializer.clip(user_agent, 1024)
+    return event
+
+
+def _route_template(scope: Scope, entry_root_path: str) -> str | None:
+    """The matched route's template (Starlette/FastAPI set ``scope["route"]``)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return None
+    # Mounted apps: the router extends root_path by the mount point.
+    root_path = scope.get("root_path", "")
+    prefix = root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
+    if hasattr(route, "routes") or type(route).__name__ == "Mount":
+        return prefix or path  # the mount itself matched (static files, a sub-app)
+    return prefix + path

@@ -1,0 +1,215 @@
+"""PEP 3333 middleware: one wide event per request for Flask, Django or any WSGI app.
+
+The event stays current while the server iterates the response body, so records logged
+from a streaming generator land on it; it is finished when the server closes the body.
+
+Route templates: a Flask app (or its ``wsgi_app``) gets a ``before_request`` hook that
+records ``request.url_rule``; a Django ``WSGIHandler`` is asked through
+``django.urls.resolve``. Either way the framework is imported only when it is the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from ..context import _current, current_event, deactivate
+from ..event import WideEvent
+from ..handler import WideEventHandler
+from ._common import HandlerRef, check_header_name
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+RouteResolver = Callable[[Environ], "str | None"]
+
+_internal = logging.getLogger("wide_logging.internal")
+
+
+class WideEventWSGIMiddleware:
+    """Wrap a WSGI app: ``app.wsgi_app = WideEventWSGIMiddleware(app.wsgi_app)`` (Flask),
+    ``application = WideEventWSGIMiddleware(get_wsgi_application())`` (Django).
+
+    Options as for the ASGI middleware: ``handler``, ``request_id_header``,
+    ``echo_request_id``.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        handler: WideEventHandler | None = None,
+        request_id_header: str = "x-request-id",
+        echo_request_id: bool = True,
+    ) -> None:
+        self.app = app
+        self._handler = HandlerRef(handler)
+        header = check_header_name(request_id_header)
+        self._environ_key = "HTTP_" + header.upper().replace("-", "_")
+        self._response_header = "-".join(part.capitalize() for part in header.split("-"))
+        self._echo = bool(echo_request_id)
+        self._resolve_route = _install_framework_hooks(app)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            handler = self._handler.get()
+            event = _open_event(handler, environ, self._environ_key)
+        except Exception:
+            _internal.exception("wide_logging could not open an event")
+            return self.app(environ, start_response)
+        echo = (self._response_header, event.request_id) if self._echo else None
+        lowered = self._response_header.lower()
+
+        def start_response_wrapper(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            with contextlib.suppress(ValueError):
+                event.status = int(status[:3])
+            if echo is not None and not any(name.lower() == lowered for name, _ in headers):
+                headers = [*headers, echo]  # type: ignore[list-item]
+            return start_response(status, headers, exc_info)
+
+        token = _current.set(event)
+        finish = _Finisher(handler, event, token, environ, self._resolve_route)
+        try:
+            body = self.app(environ, start_response_wrapper)
+        except Exception as exc:
+            event.record_exception(exc)
+            if event.status is None:
+                event.status = 500
+            finish()
+            raise
+        return _ClosingBody(body, finish)
+
+
+class _Finisher:
+    """Submits the event once, whichever of error, exhaustion or close() comes first."""
+
+    __slots__ = ("done", "environ", "event", "handler", "resolve_route", "token")
+
+    def __init__(
+        self,
+        handler: WideEventHandler,
+        event: WideEvent,
+        token: Any,
+        environ: Environ,
+        resolve_route: RouteResolver | None,
+    ) -> None:
+        self.handler = handler
+        self.event = event
+        self.token = token
+        self.environ = environ
+        self.resolve_route = resolve_route
+        self.done = False
+
+    def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        event = self.event
+        event.end()
+        if current_event() is event:
+            deactivate(self.token)
+        if event.route is None and self.resolve_route is not None:
+            try:
+                event.route = self.resolve_route(self.environ)
+            except Exception:
+                event.route = None
+        self.handler.submit(event)
+
+
+class _ClosingBody:
+    """The app's body, passed through; finishes the event when the server closes it."""
+
+    __slots__ = ("_body", "_finish")
+
+    def __init__(self, body: Iterable[bytes], finish: _Finisher) -> None:
+        self._body = body
+        self._finish = finish
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._body
+        except Exception as exc:
+            self._finish.event.record_exception(exc)
+            self._finish()
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._finish()
+
+
+def _open_event(handler: WideEventHandler, environ: Environ, environ_key: str) -> WideEvent:
+    event = handler.new_event(
+        request_id=environ.get(environ_key), traceparent=environ.get("HTTP_TRACEPARENT")
+    )
+    event.method = environ.get("REQUEST_METHOD")
+    event.path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+    event.client_address = environ.get("REMOTE_ADDR") or None
+    user_agent = environ.get("HTTP_USER_AGENT")
+    if user_agent:
+        event.user_agent = handler.serializer.clip(user_agent, 1024)
+    return event
+
+
+def _install_framework_hooks(app: Any) -> RouteResolver | None:
+    """Teach the middleware the route templates (and exceptions) of Flask and Django."""
+    owner = getattr(app, "__self__", app)  # Flask: app.wsgi_app is a bound method
+    if hasattr(owner, "url_map") and hasattr(owner, "before_request"):
+        _hook_flask(owner)
+        return None
+    if type(owner).__module__.startswith("django."):
+        return _hook_django()
+    return None
+
+
+def _hook_flask(flask_app: Any) -> None:
+    from flask import got_request_exception, request
+
+    def record_route() -> None:
+        event = current_event()
+        rule = request.url_rule
+        if event is not None and rule is not None:
+            event.route = rule.rule
+
+    def record_exception(sender: Any, exception: BaseException, **_: Any) -> None:
+        event = current_event()
+        if event is not None:
+            event.record_exception(exception)
+
+    flask_app.before_request(record_route)
+    got_request_exception.connect(record_exception, flask_app, weak=False)
+
+
+def _hook_django() -> RouteResolver:
+    from django.core.signals import got_request_exception
+    from django.urls import Resolver404, resolve
+
+    def record_exception(sender: Any, request: Any = None, **_: Any) -> None:
+        import sys
+
+        event = current_event()
+        exc = sys.exc_info()[1]
+        if event is not None and exc is not None:
+            event.record_exception(exc)
+
+    got_request_exception.connect(record_exception, weak=False, dispatch_uid="wide_logging")
+
+    def resolve_route(environ: Environ) -> str | None:
+        try:
+            match = resolve(environ.get("PATH_INFO") or "/")
+        except Resolver404:
+            return None
+        route = match.route
+        return "/" + route.lstrip("^") if route else None
+
+    return resolve_route

@@ -1,0 +1,434 @@
+"""The hand-off queue and the writer thread behind it.
+
+Theory of operation
+-------------------
+Request threads call :meth:`Pipeline.put` with an already encoded event. ``put`` does no
+I/O: it appends to a deque under a short lock, bounded by count *and* bytes, and wakes the
+writer only when a full batch is waiting. When the queue is full, an event kept by an
+always-keep rule (an error, a slow request, ...) is appended to the spool file right there
+— the one, rare, bounded piece of I/O a request may do — and any other event is dropped
+and counted as ``dropped.queue_overflow``.
+
+The writer thread (started lazily, restarted in a forked child) wakes every
+``flush_interval`` or when a batch is full, and drains the queue in batches of
+``batch_size``. Each batch goes down a chain of links: the primary sink, then any
+fallback sinks, each tried ``1 + max_retries`` times with exponential backoff and jitter
+behind its own circuit breaker; what no link takes is appended to the spool. A link whose
+breaker is open is skipped until ``breaker_cooldown`` has passed, then probed with one
+attempt. While the primary is healthy, spooled segments are replayed into it, oldest
+first, one batch per turn after the live traffic, at most ``replay_rate`` events a second.
+
+Every event therefore ends up written, spooled, or counted in ``dropped.<reason>``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import random
+import re
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ._errors import ConfigurationError
+from .metrics import Metrics
+from .spool import SegmentReader, Spool
+from .typing import Sink
+
+_internal = logging.getLogger("wide_logging.internal")
+_writer_thread = threading.local()
+_URL_CREDENTIALS = re.compile(r"(//[^/@:\s]*:)[^@/\s]+@")
+
+
+def in_writer_thread() -> bool:
+    """True inside a pipeline's writer thread (whose own log records must not loop back)."""
+    return getattr(_writer_thread, "active", False)
+
+
+def mask_credentials(text: str) -> str:
+    """Hide ``user:password@`` in any URL inside an error message."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+@dataclass
+class Breaker:
+    """Circuit breaker of one sink: closed -> open on a failed batch -> probe after cooldown."""
+
+    cooldown: float
+    opened_at: float | None = None
+    probing: bool = field(default=False)
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half_open" if self.probing else "open"
+
+    def allows(self, now: float) -> bool:
+        if self.opened_at is None:
+            return True
+        self.probing = now - self.opened_at >= self.cooldown
+        return self.probing
+
+    def succeeded(self) -> bool:
+        """Close; True when this was a recovery."""
+        recovered = self.opened_at is not None
+        self.opened_at = None
+        self.probing = False
+        return recovered
+
+    def failed(self, now: float) -> bool:
+        """Open (again); True when it was closed before."""
+        was_closed = self.opened_at is None
+        self.opened_at = now
+        self.probing = False
+        return was_closed
+
+
+@dataclass
+class _Link:
+    sink: Sink
+    breaker: Breaker
+
+
+class Pipeline:
+    """Bounded, non-blocking hand-off to a writer thread that batches, retries and spools."""
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        spool: Spool,
+        *,
+        metrics: Metrics,
+        batch_size: int = 100,
+        flush_interval: float = 1.0,
+        queue_size: int = 10_000,
+        queue_bytes: int = 32 * 1024 * 1024,
+        max_retries: int = 3,
+        retry_backoff: float = 0.1,
+        breaker_cooldown: float = 5.0,
+        replay_rate: float = 10_000.0,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        _check_number("batch_size", batch_size, 1, integer=True)
+        _check_number("flush_interval", flush_interval, 0.001)
+        _check_number("queue_size", queue_size, 1, integer=True)
+        _check_number("queue_bytes", queue_bytes, 1024, integer=True)
+        _check_number("max_retries", max_retries, 0, integer=True)
+        _check_number("retry_backoff", retry_backoff, 0)
+        _check_number("breaker_cooldown", breaker_cooldown, 0)
+        _check_number("replay_rate", replay_rate, 1)
+        _check_number("shutdown_timeout", shutdown_timeout, 0)
+        if not sinks:
+            msg = "a pipeline needs at least one sink"
+            raise ConfigurationError(msg)
+        self.links = [_Link(sink, Breaker(breaker_cooldown)) for sink in sinks]
+        self.spool = spool
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.replay_rate = replay_rate
+        self.shutdown_timeout = shutdown_timeout
+        self._init_process_state()
+        _live_pipelines.add(self)
+
+    def _init_process_state(self) -> None:
+        """Everything that belongs to one process: made anew in a forked child."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[bytes, bool]] = deque()
+        self._queued_bytes = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._progress = threading.Condition(threading.Lock())
+        self._in_flight: Sequence[bytes] = ()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._replay: SegmentReader | None = None
+        self._replay_due = True  # look for segments left by an earlier run
+        self._last_replay_scan = 0.0
+
+    # -- request thread ----------------------------------------------------------------
+
+    def put(self, data: bytes, always_keep: bool) -> None:
+        """Hand one encoded event to the writer. Never blocks on I/O, never raises."""
+        if self._pid != os.getpid():
+            self._after_fork()  # a fork that bypassed os.fork (rare): catch up here
+        if self._thread is None:
+            self._start()
+        size = len(data)
+        with self._lock:
+            queue = self._queue
+            accepted = (
+                not self._closed
+                and len(queue) < self.queue_size
+                and self._queued_bytes + size <= self.queue_bytes
+            )
+            if accepted:
+                queue.append((data, always_keep))
+                self._queued_bytes += size
+                depth = len(queue)
+        if accepted:
+            if depth >= self.batch_size:
+                self._wake.set()
+            return
+        reason = "closed" if self._closed else "queue_overflow"
+        if always_keep:
+            self.spool.write([data], reason)
+        else:
+            self.metrics.inc(f"dropped.{reason}")
+
+    # -- control -----------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything handed off so far is written or spooled; False on timeout."""
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        thread = self._thread
+        if thread is None or not thread.is_alive() or self._pid != os.getpid():
+            return not self._queue
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while self._queue or self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.set()
+                self._progress.wait(min(remaining, 0.05))
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush within ``timeout``, stop the writer, spool what is left, close the sinks.
+
+        Returns False when the deadline forced events into the spool instead of the sinks.
+        An in-flight batch still stuck in a hung sink is spooled too, so it may be stored
+        twice; stores dedupe on ``event_id``.
+        """
+        if self._closed:
+            return True
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        flushed = self.flush(timeout)
+        with self._lock:
+            self._closed = True
+        self._stopping.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.1, min(timeout, 1.0)))
+        leftovers = [data for data, _ in self._drain_queue()]
+        if thread is not None and thread.is_alive():
+            leftovers.extend(self._in_flight)
+        if leftovers:
+            self.spool.write(leftovers, "shutdown")
+            flushed = False
+        if self._replay is not None:
+            self._replay.close()
+        for link in self.links:
+            _close_quietly(link.sink)
+        _close_quietly(self.spool.sink)
+        _live_pipelines.discard(self)
+        return flushed
+
+    # -- writer thread -----------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="wide_logging.writer", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        _writer_thread.active = True
+        timeout = self.flush_interval
+        while True:
+            self._wake.wait(timeout)
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            try:
+                self._write_queued()
+                timeout = self.flush_interval
+                if not stopping and self._replay_one_batch():
+                    timeout = min(self.flush_interval, self.batch_size / self.replay_rate)
+            except Exception:  # a bug of ours must not kill the writer
+                _internal.exception("wide_logging writer error")
+            with self._progress:
+                self._progress.notify_all()
+            if stopping:
+                return
+
+    def _drain_queue(self, limit: int | None = None) -> list[tuple[bytes, bool]]:
+        with self._lock:
+            queue = self._queue
+            count = len(queue) if limit is None else min(limit, len(queue))
+            items = [queue.popleft() for _ in range(count)]
+            self._queued_bytes -= sum(len(data) for data, _ in items)
+        return items
+
+    def _write_queued(self) -> None:
+        while self._queue:
+            batch = [data for data, _ in self._drain_queue(self.batch_size)]
+            self._in_flight = batch
+            try:
+                self._deliver(batch)
+            finally:
+                self._in_flight = ()
+                with self._progress:
+                    self._progress.notify_all()
+
+    def _deliver(self, batch: list[bytes]) -> None:
+        for link in self.links:
+            if self._write_link(link, batch):
+                return
+        self.spool.write(batch, "sink_failure")
+        self._replay_due = True
+
+    def _write_link(self, link: _Link, batch: list[bytes]) -> bool:
+        breaker = link.breaker
+        if not breaker.allows(time.monotonic()):
+            return False
+        attempts = 1 if breaker.probing or self._stopping.is_set() else 1 + self.max_retries
+        error: Exception | None = None
+        for attempt in range(attempts):
+            if attempt:
+                self.metrics.inc(f"retries.{link.sink.name}")
+                delay = self.retry_backoff * 2 ** (attempt - 1)
+                if self._stopping.wait(delay * random.uniform(0.5, 1.5)):
+                    break  # shutting down: stop retrying, let the chain go on
+            started = time.perf_counter()
+            try:
+                link.sink.write(batch)
+            except Exception as exc:
+                error = exc
+                continue
+            self.metrics.inc(f"written.{link.sink.name}", len(batch))
+            self.metrics.inc(f"batches.{link.sink.name}")
+            self.metrics.inc(
+                f"write_us.{link.sink.name}", int((time.perf_counter() - started) * 1e6)
+            )
+            if breaker.succeeded():
+                _internal.warning("sink %s recovered; replaying the spool", link.sink.name)
+                self._replay_due = True
+            return True
+        self.metrics.inc(f"write_failures.{link.sink.name}")
+        if breaker.failed(time.monotonic()) and error is not None:
+            _internal.error(
+                "sink %s failed after %d attempt(s) (%s: %s); circuit open for %.1fs",
+                link.sink.name,
+                attempts,
+                type(error).__name__,
+                mask_credentials(str(error))[:500],
+                breaker.cooldown,
+            )
+        return False
+
+    def _replay_one_batch(self) -> bool:
+        """Replay one spooled batch into the primary if it is healthy; True if more remain."""
+        primary = self.links[0]
+        if primary.breaker.state != "closed":
+            return False
+        reader = self._replay
+        if reader is None:
+            now = time.monotonic()
+            if not self._replay_due and now - self._last_replay_scan < 30.0:
+                return False
+            self._replay_due = False
+            self._last_replay_scan = now
+            claimed = self.spool.claim()
+            if claimed is None:
+                return False
+            reader = self._replay = SegmentReader(claimed, self.batch_size, self.metrics)
+        batch = reader.next_batch()
+        if not batch:
+            reader.finish()
+            self._replay = None
+            self._replay_due = True  # there may be more segments
+            return True
+        try:
+            primary.sink.write(batch)
+        except Exception as exc:
+            primary.breaker.failed(time.monotonic())
+            _internal.warning(
+                "replay into %s failed (%s); will retry after recovery",
+                primary.sink.name,
+                type(exc).__name__,
+            )
+            return False
+        self.metrics.inc(f"written.{primary.sink.name}", len(batch))
+        reader.sent()
+        return True
+
+    # -- fork --------------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        # The parent's queued events are the parent's to write; the child starts empty,
+        # with fresh locks (a lock held by a parent thread would never be released here).
+        self._init_process_state()
+        self._replay_due = False
+        self.metrics.reset()
+        for sink in (*(link.sink for link in self.links), self.spool.sink):
+            after_fork = getattr(sink, "after_fork", None)
+            if callable(after_fork):
+                after_fork()
+
+
+def _check_number(name: str, value: object, low: float, *, integer: bool = False) -> None:
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < low:  # type: ignore[operator]
+        kind = "an integer" if integer else "a number"
+        msg = f"{name} must be {kind} >= {low:g}, got {value!r}"
+        raise ConfigurationError(msg)
+
+
+def _close_quietly(sink: Sink) -> None:
+    try:
+        sink.close()
+    except Exception as exc:
+        _internal.warning("closing sink %s failed: %s", sink.name, type(exc).__name__)
+
+
+_live_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
+
+def flush_all(timeout: float = 5.0) -> bool:
+    """Flush every live pipeline of this process within ``timeout`` seconds in total."""
+    deadline = time.monotonic() + timeout
+    ok = True
+    for pipeline in list(_live_pipelines):
+        ok = pipeline.flush(max(0.0, deadline - time.monotonic())) and ok
+    return ok
+
+
+def _close_all_at_exit() -> None:
+    for pipeline in list(_live_pipelines):
+        with contextlib.suppress(Exception):  # exiting: never a traceback
+            pipeline.close()
+
+
+def _after_fork_in_child() -> None:
+    for pipeline in list(_live_pipelines):
+        pipeline._after_fork()
+
+
+atexit.register(_close_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

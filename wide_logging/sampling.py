@@ -1,0 +1,215 @@
+"""Tail-aware sampling: keep every error, slow and critical request, and a share of the rest.
+
+Pure: no I/O, no clock, no global state. The same inputs give the same decision in every
+process, because the share of normal traffic is decided by a MurmurHash3 (not Python's
+randomised ``hash``) of the request's sampling key::
+
+    keep  <=>  mmh3_32(key) < normal_rate * 2**32
+
+Rules are tried in a fixed order; the first that matches decides and is recorded on the
+event as ``sampling.rule`` with its ``sampling.rate`` (1.0 for the always-keep rules), so
+stored counts can be re-weighted by ``1 / rate``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mmh3
+
+from ._errors import ConfigurationError
+
+#: Rule names for requests, in the order they are tried.
+RULES = ("error", "server_error", "slow", "critical_route", "force_keep", "normal")
+#: The rules that keep an event whatever the rate.
+ALWAYS_KEEP_RULES = frozenset(RULES[:-1])
+#: Log records outside any request: errors by ``error``, the rest by ``log`` at ``log_rate``.
+LOG_RULE = "log"
+_SPACE = 2**32
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    keep: bool
+    rule: str
+    rate: float
+
+    @property
+    def always_keep(self) -> bool:
+        return self.rule in ALWAYS_KEEP_RULES
+
+
+class TailSampler:
+    """The sampling policy. Configure once; ``decide`` is called for every finished event."""
+
+    __slots__ = (
+        "_critical_re",
+        "_keep_critical",
+        "_keep_error",
+        "_keep_forced",
+        "_keep_server_error",
+        "_keep_slow",
+        "_log_drop",
+        "_log_keep",
+        "_log_threshold",
+        "_normal_drop",
+        "_normal_keep",
+        "_threshold",
+        "critical_routes",
+        "log_rate",
+        "normal_rate",
+        "slow_ms",
+    )
+
+    def __init__(
+        self,
+        *,
+        normal_rate: float = 0.02,
+        slow_ms: float = 1000.0,
+        critical_routes: Iterable[str] = (),
+        log_rate: float = 1.0,
+    ) -> None:
+        for name, rate in (("normal_rate", normal_rate), ("log_rate", log_rate)):
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+                msg = f"sampling {name} must be a number between 0 and 1, got {rate!r}"
+                raise ConfigurationError(msg)
+        if isinstance(slow_ms, bool) or not isinstance(slow_ms, (int, float)) or slow_ms < 0:
+            msg = f"sampling slow_ms must be a number of milliseconds >= 0, got {slow_ms!r}"
+            raise ConfigurationError(msg)
+        if isinstance(critical_routes, str):
+            critical_routes = [critical_routes]
+        patterns = list(critical_routes)
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern:
+                msg = f"sampling critical_routes must be glob patterns (strings), got {pattern!r}"
+                raise ConfigurationError(msg)
+        self.normal_rate = float(normal_rate)
+        self.slow_ms = float(slow_ms)
+        self.critical_routes = tuple(patterns)
+        self._critical_re = (
+            re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+            if patterns
+            else None
+        )
+        self.log_rate = float(log_rate)
+        self._threshold = int(self.normal_rate * _SPACE)
+        self._log_threshold = int(self.log_rate * _SPACE)
+        # Decisions are immutable, so each rule's is built once and shared.
+        self._keep_error = Decision(True, "error", 1.0)
+        self._keep_server_error = Decision(True, "server_error", 1.0)
+        self._keep_slow = Decision(True, "slow", 1.0)
+        self._keep_critical = Decision(True, "critical_route", 1.0)
+        self._keep_forced = Decision(True, "force_keep", 1.0)
+        self._normal_keep = Decision(True, "normal", self.normal_rate)
+        self._normal_drop = Decision(False, "normal", self.normal_rate)
+        self._log_keep = Decision(True, LOG_RULE, self.log_rate)
+        self._log_drop = Decision(False, LOG_RULE, self.log_rate)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> TailSampler:
+        """Build from the ``sampling`` dict of the handler configuration."""
+        if config is None:
+            return cls()
+        if not isinstance(config, Mapping):
+            msg = f"sampling must be a dict of options, got {type(config).__name__}"
+            raise ConfigurationError(msg)
+        unknown = set(config) - {"normal_rate", "slow_ms", "critical_routes", "log_rate"}
+        if unknown:
+            msg = (
+                f"unknown sampling option(s) {sorted(unknown)}; "
+                "allowed: normal_rate, slow_ms, critical_routes, log_rate"
+            )
+            raise ConfigurationError(msg)
+        return cls(**config)
+
+    def hit(self, key: str) -> bool:
+        """True when ``key`` falls in the kept share of normal traffic."""
+        return mmh3.hash(key, 0, False) < self._threshold
+
+    def is_critical(self, route: str | None) -> bool:
+        return (
+            route is not None
+            and self._critical_re is not None
+            and (self._critical_re.match(route) is not None)
+        )
+
+    def decide(
+        self,
+        key: str,
+        *,
+        error: bool = False,
+        status: int | None = None,
+        duration_ms: float = 0.0,
+        route: str | None = None,
+        force_keep: bool = False,
+    ) -> Decision:
+        if error:
+            return self._keep_error
+        if status is not None and status >= 500:
+            return self._keep_server_error
+        if duration_ms > self.slow_ms:
+            return self._keep_slow
+        if self._critical_re is not None and route is not None and self._critical_re.match(route):
+            return self._keep_critical
+        if force_keep:
+            return self._keep_forced
+        return self._normal_keep if self.hit(key) else self._normal_drop
+
+    def decide_log(self, key: str, *, error: bool) -> Decision:
+        """The decision for a log record outside any request."""
+        if error:
+            return self._keep_error
+        keep = mmh3.hash(key, 0, False) < self._log_threshold
+        return self._log_keep if keep else self._log_drop
+
+    def decide_event(self, event: Mapping[str, Any]) -> Decision:
+        """The decision for a finished event given as a dict (stored or captured)."""
+        http = event.get("http") or {}
+        response = http.get("response") or {} if isinstance(http, Mapping) else {}
+        route = http.get("route") if isinstance(http, Mapping) else None
+        if route is None:
+            route = (event.get("url") or {}).get("path")
+        return self.decide(
+            sampling_key(event),
+            error=bool(event.get("error")),
+            status=response.get("status_code") if isinstance(response, Mapping) else None,
+            duration_ms=float(event.get("duration_ms") or 0.0),
+            route=route,
+            force_keep=(event.get("sampling") or {}).get("rule") == "force_keep",
+        )
+
+    def explain(self, event: Mapping[str, Any]) -> str:
+        """Say in one sentence which rule decides for ``event``, and why."""
+        decision = self.decide_event(event)
+        reasons = {
+            "error": f"it carries an error ({(event.get('error') or {}).get('type', 'error')})",
+            "server_error": "its response status is 5xx",
+            "slow": f"duration_ms {event.get('duration_ms')} > slow_ms {self.slow_ms:g}",
+            "critical_route": "its route matches one of critical_routes "
+            f"{list(self.critical_routes)}",
+            "force_keep": "the app called annotate(force_keep=True)",
+        }
+        if decision.rule in reasons:
+            return f"kept by rule '{decision.rule}' (rate 1.0): {reasons[decision.rule]}"
+        key = sampling_key(event)
+        verdict = "kept" if decision.keep else "dropped"
+        return (
+            f"{verdict} by rule 'normal' (rate {self.normal_rate:g}): no always-keep rule "
+            f"matched, and mmh3({key!r}) = {mmh3.hash(key, 0, False)} is "
+            f"{'<' if decision.keep else '>='} {self._threshold} (normal_rate * 2**32); "
+            f"each kept normal event stands for {1 / self.normal_rate if self.normal_rate else 0:g}"
+        )
+
+
+def sampling_key(event: Mapping[str, Any]) -> str:
+    """The key whose hash decides normal traffic.
+
+    The request id; a request that arrives without ``X-Request-ID`` but with a W3C
+    ``traceparent`` takes the trace id as its request id, so every service in a trace
+    decides alike. Events outside requests fall back to their event id.
+    """
+    return str(event.get("request_id") or event.get("trace_id") or event.get("event_id") or "")

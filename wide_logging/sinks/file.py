@@ -1,0 +1,195 @@
+"""Rotating JSONL files: the embedded default sink and the spool behind every other sink.
+
+Each batch is appended with one ``write`` on an ``O_APPEND`` descriptor while holding an
+``flock`` on the file, so processes sharing a path (gunicorn workers) never interleave
+lines and only one of them rotates. A file is rotated by renaming it to a time-stamped
+segment, ``events.20261127T092631.123456-4242.jsonl``; every writer notices the rename
+(the inode changes) and reopens. A failed write is cut back to where it began, so a reader
+never sees a partial line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .._errors import ConfigurationError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows; locking is then per process only
+    fcntl = None  # type: ignore[assignment]
+
+_SEGMENT_STAMP = r"\d{8}T\d{6}\.\d{6}-\d+"
+
+
+class RotatingFileSink:
+    """Appends events as JSON lines to ``path``; rotates at ``max_bytes``, keeps ``backups``.
+
+    ``on_discard(segment)`` is called before a segment beyond ``backups`` is deleted; the
+    spool uses it to count what it had to give up.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = 100 * 1024 * 1024,
+        backups: int = 10,
+        on_discard: Callable[[Path], None] | None = None,
+    ) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
+            msg = f"file sink max_bytes must be an integer >= 1024, got {max_bytes!r}"
+            raise ConfigurationError(msg)
+        if isinstance(backups, bool) or not isinstance(backups, int) or backups < 0:
+            msg = f"file sink backups must be an integer >= 0, got {backups!r}"
+            raise ConfigurationError(msg)
+        self.path = Path(path)
+        if self.path.is_dir() or not self.path.name:
+            msg = f"file sink path must name a file, got a directory: {str(path)!r}"
+            raise ConfigurationError(msg)
+        self.name = f"file:{self.path}"
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.on_discard = on_discard
+        suffix = self.path.suffix
+        self._stem = self.path.name[: -len(suffix)] if suffix else self.path.name
+        self._suffix = suffix
+        self._segment_re = re.compile(
+            rf"{re.escape(self._stem)}\.{_SEGMENT_STAMP}{re.escape(suffix)}"
+        )
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    # -- Sink ------------------------------------------------------------------------
+
+    def write(self, batch: Sequence[bytes]) -> None:
+        if not batch:
+            return
+        data = b"\n".join(batch) + b"\n"
+        with self._lock:
+            fd = self._current_fd()
+            _lock_file(fd)
+            try:
+                fd = self._follow_rename(fd)
+                size = os.fstat(fd).st_size
+                if size and size + len(data) > self.max_bytes:
+                    fd = self._rotate_locked(fd)
+                    size = 0
+                _append(fd, data, size)
+            finally:
+                _unlock_file(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def after_fork(self) -> None:
+        # The lock may have been held by a thread that does not exist in the child.
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    # -- segments (used by the spool) --------------------------------------------------
+
+    def seal(self) -> None:
+        """Rotate now if the current file holds anything, so it can be replayed."""
+        with self._lock:
+            fd = self._current_fd()
+            _lock_file(fd)
+            try:
+                fd = self._follow_rename(fd)
+                if os.fstat(fd).st_size:
+                    fd = self._rotate_locked(fd)
+            finally:
+                _unlock_file(fd)
+
+    def segments(self) -> list[Path]:
+        """Sealed segments, oldest first."""
+        try:
+            names = os.listdir(self.path.parent)
+        except FileNotFoundError:
+            return []
+        return [self.path.parent / n for n in sorted(names) if self.is_segment(n)]
+
+    def is_segment(self, name: str) -> bool:
+        """True when ``name`` is a sealed segment of this file."""
+        return self._segment_re.fullmatch(name) is not None
+
+    # -- internals --------------------------------------------------------------------
+
+    def _current_fd(self) -> int:
+        if self._fd is None:
+            self._fd = self._open()
+        return self._fd
+
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+    def _follow_rename(self, fd: int) -> int:
+        """Reopen when another process (or a replay) renamed our file away."""
+        try:
+            same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        _unlock_file(fd)
+        os.close(fd)
+        self._fd = None
+        self._fd = fd = self._open()
+        _lock_file(fd)
+        return self._follow_rename(fd)
+
+    def _rotate_locked(self, fd: int) -> int:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
+        segment = self.path.with_name(f"{self._stem}.{stamp}-{os.getpid()}{self._suffix}")
+        os.rename(self.path, segment)
+        _unlock_file(fd)
+        os.close(fd)
+        self._fd = None
+        self._fd = fd = self._open()
+        _lock_file(fd)
+        self._prune()
+        return self._follow_rename(fd)
+
+    def _prune(self) -> None:
+        segments = self.segments()
+        for old in segments[: max(0, len(segments) - self.backups)]:
+            if self.on_discard is not None:
+                self.on_discard(old)
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+
+
+def _append(fd: int, data: bytes, size_before: int) -> None:
+    """Write all of ``data`` or, on failure, cut the file back to ``size_before``."""
+    view = memoryview(data)
+    try:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size_before)
+        raise
+
+
+def _lock_file(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _unlock_file(fd: int) -> None:
+    if fcntl is not None:
+        # OSError: already closed after a failed reopen, and closing released the lock.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)

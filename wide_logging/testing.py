@@ -1,0 +1,98 @@
+"""Helpers for asserting on the wide events your own app produces, in your own tests.
+
+    from wide_logging.testing import capture_events
+
+    def test_checkout_records_the_cart(client):
+        with capture_events() as events:
+            client.post("/checkout", json={...})
+        assert events[0]["cart"]["items"] == 3
+
+While a capture is active, finished events go to it *instead of* the pipeline: nothing is
+written, nothing waits for a writer thread. With ``keep_all=True`` (the default) events the
+sampler would drop are captured too, marked ``sampling.sampled_out``; the decision is made
+exactly as in production, so ``sampling.rule`` can be asserted on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+
+from .handler import add_tap, remove_tap
+from .sampling import Decision
+from .typing import EventDict
+
+
+class CapturedEvents(list[EventDict]):
+    """The captured events, oldest first, with helpers to find the ones a test wants."""
+
+    def by_kind(self, kind: str) -> list[EventDict]:
+        return [event for event in self if event.get("kind") == kind]
+
+    def requests(self) -> list[EventDict]:
+        return self.by_kind("http.request")
+
+    def find(self, **fields: Any) -> list[EventDict]:
+        """Events whose dotted paths equal the given values: ``find(**{"http.route": "/x"})``."""
+        return [e for e in self if all(_get(e, path) == want for path, want in fields.items())]
+
+
+@contextmanager
+def capture_events(*, keep_all: bool = True) -> Iterator[CapturedEvents]:
+    """Capture every finished event (in all handlers) for the duration of the block."""
+    captured = CapturedEvents()
+    lock = threading.Lock()
+
+    def tap(event: EventDict, decision: Decision) -> None:
+        if keep_all or decision.keep:
+            with lock:
+                captured.append(event)
+
+    add_tap(tap)
+    try:
+        yield captured
+    finally:
+        remove_tap(tap)
+
+
+class MemorySink:
+    """A sink that keeps what it is given: ``WideEventHandler(sink=MemorySink())``.
+
+    Unlike ``capture_events`` this goes through the real pipeline (sampling, queue,
+    batching, writer thread); call ``handler.flush()`` before asserting.
+    """
+
+    name = "memory:"
+
+    def __init__(self) -> None:
+        self.batches: list[list[bytes]] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def write(self, batch: Sequence[bytes]) -> None:
+        with self._lock:
+            self.batches.append(list(batch))
+
+    @property
+    def events(self) -> list[EventDict]:
+        with self._lock:
+            return [orjson.loads(line) for batch in self.batches for line in batch]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _get(event: EventDict, path: str) -> Any:
+    node: Any = event
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+__all__ = ["CapturedEvents", "MemorySink", "capture_events"]
