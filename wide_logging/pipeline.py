@@ -342,9 +342,13 @@ class Pipeline:
         return False
 
     def _replay_one_batch(self) -> bool:
-        """Replay one spooled batch into the primary if it is healthy; True if more remain."""
+        """Replay one spooled batch into the primary; True if more remain.
+
+        With the primary's circuit open this waits for the cooldown, and the replayed batch
+        is then the probe: recovery does not depend on live traffic arriving.
+        """
         primary = self.links[0]
-        if primary.breaker.state != "closed":
+        if not primary.breaker.allows(time.monotonic()):
             return False
         reader = self._replay
         if reader is None:
@@ -375,6 +379,8 @@ class Pipeline:
             return False
         self.metrics.inc(f"written.{primary.sink.name}", len(batch))
         reader.sent()
+        if primary.breaker.succeeded():
+            _internal.warning("sink %s recovered; replaying the spool", primary.sink.name)
         return True
 
     # -- fork --------------------------------------------------------------------------

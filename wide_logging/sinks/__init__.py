@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._errors import ConfigurationError
 from ..typing import Sink
@@ -23,28 +23,27 @@ from .stream import StreamSink
 
 __all__ = ["RotatingFileSink", "StreamSink", "mask_url", "open_sink"]
 
-_SECRET_QUERY = re.compile(r"pass|secret|token|key|credential|auth", re.IGNORECASE)
+_SECRET_QUERY = re.compile(
+    r"pass|secret|token|credential|api_?key|(?:^|_)key$|^auth(?:orization)?$|^sig(?:nature)?$",
+    re.IGNORECASE,
+)
 _MASK = "***"
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^@/?#]*)@")
+_QUERY_PAIR = re.compile(r"([?&])([^=&#]+)=([^&#]*)")
 
 
 def mask_url(url: str) -> str:
     """``url`` with any password, token or key replaced by ``***``; safe to print."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{_MASK}@{host}" if ":" in userinfo else f"{_MASK}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = "&".join(
-            f"{quote(k)}={_MASK if _SECRET_QUERY.search(k) else quote(v)}" for k, v in pairs
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+    def userinfo(match: re.Match[str]) -> str:
+        user, colon, _ = match.group(2).partition(":")
+        return f"{match.group(1)}{user}:{_MASK}@" if colon else f"{match.group(1)}{_MASK}@"
+
+    def query(match: re.Match[str]) -> str:
+        secret = _SECRET_QUERY.search(match.group(2))
+        return f"{match.group(1)}{match.group(2)}={_MASK if secret else match.group(3)}"
+
+    return _QUERY_PAIR.sub(query, _USERINFO.sub(userinfo, url, count=1))
 
 
 def _int_option(name: str, value: str) -> int:

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from wide_logging import WideEventHandler
+from wide_logging.handler import _handlers
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.005)
+
+
+def read_jsonl(*paths: Path) -> list[dict[str, Any]]:
+    """Every event in the given files and in their rotated segments (and claims)."""
+    events: list[dict[str, Any]] = []
+    for path in paths:
+        if not path.parent.exists():
+            continue
+        stem = path.name.split(".")[0]
+        for candidate in sorted(path.parent.iterdir()):
+            if candidate.is_file() and candidate.name.startswith(stem + "."):
+                for line in candidate.read_bytes().splitlines():
+                    if line.strip():
+                        events.append(orjson.loads(line))
+    return events
+
+
+class ControlledSink:
+    """A sink a test steers: it records batches and fails, hangs or slows on demand."""
+
+    def __init__(self, name: str = "controlled") -> None:
+        self.name = name
+        self.batches: list[list[bytes]] = []
+        self.failing = False
+        self.delay = 0.0
+        self.attempts = 0
+        self.release = threading.Event()
+        self.release.set()
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def write(self, batch: Sequence[bytes]) -> None:
+        with self._lock:
+            self.attempts += 1
+        self.release.wait()
+        if self.delay:
+            time.sleep(self.delay)
+        if self.failing:
+            raise ConnectionError("sink down on purpose")
+        with self._lock:
+            self.batches.append(list(batch))
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [orjson.loads(line) for batch in self.batches for line in batch]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for name in list(__import__("os").environ):
+        if name.startswith("WIDE_LOGGING_") and name != "WIDE_LOGGING_TEST_MONGO_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield
+    logging.getLogger().handlers[:] = [
+        h for h in logging.getLogger().handlers if not isinstance(h, WideEventHandler)
+    ]
+
+
+@pytest.fixture
+def make_handler(tmp_path: Path) -> Iterator[Callable[..., WideEventHandler]]:
+    created: list[WideEventHandler] = []
+
+    def make(**options: Any) -> WideEventHandler:
+        options.setdefault("sink", f"file:{tmp_path}/out/events.jsonl")
+        options.setdefault("fallback", f"file:{tmp_path}/spool/events.jsonl")
+        options.setdefault("flush_interval", 0.05)
+        handler = WideEventHandler(**options)
+        created.append(handler)
+        return handler
+
+    yield make
+    for handler in created:
+        handler.close()
+    _handlers.clear()
+
+
+@pytest.fixture
+def events_file(tmp_path: Path) -> Path:
+    return tmp_path / "out" / "events.jsonl"
+
+
+@pytest.fixture
+def spool_file(tmp_path: Path) -> Path:
+    return tmp_path / "spool" / "events.jsonl"

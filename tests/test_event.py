@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from wide_logging._ids import (
+    new_request_id,
+    trace_id_from_traceparent,
+    uuid7,
+    valid_request_id,
+)
+from wide_logging.event import WideEvent, nest_dotted
+from wide_logging.serialize import REDACTED, Serializer
+
+RESOURCE = {"service": {"name": "svc"}, "host": {"name": "h"}, "process": {"pid": 1}}
+SAMPLING = {"rule": "normal", "rate": 0.02}
+
+
+def make_event(**kw: object) -> WideEvent:
+    return WideEvent("http.request", Serializer(), request_id="req-1", **kw)  # type: ignore[arg-type]
+
+
+def record(
+    level: int, msg: str, *args: object, exc: BaseException | None = None
+) -> logging.LogRecord:
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    return logging.LogRecord("app.db", level, __file__, 1, msg, args, exc_info)
+
+
+def test_finalize_builds_the_documented_fields() -> None:
+    event = make_event(trace_id="0af7651916cd43dd8448eb211c80319c")
+    event.method, event.path, event.route, event.status = "GET", "/u/7", "/u/{id}", 200
+    event.client_address, event.user_agent = "10.0.0.1", "curl/8"
+    event.annotate(user={"id": 7})
+    fields = event.finalize(RESOURCE, SAMPLING)
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", fields["event_id"]
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", fields["timestamp"])
+    assert fields["kind"] == "http.request"
+    assert fields["service"] == {"name": "svc"}
+    assert fields["request_id"] == "req-1"
+    assert fields["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert fields["http"] == {
+        "request": {"method": "GET"},
+        "route": "/u/{id}",
+        "response": {"status_code": 200},
+    }
+    assert fields["url"] == {"path": "/u/7"}
+    assert fields["client"] == {"address": "10.0.0.1"}
+    assert fields["user_agent"] == {"original": "curl/8"}
+    assert fields["duration_ms"] >= 0
+    assert fields["sampling"] == SAMPLING
+    assert fields["user"] == {"id": 7}
+    assert "error" not in fields
+    assert "logs" not in fields
+
+
+def test_annotate_merges_nested_and_dotted_keys() -> None:
+    event = make_event()
+    event.annotate(user={"id": 1}, cart={"items": 2})
+    event.annotate(**{"user.plan": "pro", "cart.items": 3})
+    event.set("payment.provider", "acme")
+    assert event.get("user") == {"id": 1, "plan": "pro"}
+    assert event.get("cart.items") == 3
+    assert event.get("payment.provider") == "acme"
+    assert event.get("missing.path", "d") == "d"
+
+
+def test_annotate_can_extend_request_fields() -> None:
+    event = make_event()
+    event.method = "POST"
+    event.annotate(http={"request": {"body_size": 12}})
+    fields = event.finalize(RESOURCE, SAMPLING)
+    assert fields["http"]["request"] == {"method": "POST", "body_size": 12}
+
+
+def test_annotations_are_copies_and_redacted() -> None:
+    event = make_event()
+    payload = {"name": "a", "password": "hunter2"}
+    event.annotate(login=payload)
+    payload["name"] = "changed later"
+    assert event.get("login") == {"name": "a", "password": REDACTED}
+
+
+def test_force_keep_is_a_flag_not_a_field() -> None:
+    event = make_event()
+    event.annotate(force_keep=True)
+    assert event.force_keep
+    assert "force_keep" not in event.finalize(RESOURCE, SAMPLING)
+
+
+def test_sealed_event_ignores_late_changes() -> None:
+    event = make_event()
+    event.finalize(RESOURCE, SAMPLING)
+    event.annotate(late=True)
+    event.add_timing("db_ms", 1.0)
+    event.add_log(record(logging.ERROR, "late"))
+    assert event.sealed
+    assert event.get("late") is None
+    assert event.error is None
+
+
+def test_timings_of_the_same_name_add_up() -> None:
+    event = make_event()
+    event.add_timing("db_ms", 1.5)
+    event.add_timing("db_ms", 2.25)
+    assert event.finalize(RESOURCE, SAMPLING)["timings"] == {"db_ms": 3.75}
+
+
+def test_logs_are_capped_with_an_overflow_counter() -> None:
+    event = WideEvent("http.request", Serializer(), request_id="r", max_logs=3)
+    for n in range(10):
+        event.add_log(record(logging.INFO, "line %d", n))
+    fields = event.finalize(RESOURCE, SAMPLING)
+    assert [entry["message"] for entry in fields["logs"]] == ["line 0", "line 1", "line 2"]
+    assert fields["logs_dropped"] == 7
+    assert fields["logs"][0]["logger"] == "app.db"
+    assert fields["logs"][0]["level"] == "INFO"
+    assert fields["logs"][0]["offset_ms"] >= 0
+
+
+def test_error_record_marks_the_event_and_first_error_wins() -> None:
+    event = make_event()
+    event.add_log(record(logging.WARNING, "not an error"))
+    assert not event.has_error
+    event.add_log(record(logging.ERROR, "payment failed for %s", "order-9"))
+    assert event.error == {
+        "type": "LoggedError",
+        "message": "payment failed for order-9",
+        "logger": "app.db",
+    }
+    event.record_exception(ValueError("later"))
+    assert event.error["type"] == "LoggedError"
+
+
+def test_error_record_with_exception_records_type_and_stack() -> None:
+    try:
+        raise KeyError("sku-1")
+    except KeyError as exc:
+        caught = exc
+    event = make_event()
+    event.add_log(record(logging.ERROR, "lookup failed", exc=caught))
+    assert event.error is not None
+    assert event.error["type"] == "KeyError"
+    assert "raise KeyError" in event.error["stack"]
+
+
+def test_record_with_bad_format_args_never_raises() -> None:
+    event = make_event()
+    event.add_log(record(logging.INFO, "%d items", "not-a-number"))
+    fields = event.finalize(RESOURCE, SAMPLING)
+    assert fields["logs"][0]["message"].startswith("%d items")
+
+
+def test_exception_code_attribute_becomes_error_code() -> None:
+    class PaymentError(Exception):
+        code = "card_declined"
+
+    event = make_event()
+    event.record_exception(PaymentError("declined"))
+    assert event.error is not None
+    assert event.error["code"] == "card_declined"
+    assert event.error["type"].endswith("PaymentError")
+
+
+def test_duration_stops_at_end() -> None:
+    event = make_event()
+    time.sleep(0.01)
+    event.end()
+    first = event.duration_ms
+    time.sleep(0.01)
+    event.end()
+    assert event.duration_ms == first >= 10
+
+
+def test_uuid7_is_time_sortable_and_unique() -> None:
+    ids = [uuid7(1_700_000_000.0 + n / 1000) for n in range(1000)]
+    assert ids == sorted(ids)
+    assert len({uuid7(1.0) for _ in range(10_000)}) == 10_000
+
+
+def test_request_ids_and_traceparent_parsing() -> None:
+    assert re.fullmatch(r"[0-9a-f]{32}", new_request_id())
+    assert valid_request_id("abc-123_x.y:z", 128)
+    for bad in ("", "a b", "x" * 129, "evil\nheader", 'quote"'):
+        assert not valid_request_id(bad, 128)
+    good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert trace_id_from_traceparent(good) == "0af7651916cd43dd8448eb211c80319c"
+    assert trace_id_from_traceparent("00-" + "0" * 32 + "-b7ad6b7169203331-01") is None
+    assert trace_id_from_traceparent("garbage") is None
+    assert (
+        trace_id_from_traceparent("ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01") is None
+    )
+
+
+def test_nest_dotted() -> None:
+    assert nest_dotted({"a.b": 1, "a.c": 2, "d": 3}) == {"a": {"b": 1, "c": 2}, "d": 3}

@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import datetime
+import decimal
+import math
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wide_logging import ConfigurationError
+from wide_logging.serialize import REDACTED, Serializer
+
+
+class BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+class Opaque:
+    __slots__ = ()
+
+
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=50),
+    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=5),
+    st.binary(max_size=50),
+    st.builds(BadRepr),
+    st.builds(Opaque),
+    st.just(decimal.Decimal("1.10")),
+    st.just(uuid.UUID(int=7)),
+    st.just(datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc)),
+    st.sets(st.integers(), max_size=3),
+)
+values = st.recursive(
+    leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=5),
+        st.tuples(children, children),
+        st.dictionaries(
+            st.one_of(st.text(max_size=10), st.integers(), st.none(), st.tuples(st.integers())),
+            children,
+            max_size=5,
+        ),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_encode_never_raises_and_always_gives_valid_json(value: Any) -> None:
+    serializer = Serializer(max_event_bytes=4096)
+    data = serializer.encode({"event_id": "e", "kind": "http.request", "payload": value})
+    decoded = orjson.loads(data)
+    assert decoded["event_id"] == "e"
+    assert len(data) <= 4096
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_clean_output_is_plain_json(value: Any) -> None:
+    serializer = Serializer()
+    cleaned = serializer.clean({"v": value}, strict=True)
+    orjson.loads(orjson.dumps(cleaned, option=orjson.OPT_NON_STR_KEYS))
+
+
+def test_cycles_are_cut() -> None:
+    loop: dict[str, Any] = {"name": "a"}
+    loop["self"] = loop
+    items: list[Any] = [1]
+    items.append(items)
+    data = orjson.loads(Serializer().encode({"loop": loop, "items": items}))
+    assert data["loop"] == {"name": "a", "self": "[cycle]"}
+    assert data["items"] == [1, "[cycle]"]
+
+
+def test_shared_but_acyclic_values_are_not_called_cycles() -> None:
+    shared = {"x": 1}
+    cleaned = Serializer().clean({"a": shared, "b": shared})
+    assert cleaned == {"a": {"x": 1}, "b": {"x": 1}}
+
+
+def test_huge_strings_are_clipped_with_a_marker() -> None:
+    serializer = Serializer(max_string=100)
+    cleaned = serializer.clean({"blob": "x" * 10_000})
+    assert cleaned["blob"].startswith("x" * 100)
+    assert cleaned["blob"].endswith("[truncated 9900 chars]")
+
+
+def test_oversized_event_shrinks_but_keeps_identity_and_error() -> None:
+    serializer = Serializer(max_event_bytes=2048)
+    event = {
+        "event_id": "id-1",
+        "kind": "http.request",
+        "request_id": "r-1",
+        "error": {"type": "ValueError", "message": "boom"},
+        "logs": [{"message": "m" * 500} for _ in range(50)],
+        "payload": ["y" * 5000 for _ in range(50)],
+    }
+    data = serializer.encode(event)
+    assert len(data) <= 2048
+    decoded = orjson.loads(data)
+    assert decoded["event_id"] == "id-1"
+    assert decoded["request_id"] == "r-1"
+    assert decoded["error"]["type"] == "ValueError"
+    assert decoded["truncated"]["limit_bytes"] == 2048
+    assert decoded["truncated"]["original_bytes"] > 2048
+
+
+def test_invalid_utf8_and_big_ints_fall_back_to_visible_text() -> None:
+    raw = b"caf\xc3\xa9 \xff".decode("utf-8", "surrogateescape")
+    data = orjson.loads(Serializer().encode({"s": raw, "big": 2**100, "b": b"\xff\xfe"}))
+    assert data["s"].startswith("café ")
+    assert "udcff" in data["s"]
+    assert data["big"] == str(2**100)
+    assert data["b"] == "\ufffd\ufffd"
+
+
+def test_nan_and_infinity_become_null() -> None:
+    data = orjson.loads(Serializer().encode({"a": math.nan, "b": math.inf}))
+    assert data == {"a": None, "b": None}
+
+
+def test_unrepresentable_objects_become_placeholders() -> None:
+    data = orjson.loads(Serializer().encode({"bad": BadRepr(), "odd": Opaque()}))
+    assert data["bad"] == "<unrepresentable BadRepr>"
+    assert data["odd"].startswith("<test_serialize.Opaque object")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "authorization",
+        "Authorization",
+        "cookie",
+        "Set-Cookie",
+        "x_api_key",
+        "password",
+        "db_password",
+        "PASSWD",
+        "client_secret",
+        "access_token",
+        "refreshToken",
+        "apiKey",
+        "credentials",
+        "private_key",
+    ],
+)
+def test_secret_keys_are_redacted_by_default(key: str) -> None:
+    cleaned = Serializer().clean({"outer": {key: "hunter2"}})
+    assert cleaned == {"outer": {key: REDACTED}}
+
+
+@pytest.mark.parametrize("key", ["user", "route", "tokens_used_count_x", "author", "keyboard"])
+def test_ordinary_keys_are_kept(key: str) -> None:
+    serializer = Serializer()
+    # 'tokens_used_count_x' contains 'token': the default pattern is deliberately wide
+    expected = REDACTED if "token" in key else "v"
+    assert serializer.clean({key: "v"}) == {key: expected}
+
+
+def test_configured_keys_and_pattern() -> None:
+    serializer = Serializer(redact=["ssn", "X-Internal"], redact_pattern=r"^card")
+    cleaned = serializer.clean({"ssn": 1, "x_internal": 2, "card_number": 3, "password": 4})
+    assert cleaned == {
+        "ssn": REDACTED,
+        "x_internal": REDACTED,
+        "card_number": REDACTED,
+        "password": 4,
+    }
+
+
+def test_invalid_configuration_is_rejected() -> None:
+    with pytest.raises(ConfigurationError, match="list of key names"):
+        Serializer(redact="password")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="regular expression"):
+        Serializer(redact_pattern="(")
+    with pytest.raises(ConfigurationError, match="max_string"):
+        Serializer(max_string=0)
+    with pytest.raises(ConfigurationError, match="non-empty strings"):
+        Serializer(redact=[""])
+
+
+def test_long_lists_and_wide_dicts_are_capped() -> None:
+    serializer = Serializer(max_items=3)
+    cleaned = serializer.clean({"l": list(range(10)), "d": {str(i): i for i in range(10)}})
+    assert cleaned["l"] == [0, 1, 2, "[7 more items]"]
+    assert list(cleaned["d"]) == ["0", "1", "2", "..."]
+
+
+def test_deep_nesting_is_capped() -> None:
+    deep: Any = "leaf"
+    for _ in range(50):
+        deep = {"d": deep}
+    node = Serializer(max_depth=5).clean({"deep": deep})
+    levels = 0
+    while isinstance(node, dict):
+        node = next(iter(node.values()))
+        levels += 1
+    assert (levels, node) == (5, "[max depth]")
+
+
+def test_broken_mapping_does_not_break_cleaning() -> None:
+    class Broken(dict):  # type: ignore[type-arg]
+        def items(self):  # type: ignore[no-untyped-def]
+            raise RuntimeError("nope")
+
+    assert Serializer().clean({"b": Broken(a=1)}) == {"b": "[unreadable mapping: RuntimeError]"}
