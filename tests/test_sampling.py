@@ -106,7 +106,7 @@ def test_invalid_policy_is_rejected_with_a_clear_message(options: dict, message:
 
 
 def test_from_config_rejects_unknown_options() -> None:
-    with pytest.raises(ConfigurationError, match="unknown sampling option.*normal_rat"):
+    with pytest.raises(ConfigurationError, match=r"unknown sampling option.*normal_rat"):
         TailSampler.from_config({"normal_rat": 0.1})
     with pytest.raises(ConfigurationError, match="dict"):
         TailSampler.from_config([("normal_rate", 0.1)])  # type: ignore[arg-type]
