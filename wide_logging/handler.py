@@ -141,6 +141,9 @@ class WideEventHandler(logging.Handler):
         log_events: bool = True,
         shutdown_timeout: float = 5.0,
     ) -> None:
+        # Closed until fully built: logging.shutdown() may flush a handler whose
+        # configuration was rejected halfway.
+        self.closed = True
         super().__init__(level)
         self.serializer = Serializer(
             redact=redact,

@@ -123,7 +123,7 @@ class _Finisher:
 
 
 class _ClosingBody:
-    """The app's body, passed through; finishes the event when the server closes it."""
+    """The app's body, passed through; finishes the event when it ends or is closed."""
 
     __slots__ = ("_body", "_finish")
 
@@ -138,6 +138,9 @@ class _ClosingBody:
             self._finish.event.record_exception(exc)
             self._finish()
             raise
+        # The body is complete: finish now rather than at close(), which some clients
+        # (test clients among them) call late or never.
+        self._finish()
 
     def close(self) -> None:
         try:

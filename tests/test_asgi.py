@@ -1,0 +1,372 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+
+from wide_logging import WideEventHandler, WideEventMiddleware, annotate, span
+from wide_logging.serialize import Serializer
+from wide_logging.testing import MemorySink, capture_events
+
+log = logging.getLogger("app.asgi")
+
+
+class PaymentDeclined(Exception):
+    pass
+
+
+async def homepage(request: Request) -> PlainTextResponse:
+    log.info("rendering home")
+    return PlainTextResponse("hi")
+
+
+async def user(request: Request) -> JSONResponse:
+    annotate(user={"id": int(request.path_params["user_id"])})
+    with span("db"):
+        await asyncio.sleep(0)
+    return JSONResponse({"ok": True})
+
+
+async def boom(request: Request) -> PlainTextResponse:
+    log.warning("about to fail")
+    raise RuntimeError("kaboom")
+
+
+async def slow(request: Request) -> PlainTextResponse:
+    await asyncio.sleep(0.06)
+    return PlainTextResponse("slow")
+
+
+async def stream(request: Request) -> StreamingResponse:
+    async def body() -> Any:
+        for n in range(3):
+            await asyncio.sleep(0.03)
+            log.info("chunk %d", n)
+            yield f"chunk {n}\n".encode()
+
+    return StreamingResponse(body())
+
+
+def blocking_lookup() -> str:
+    annotate(threadpool={"used": True})
+    log.info("inside threadpool")
+    return "done"
+
+
+async def threaded(request: Request) -> PlainTextResponse:
+    result = await run_in_threadpool(blocking_lookup)
+    await asyncio.to_thread(annotate, to_thread={"used": True})
+    return PlainTextResponse(result)
+
+
+async def pay(request: Request) -> PlainTextResponse:
+    raise PaymentDeclined("card declined")
+
+
+async def declined_handler(request: Request, exc: Exception) -> JSONResponse:
+    annotate(payment={"declined": True})
+    return JSONResponse({"error": "declined"}, status_code=402)
+
+
+async def forced(request: Request) -> PlainTextResponse:
+    annotate(force_keep=True)
+    return PlainTextResponse("kept")
+
+
+async def ws_endpoint(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("hello")
+    await websocket.close()
+
+
+async def sub_item(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("item")
+
+
+def build_starlette(**middleware: Any) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/", homepage),
+            Route("/users/{user_id:int}", user),
+            Route("/boom", boom),
+            Route("/slow", slow),
+            Route("/stream", stream),
+            Route("/threaded", threaded),
+            Route("/pay", pay, methods=["POST"]),
+            Route("/forced", forced),
+            WebSocketRoute("/ws", ws_endpoint),
+            Mount("/api", routes=[Route("/items/{item_id}", sub_item)]),
+        ],
+        exception_handlers={PaymentDeclined: declined_handler},
+    )
+    app.add_middleware(WideEventMiddleware, **middleware)
+    return app
+
+
+@pytest.fixture
+def handler(make_handler: Callable[..., WideEventHandler]) -> Iterator[WideEventHandler]:
+    handler = make_handler(
+        sink=MemorySink(), sampling={"normal_rate": 1.0, "slow_ms": 50, "critical_routes": ["/pay"]}
+    )
+    logger = logging.getLogger("app")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
+def client(handler: WideEventHandler) -> Iterator[TestClient]:
+    with TestClient(build_starlette(), raise_server_exceptions=False) as client:
+        yield client
+
+
+def only_request(events: list[dict[str, Any]]) -> dict[str, Any]:
+    requests = [e for e in events if e["kind"] == "http.request"]
+    assert len(requests) == 1, requests
+    return requests[0]
+
+
+def test_one_event_per_request_with_the_documented_fields(client: TestClient) -> None:
+    with capture_events() as events:
+        response = client.get("/users/42", headers={"user-agent": "pytest-agent"})
+    assert response.status_code == 200
+    event = only_request(events)
+    assert event["http"] == {
+        "request": {"method": "GET"},
+        "route": "/users/{user_id:int}",
+        "response": {"status_code": 200},
+    }
+    assert event["url"] == {"path": "/users/42"}
+    assert event["user"] == {"id": 42}
+    assert event["user_agent"] == {"original": "pytest-agent"}
+    assert event["client"]["address"] == "testclient"
+    assert "db_ms" in event["timings"]
+    assert event["duration_ms"] > 0
+    assert event["sampling"] == {"rule": "normal", "rate": 1.0}
+    assert event["request_id"] == response.headers["x-request-id"]
+    assert event["process"]["pid"] > 0
+    assert event["host"]["name"]
+
+
+def test_incoming_request_id_is_kept_and_echoed_invalid_one_replaced(client: TestClient) -> None:
+    with capture_events() as events:
+        good = client.get("/", headers={"x-request-id": "abc-123"})
+        bad = client.get("/", headers={"x-request-id": "bad id\twith spaces"})
+        huge = client.get("/", headers={"x-request-id": "a" * 500})
+    assert good.headers["x-request-id"] == "abc-123"
+    assert bad.headers["x-request-id"] != "bad id\twith spaces"
+    assert len(huge.headers["x-request-id"]) == 32
+    assert [e["request_id"] for e in events.requests()] == [
+        "abc-123",
+        bad.headers["x-request-id"],
+        huge.headers["x-request-id"],
+    ]
+
+
+def test_traceparent_sets_trace_id_and_the_sampling_key(client: TestClient) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with capture_events() as events:
+        client.get("/", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+        client.get("/", headers={"traceparent": "garbage"})
+    first, second = events.requests()
+    assert first["trace_id"] == trace
+    assert first["request_id"] == trace  # no X-Request-ID: the trace decides sampling
+    assert "trace_id" not in second
+
+
+def test_exception_is_recorded_as_500_and_reraised(handler: WideEventHandler) -> None:
+    app = build_starlette()
+    with (
+        capture_events() as events,
+        TestClient(app) as client,
+        pytest.raises(RuntimeError, match="kaboom"),
+    ):
+        client.get("/boom")
+    event = only_request(events)
+    assert event["http"]["response"]["status_code"] == 500
+    assert event["error"]["type"] == "RuntimeError"
+    assert event["error"]["message"] == "kaboom"
+    assert "raise RuntimeError" in event["error"]["stack"]
+    assert event["sampling"] == {"rule": "error", "rate": 1.0}
+    assert [entry["message"] for entry in event["logs"]] == ["about to fail"]
+
+
+def test_exception_handler_annotations_land_on_the_event(client: TestClient) -> None:
+    with capture_events() as events:
+        response = client.post("/pay")
+    assert response.status_code == 402
+    event = only_request(events)
+    assert event["payment"] == {"declined": True}
+    assert event["sampling"]["rule"] == "critical_route"
+
+
+def test_streaming_duration_ends_with_the_body(client: TestClient) -> None:
+    with capture_events() as events:
+        response = client.get("/stream")
+    assert response.text == "chunk 0\nchunk 1\nchunk 2\n"
+    event = only_request(events)
+    assert event["duration_ms"] >= 90
+    assert [entry["message"] for entry in event["logs"]] == ["chunk 0", "chunk 1", "chunk 2"]
+
+
+def test_threadpool_and_to_thread_annotations_land_on_the_event(client: TestClient) -> None:
+    with capture_events() as events:
+        assert client.get("/threaded").text == "done"
+    event = only_request(events)
+    assert event["threadpool"] == {"used": True}
+    assert event["to_thread"] == {"used": True}
+    assert [entry["message"] for entry in event["logs"]] == ["inside threadpool"]
+
+
+def test_slow_and_forced_requests_are_always_kept(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    make_handler(sink=MemorySink(), sampling={"normal_rate": 0.0, "slow_ms": 50})
+    with TestClient(build_starlette()) as client, capture_events(keep_all=False) as events:
+        client.get("/slow")
+        client.get("/forced")
+        client.get("/")
+    assert [(e["url"]["path"], e["sampling"]["rule"]) for e in events.requests()] == [
+        ("/slow", "slow"),
+        ("/forced", "force_keep"),
+    ]
+
+
+def test_mounted_routes_report_the_full_template(client: TestClient) -> None:
+    with capture_events() as events:
+        client.get("/api/items/7")
+        client.get("/nope")
+    mounted, missing = events.requests()
+    assert mounted["http"]["route"] == "/api/items/{item_id}"
+    assert "route" not in missing["http"]
+    assert missing["http"]["response"]["status_code"] == 404
+
+
+def test_websocket_and_lifespan_pass_through(client: TestClient) -> None:
+    with capture_events() as events, client.websocket_connect("/ws") as ws:
+        assert ws.receive_text() == "hello"
+    assert events.requests() == []
+
+
+def test_echo_can_be_disabled_and_header_renamed(handler: WideEventHandler) -> None:
+    app = build_starlette(request_id_header="X-Correlation-ID", echo_request_id=False)
+    with TestClient(app) as client, capture_events() as events:
+        response = client.get("/", headers={"x-correlation-id": "corr-1"})
+    assert "x-request-id" not in response.headers
+    assert "x-correlation-id" not in response.headers
+    assert only_request(events)["request_id"] == "corr-1"
+
+
+def test_events_reach_the_sink_through_the_pipeline(
+    handler: WideEventHandler, client: TestClient
+) -> None:
+    for n in range(5):
+        client.get(f"/users/{n}")
+    handler.flush(5)
+    sink = handler.pipeline.links[0].sink
+    assert isinstance(sink, MemorySink)
+    users = sorted(e["user"]["id"] for e in sink.events if e["kind"] == "http.request")
+    assert users == [0, 1, 2, 3, 4]
+
+
+def test_fastapi_route_templates_and_dependencies(handler: WideEventHandler) -> None:
+    app = FastAPI()
+    app.add_middleware(WideEventMiddleware)
+
+    @app.get("/orders/{order_id}")
+    def get_order(order_id: int) -> dict[str, int]:  # sync: FastAPI runs it in a threadpool
+        annotate(order={"id": order_id})
+        return {"id": order_id}
+
+    @app.get("/fail")
+    async def fail() -> None:
+        raise ValueError("bad order")
+
+    with capture_events() as events, TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/orders/9").json() == {"id": 9}
+        assert client.get("/fail").status_code == 500
+    ok, failed = events.requests()
+    assert ok["http"]["route"] == "/orders/{order_id}"
+    assert ok["order"] == {"id": 9}
+    assert failed["error"]["type"] == "ValueError"
+    assert failed["http"]["route"] == "/fail"
+
+
+def test_middleware_without_a_configured_handler_builds_one_from_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from conftest import read_jsonl
+    from wide_logging.handler import _handlers, active_handler
+
+    _handlers.clear()
+    monkeypatch.setenv("WIDE_LOGGING_SINK", f"file:{tmp_path}/auto/events.jsonl")
+    monkeypatch.setenv("WIDE_LOGGING_NORMAL_RATE", "1")
+    app = build_starlette()
+    try:
+        with TestClient(app) as client:
+            client.get("/")
+        handler = active_handler()
+        assert handler is not None
+        handler.flush(5)
+        [event] = [
+            e for e in read_jsonl(tmp_path / "auto" / "events.jsonl") if e["kind"] == "http.request"
+        ]
+        assert event["url"]["path"] == "/"
+    finally:
+        handler = active_handler()
+        if handler is not None:
+            handler.close()
+
+
+def test_a_broken_handler_never_breaks_the_request(
+    handler: WideEventHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("our bug")
+
+    monkeypatch.setattr(Serializer, "encode", explode)
+    with TestClient(build_starlette()) as client:
+        assert client.get("/").text == "hi"
+    monkeypatch.setattr(handler, "new_event", explode)
+    with TestClient(build_starlette()) as client:
+        assert client.get("/").text == "hi"
+    # the first request's event, and the second request's log record (no event to attach
+    # to, so it became a log event): both failed to encode, both are counted
+    assert handler.metrics.get("dropped.internal_error") == 2, handler.metrics.snapshot()
+    assert handler.metrics.get("events.seen") == 2
+
+
+def test_direct_asgi_call_without_starlette(handler: WideEventHandler) -> None:
+    async def raw_app(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": 204, "headers": [(b"x-request-id", b"own")]}
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "DELETE", "path": "/raw", "headers": [], "client": None}
+    with capture_events() as events:
+        asyncio.run(WideEventMiddleware(raw_app)(scope, receive, send))
+    assert sent[0]["headers"] == [(b"x-request-id", b"own")]  # the app's own id is not doubled
+    event = only_request(events)
+    assert event["http"] == {"request": {"method": "DELETE"}, "response": {"status_code": 204}}
+    assert "client" not in event

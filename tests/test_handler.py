@@ -1,0 +1,279 @@
+from __future__ import annotations
+
+import logging
+import logging.config
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import read_jsonl, wait_for
+from wide_logging import ConfigurationError, WideEventHandler, flush
+from wide_logging.context import activate, deactivate
+from wide_logging.handler import active_handler
+from wide_logging.pipeline import in_writer_thread
+from wide_logging.serialize import REDACTED
+from wide_logging.testing import MemorySink, capture_events
+
+
+def dict_config(tmp_path: Path, **options: Any) -> dict[str, Any]:
+    handler = {
+        "class": "wide_logging.WideEventHandler",
+        "level": "INFO",
+        "sink": f"file:{tmp_path}/out/events.jsonl",
+        "service": {"name": "checkout", "version": "1.2.3", "environment": "test"},
+        "sampling": {"normal_rate": 0.5, "slow_ms": 250, "critical_routes": ["/pay*"]},
+        "batch_size": 7,
+        "flush_interval": 0.05,
+        "queue_size": 123,
+        "max_retries": 1,
+        "fallback": f"file:{tmp_path}/spool/events.jsonl",
+        "redact": ["ssn"],
+    }
+    handler.update(options)
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"wide": handler},
+        "root": {"handlers": ["wide"], "level": "INFO"},
+    }
+
+
+def test_dict_config_round_trip(tmp_path: Path) -> None:
+    logging.config.dictConfig(dict_config(tmp_path))
+    handler = active_handler()
+    assert isinstance(handler, WideEventHandler)
+    assert handler in logging.getLogger().handlers
+    assert handler.level == logging.INFO
+    assert handler.service == {"name": "checkout", "version": "1.2.3", "environment": "test"}
+    assert (handler.sampler.normal_rate, handler.sampler.slow_ms) == (0.5, 250.0)
+    assert handler.sampler.critical_routes == ("/pay*",)
+    pipeline = handler.pipeline
+    assert (pipeline.batch_size, pipeline.queue_size, pipeline.max_retries) == (7, 123, 1)
+    assert pipeline.links[0].sink.name == f"file:{tmp_path}/out/events.jsonl"
+    assert pipeline.spool.name == f"file:{tmp_path}/spool/events.jsonl"
+    assert handler.serializer.is_secret("ssn")
+    logging.getLogger("jobs").info("nightly run done")
+    assert flush(5)
+    [event] = read_jsonl(tmp_path / "out" / "events.jsonl")
+    assert event["kind"] == "log"
+    assert event["message"] == "nightly run done"
+    assert event["log"] == {"level": "INFO", "logger": "jobs"}
+    assert event["service"]["name"] == "checkout"
+    # a second dictConfig closes the first handler and a new one takes over
+    logging.config.dictConfig(dict_config(tmp_path, sink=f"file:{tmp_path}/out2/events.jsonl"))
+    assert handler.closed
+    assert active_handler() is not handler
+    active = active_handler()
+    assert active is not None
+    active.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"sink": "kafka://broker"}, "unsupported sink"),
+        ({"sampling": {"normal_rate": 7}}, "normal_rate"),
+        ({"sampling": "fast"}, "sampling must be a dict"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"service": 42}, "service"),
+        ({"service": {"team": "x"}}, "unknown service field"),
+        ({"redact": "password"}, "redact"),
+        ({"max_logs": -1}, "max_logs"),
+    ],
+)
+def test_malformed_config_fails_at_configuration_time(
+    tmp_path: Path, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match="Unable to configure handler 'wide'") as info:
+        logging.config.dictConfig(dict_config(tmp_path, **options))
+    cause = info.value.__cause__
+    assert isinstance(cause, ConfigurationError)
+    assert re.search(message, str(cause))
+
+
+def test_spool_must_differ_from_the_sink(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="spool file must differ"):
+        WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", fallback=f"file:{tmp_path}/e.jsonl")
+
+
+def test_environment_variables_override_defaults_not_explicit_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, make_handler: Callable[..., WideEventHandler]
+) -> None:
+    monkeypatch.setenv("WIDE_LOGGING_SINK", f"file:{tmp_path}/env/events.jsonl")
+    monkeypatch.setenv("WIDE_LOGGING_SERVICE", "from-env")
+    monkeypatch.setenv("WIDE_LOGGING_NORMAL_RATE", "0.25")
+    monkeypatch.setenv("WIDE_LOGGING_SLOW_MS", "50")
+    monkeypatch.setenv("WIDE_LOGGING_ENVIRONMENT", "staging")
+    from_env = WideEventHandler(flush_interval=0.05)
+    try:
+        assert from_env.pipeline.links[0].sink.name == f"file:{tmp_path}/env/events.jsonl"
+        assert from_env.pipeline.spool.name == f"file:{tmp_path}/env/spool/events.jsonl"
+        assert from_env.service == {"name": "from-env", "environment": "staging"}
+        assert (from_env.sampler.normal_rate, from_env.sampler.slow_ms) == (0.25, 50.0)
+    finally:
+        from_env.close()
+    explicit = make_handler(service="explicit", sampling={"normal_rate": 0.5})
+    assert explicit.service["name"] == "explicit"
+    assert explicit.sampler.normal_rate == 0.5
+    assert explicit.sampler.slow_ms == 50.0  # not given explicitly: the env still applies
+
+
+def test_bad_environment_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WIDE_LOGGING_NORMAL_RATE", "two percent")
+    with pytest.raises(ConfigurationError, match="WIDE_LOGGING_NORMAL_RATE"):
+        WideEventHandler()
+
+
+def test_default_sink_is_the_local_file(tmp_path: Path) -> None:
+    handler = WideEventHandler()
+    try:
+        assert handler.pipeline.links[0].sink.name == "file:wide-logs/events.jsonl"
+        assert handler.pipeline.spool.name == "file:wide-logs/spool/events.jsonl"
+    finally:
+        handler.close()
+
+
+def test_records_inside_an_event_attach_once_even_with_two_handlers(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    first, second = make_handler(), make_handler()
+    logger = logging.getLogger("app.two")
+    logger.addHandler(first)
+    logger.addHandler(second)
+    logger.setLevel(logging.INFO)
+    try:
+        event = first.new_event()
+        token = activate(event)
+        logger.info("once")
+        deactivate(token)
+        fields = event.finalize({}, {})
+        assert [entry["message"] for entry in fields["logs"]] == ["once"]
+    finally:
+        logger.removeHandler(first)
+        logger.removeHandler(second)
+
+
+def test_own_loggers_and_writer_thread_records_are_never_captured(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    sink = MemorySink()
+    handler = make_handler(sink=sink)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    seen_in_writer: list[bool] = []
+
+    class LoggingSink(MemorySink):
+        def write(self, batch: Any) -> None:
+            seen_in_writer.append(in_writer_thread())
+            logging.getLogger("redis.connection").warning("sink library chatter")
+            super().write(batch)
+
+    logging.getLogger("wide_logging.internal").warning("internal diagnostics")
+    chatty = make_handler(sink=LoggingSink())
+    root.addHandler(chatty)
+    logging.getLogger("app").warning("real record")
+    assert flush(5)
+    root.removeHandler(handler)
+    root.removeHandler(chatty)
+    messages = [e.get("message") for e in sink.events]
+    assert messages.count("real record") == 1
+    assert "internal diagnostics" not in messages
+    assert "sink library chatter" not in messages
+    assert seen_in_writer
+    assert all(seen_in_writer)
+
+
+def test_error_record_outside_a_request_is_kept_even_at_rate_zero(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    sink = MemorySink()
+    handler = make_handler(sink=sink, sampling={"normal_rate": 0.0, "log_rate": 0.0})
+    logger = logging.getLogger("jobs.err")
+    logger.addHandler(handler)
+    try:
+        logger.info("dropped by log_rate")
+        try:
+            {}["missing"]
+        except KeyError:
+            logger.exception("job failed")
+        handler.flush(5)
+    finally:
+        logger.removeHandler(handler)
+    [event] = sink.events
+    assert event["sampling"] == {"rule": "error", "rate": 1.0}
+    assert event["error"]["type"] == "KeyError"
+    assert (
+        event["code"]["function"] == "test_error_record_outside_a_request_is_kept_even_at_rate_zero"
+    )
+    assert handler.metrics.get("events.sampled_out.log") == 1
+
+
+def test_emit_never_raises_on_a_broken_record(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    sink = MemorySink()
+    handler = make_handler(sink=sink)
+    logger = logging.getLogger("app.broken")
+    # handed to our handler directly: pytest's own log capture raises on these
+    for msg, args in (("%s and %s", ("only one arg",)), ({"password": "x", "o": object()}, ())):
+        handler.handle(logger.makeRecord(logger.name, logging.WARNING, "f", 1, msg, args, None))
+    handler.flush(5)
+    messages = [e["message"] for e in sink.events]
+    assert messages[0].startswith("%s and %s")
+    assert len(messages) == 2
+
+
+def test_annotated_secrets_never_reach_the_sink(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    sink = MemorySink()
+    handler = make_handler(sink=sink, sampling={"normal_rate": 1.0}, redact=["ssn"])
+    event = handler.new_event()
+    event.annotate(
+        user={"ssn": "123-45-6789", "api_key": "k"}, headers={"Authorization": "Bearer x"}
+    )
+    handler.submit(event)
+    handler.flush(5)
+    [stored] = sink.events
+    assert stored["user"] == {"ssn": REDACTED, "api_key": REDACTED}
+    assert stored["headers"] == {"Authorization": REDACTED}
+    raw = b"".join(line for batch in sink.batches for line in batch)
+    assert b"123-45-6789" not in raw
+    assert b"Bearer x" not in raw
+
+
+def test_capture_events_sees_dropped_events_marked(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    handler = make_handler(sampling={"normal_rate": 0.0})
+    with capture_events() as events:
+        handler.submit(handler.new_event())
+    with capture_events(keep_all=False) as kept_only:
+        handler.submit(handler.new_event())
+    assert events[0]["sampling"] == {"rule": "normal", "rate": 0.0, "sampled_out": True}
+    assert kept_only == []
+
+
+def test_concurrent_submits_are_all_counted(make_handler: Callable[..., WideEventHandler]) -> None:
+    sink = MemorySink()
+    handler = make_handler(sink=sink, sampling={"normal_rate": 1.0}, queue_size=100_000)
+
+    def work(n: int) -> None:
+        for i in range(500):
+            event = handler.new_event(request_id=f"t{n}-{i}")
+            handler.submit(event)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    handler.flush(10)
+    wait_for(lambda: len(sink.events) == 4000, what="all events")
+    assert len({e["request_id"] for e in sink.events}) == 4000
+    assert handler.metrics.get("events.seen") == 4000

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask, Response, stream_with_context
+
+from wide_logging import WideEventHandler, WideEventWSGIMiddleware, annotate
+from wide_logging.testing import MemorySink, capture_events
+
+log = logging.getLogger("app.wsgi")
+
+
+@pytest.fixture
+def handler(make_handler: Callable[..., WideEventHandler]) -> Iterator[WideEventHandler]:
+    handler = make_handler(sink=MemorySink(), sampling={"normal_rate": 1.0})
+    logger = logging.getLogger("app")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def flask_app() -> Flask:
+    app = Flask("shop")
+
+    @app.get("/products/<int:product_id>")
+    def product(product_id: int) -> dict[str, int]:
+        annotate(product={"id": product_id})
+        log.info("product viewed")
+        return {"id": product_id}
+
+    @app.get("/crash")
+    def crash() -> str:
+        raise LookupError("no such product")
+
+    @app.get("/stream")
+    def stream() -> Response:
+        def body() -> Iterator[str]:
+            for n in range(3):
+                log.info("row %d", n)
+                yield f"row {n}\n"
+
+        return Response(stream_with_context(body()))
+
+    app.wsgi_app = WideEventWSGIMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def requests_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["kind"] == "http.request"]
+
+
+def test_flask_route_template_annotations_and_logs(handler: WideEventHandler) -> None:
+    client = flask_app().test_client()
+    with capture_events() as events:
+        response = client.get("/products/7", headers={"User-Agent": "flask-test"})
+        assert response.json == {"id": 7}  # reading the body ends the request
+    assert response.status_code == 200
+    [event] = requests_of(events)
+    assert event["http"] == {
+        "request": {"method": "GET"},
+        "route": "/products/<int:product_id>",
+        "response": {"status_code": 200},
+    }
+    assert event["url"]["path"] == "/products/7"
+    assert event["product"] == {"id": 7}
+    assert event["user_agent"]["original"] == "flask-test"
+    assert [entry["message"] for entry in event["logs"]] == ["product viewed"]
+    assert response.headers["X-Request-ID"] == event["request_id"]
+
+
+def test_flask_handled_exception_is_recorded(handler: WideEventHandler) -> None:
+    client = flask_app().test_client()
+    with capture_events() as events:
+        response = client.get("/crash")
+        response.close()
+    assert response.status_code == 500
+    [event] = requests_of(events)
+    assert event["error"]["type"] == "LookupError"
+    assert event["error"]["message"] == "no such product"
+    assert event["http"]["route"] == "/crash"
+    assert event["sampling"]["rule"] == "error"
+
+
+def test_flask_streaming_body_logs_and_duration(handler: WideEventHandler) -> None:
+    client = flask_app().test_client()
+    with capture_events() as events:
+        response = client.get("/stream")
+        assert response.get_data(as_text=True) == "row 0\nrow 1\nrow 2\n"
+        response.close()
+    [event] = requests_of(events)
+    assert [entry["message"] for entry in event["logs"]] == ["row 0", "row 1", "row 2"]
+
+
+def test_incoming_request_id_is_echoed(handler: WideEventHandler) -> None:
+    client = flask_app().test_client()
+    with capture_events() as events:
+        response = client.get("/products/1", headers={"X-Request-ID": "req-77"})
+        response.close()
+    assert response.headers["X-Request-ID"] == "req-77"
+    assert requests_of(events)[0]["request_id"] == "req-77"
+
+
+def test_plain_wsgi_app_exception_propagates_with_the_event(handler: WideEventHandler) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise ConnectionResetError("upstream gone")
+
+    wrapped = WideEventWSGIMiddleware(app)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "SCRIPT_NAME": "/app"}
+    with capture_events() as events, pytest.raises(ConnectionResetError):
+        wrapped(environ, lambda *a: None)
+    [event] = requests_of(events)
+    assert event["url"]["path"] == "/app/x"
+    assert event["http"]["response"]["status_code"] == 500
+    assert event["error"]["type"] == "ConnectionResetError"
+
+
+def test_body_error_during_iteration_is_recorded(handler: WideEventHandler) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"partial"
+        raise BrokenPipeError("client went away")
+
+    headers: list[Any] = []
+    wrapped = WideEventWSGIMiddleware(app)
+    with capture_events() as events:
+        body = wrapped(
+            {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda s, h, e=None: headers.extend(h)
+        )
+        with pytest.raises(BrokenPipeError):
+            list(body)
+        body.close()  # type: ignore[attr-defined]
+    [event] = requests_of(events)
+    assert event["error"]["type"] == "BrokenPipeError"
+    assert event["http"]["response"]["status_code"] == 200
+    assert ("X-Request-Id", event["request_id"]) in headers
+
+
+def test_django_route_and_error(handler: WideEventHandler) -> None:
+    django = pytest.importorskip("django")
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            ROOT_URLCONF=__name__,
+            ALLOWED_HOSTS=["*"],
+            SECRET_KEY="test-only",
+            MIDDLEWARE=[],
+            INSTALLED_APPS=[],
+            LOGGING_CONFIG=None,
+        )
+        django.setup()
+    from django.core.handlers.wsgi import WSGIHandler
+    from werkzeug.test import Client  # a plain WSGI client: Django's own bypasses WSGI
+
+    client = Client(WideEventWSGIMiddleware(WSGIHandler()))
+    with capture_events() as events:
+        ok = client.get("/orders/12/")
+        ok.close()
+        failed = client.get("/explode/")
+        failed.close()
+    assert ok.status_code == 200
+    assert failed.status_code == 500
+    first, second = requests_of(events)
+    assert first["http"]["route"] == "/orders/<int:order_id>/"
+    assert first["order"] == {"id": 12}
+    assert second["error"]["type"] == "ZeroDivisionError"
+    assert second["http"]["route"] == "/explode/"
+
+
+# Django URLconf for the test above (ROOT_URLCONF points at this module).
+def _order_view(request: Any, order_id: int) -> Any:
+    from django.http import JsonResponse
+
+    annotate(order={"id": order_id})
+    return JsonResponse({"id": order_id})
+
+
+def _explode_view(request: Any) -> Any:
+    return 1 / 0
+
+
+def _urlpatterns() -> list[Any]:
+    try:
+        from django.urls import path
+    except ImportError:  # pragma: no cover
+        return []
+    return [path("orders/<int:order_id>/", _order_view), path("explode/", _explode_view)]
+
+
+urlpatterns = _urlpatterns()
