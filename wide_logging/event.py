@@ -20,12 +20,24 @@ from .serialize import Serializer
 from .typing import EventDict
 
 _UTC = datetime.timezone.utc
+#: Parts of the event shared between events; annotations merge into copies of them.
+_SHARED_KEYS = frozenset({"service", "host", "process", "sampling"})
 _perf_ns = time.perf_counter_ns
+_time = time.time
+
+
+_second_cache: tuple[int, str] = (-1, "")
 
 
 def iso_timestamp(unix_seconds: float) -> str:
-    stamp = datetime.datetime.fromtimestamp(unix_seconds, _UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    """``2026-11-27T09:26:31.123Z``; the formatted second is reused within that second."""
+    global _second_cache
+    second = int(unix_seconds)
+    cached_second, prefix = _second_cache
+    if second != cached_second:
+        prefix = datetime.datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (second, prefix)
+    return f"{prefix}.{int((unix_seconds - second) * 1000):03d}Z"
 
 
 def exception_fields(exc: BaseException, serializer: Serializer) -> dict[str, Any]:
@@ -117,7 +129,6 @@ class WideEvent:
         self,
         kind: str,
         serializer: Serializer,
-        *,
         request_id: str | None = None,
         trace_id: str | None = None,
         max_logs: int = 50,
@@ -126,7 +137,7 @@ class WideEvent:
         self.kind = kind
         self.request_id = request_id
         self.trace_id = trace_id
-        self.start_time = time.time() if start_time is None else start_time
+        self.start_time = _time() if start_time is None else start_time
         self._start_ns = _perf_ns()
         self._end_ns = 0
         self._serializer = serializer
@@ -240,15 +251,19 @@ class WideEvent:
         self._sealed = True
 
     def finalize(self, resource: Mapping[str, Any], sampling: Mapping[str, Any]) -> EventDict:
-        """Seal the event and build its dict. ``resource`` holds service/host/process."""
+        """Seal the event and build its dict.
+
+        ``resource`` (service/host/process) and ``sampling`` are shared between events and
+        never modified here: annotations that extend them merge into copies.
+        """
         self.end()
         self._sealed = True
         event: EventDict = {
             "event_id": uuid7(self.start_time),
             "timestamp": iso_timestamp(self.start_time),
             "kind": self.kind,
+            **resource,
         }
-        event.update(resource)
         if self.request_id is not None:
             event["request_id"] = self.request_id
         if self.trace_id is not None:
@@ -275,9 +290,13 @@ class WideEvent:
                 event["logs_dropped"] = self._logs_dropped
         if self._timings:
             event["timings"] = {key: round(ms, 3) for key, ms in self._timings.items()}
-        event["sampling"] = dict(sampling)
-        if self._fields:
-            deep_merge(event, self._fields)
+        event["sampling"] = sampling
+        fields = self._fields
+        if fields:
+            for shared in fields.keys() & _SHARED_KEYS:
+                if isinstance(event.get(shared), dict):
+                    event[shared] = dict(event[shared])
+            deep_merge(event, fields)
         return event
 
 

@@ -49,6 +49,16 @@ _taps: list[Tap] = []
 _handlers: list[weakref.ref[WideEventHandler]] = []
 _handlers_lock = threading.Lock()
 _default_lock = threading.Lock()
+_process = {"pid": os.getpid()}
+
+
+def _refresh_process() -> None:
+    global _process
+    _process = {"pid": os.getpid()}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_refresh_process)
 
 
 def _env(name: str) -> str | None:
@@ -216,32 +226,28 @@ class WideEventHandler(logging.Handler):
     ) -> WideEvent:
         """Open an event; validates the incoming request id and trace context."""
         trace_id = trace_id_from_traceparent(traceparent) if traceparent else None
-        if request_id is None or not valid_request_id(request_id, 128):
+        if request_id is None or not valid_request_id(request_id):
             request_id = trace_id or new_request_id()
-        return WideEvent(
-            kind,
-            self.serializer,
-            request_id=request_id,
-            trace_id=trace_id,
-            max_logs=self.max_logs,
-        )
+        return WideEvent(kind, self.serializer, request_id, trace_id, self.max_logs)
 
     def submit(self, event: WideEvent) -> Decision | None:
         """Decide, encode and hand off a finished event. Never raises."""
         try:
             event.end()
+            key = event.request_id or ""
             if event.kind == "log":
-                decision = self.sampler.decide_log(event.request_id or "", error=event.has_error)
+                decision = self.sampler.decide_log(key, error=event.has_error)
             else:
+                route = event.route
                 decision = self.sampler.decide(
-                    event.request_id or "",
-                    error=event.has_error,
-                    status=event.status,
-                    duration_ms=event.duration_ms,
-                    route=event.route if event.route is not None else event.path,
-                    force_keep=event.force_keep,
+                    key,
+                    event.has_error,
+                    event.status,
+                    event.duration_ms,
+                    event.path if route is None else route,
+                    event.force_keep,
                 )
-            self.metrics.record_decision(decision.rule, decision.keep)
+            self.metrics.record_decision(decision.counter)
             if _taps:
                 self._tap(event, decision)
                 return decision
@@ -255,19 +261,20 @@ class WideEventHandler(logging.Handler):
             _internal.exception("wide_logging could not submit an event")
             return None
 
-    def _resource(self) -> dict[str, Any]:
-        return {"service": self.service, "host": self._host, "process": {"pid": os.getpid()}}
+    def resource(self) -> dict[str, Any]:
+        """The fields every event of this process carries: service, host, process."""
+        return {"service": self.service, "host": self._host, "process": _process}
 
     def _hand_off(self, event: WideEvent, decision: Decision) -> None:
-        fields = event.finalize(self._resource(), {"rule": decision.rule, "rate": decision.rate})
+        fields = event.finalize(self.resource(), decision.fields)
         data = self.serializer.encode(fields)
         self.pipeline.put(data, decision.always_keep)
 
     def _tap(self, event: WideEvent, decision: Decision) -> None:
-        sampling: dict[str, Any] = {"rule": decision.rule, "rate": decision.rate}
+        sampling: dict[str, Any] = dict(decision.fields)
         if not decision.keep:
             sampling["sampled_out"] = True
-        fields = orjson.loads(self.serializer.encode(event.finalize(self._resource(), sampling)))
+        fields = orjson.loads(self.serializer.encode(event.finalize(self.resource(), sampling)))
         for tap in list(_taps):
             tap(fields, decision)
 

@@ -162,8 +162,7 @@ class Pipeline:
 
     def put(self, data: bytes, always_keep: bool) -> None:
         """Hand one encoded event to the writer. Never blocks on I/O, never raises."""
-        if self._pid != os.getpid():
-            self._after_fork()  # a fork that bypassed os.fork (rare): catch up here
+        # A forked child gets fresh state from the os.register_at_fork hook below.
         if self._thread is None:
             self._start()
         size = len(data)
@@ -179,7 +178,8 @@ class Pipeline:
                 self._queued_bytes += size
                 depth = len(queue)
         if accepted:
-            if depth >= self.batch_size:
+            # Event.set() takes a lock: only the put that completes a batch pays for it.
+            if depth >= self.batch_size and not self._wake.is_set():
                 self._wake.set()
             return
         reason = "closed" if self._closed else "queue_overflow"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import mmh3
@@ -32,15 +31,33 @@ LOG_RULE = "log"
 _SPACE = 2**32
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
-    keep: bool
-    rule: str
-    rate: float
+    """A sampling verdict. The policy builds one per rule and outcome, and shares it."""
 
-    @property
-    def always_keep(self) -> bool:
-        return self.rule in ALWAYS_KEEP_RULES
+    __slots__ = ("always_keep", "counter", "fields", "keep", "rate", "rule")
+
+    def __init__(self, keep: bool, rule: str, rate: float) -> None:
+        self.keep = keep
+        self.rule = rule
+        self.rate = rate
+        #: True for the rules that keep whatever the rate (the queue-overflow priority).
+        self.always_keep = rule in ALWAYS_KEEP_RULES
+        #: ``sampling.*`` of a kept event. Shared by every event with this decision (a
+        #: plain dict so orjson encodes it): never modify it.
+        self.fields: dict[str, Any] = {"rule": rule, "rate": rate}
+        #: The metrics counter this decision increments.
+        self.counter = f"events.{'kept' if keep else 'sampled_out'}.{rule}"
+
+    def __repr__(self) -> str:
+        return f"Decision(keep={self.keep}, rule={self.rule!r}, rate={self.rate})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return (self.keep, self.rule, self.rate) == (other.keep, other.rule, other.rate)
+
+    def __hash__(self) -> int:
+        return hash((self.keep, self.rule, self.rate))
 
 
 class TailSampler:
@@ -140,7 +157,6 @@ class TailSampler:
     def decide(
         self,
         key: str,
-        *,
         error: bool = False,
         status: int | None = None,
         duration_ms: float = 0.0,

@@ -56,8 +56,7 @@ class WideEventMiddleware:
             _internal.exception("wide_logging could not open an event")
             await self.app(scope, receive, send)
             return
-        header = self._header
-        echo = (header, (event.request_id or "").encode("latin-1")) if self._echo else None
+        echo = (self._header, (event.request_id or "").encode("latin-1")) if self._echo else None
         entry_root_path = scope.get("root_path", "")
 
         async def send_wrapper(message: Message) -> None:
@@ -65,10 +64,7 @@ class WideEventMiddleware:
             if kind == "http.response.start":
                 event.status = message["status"]
                 if echo is not None:
-                    headers = message.get("headers") or []
-                    if not any(name.lower() == header for name, _ in headers):
-                        # A new list: the app's response object may be sent again.
-                        message = {**message, "headers": [*headers, echo]}
+                    message = _with_header(message, echo)
                 await send(message)
             elif kind == "http.response.body" and not message.get("more_body", False):
                 await send(message)
@@ -110,15 +106,43 @@ def _open_event(handler: WideEventHandler, scope: Scope, request_id_header: byte
     return event
 
 
+def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
+    """``message`` plus ``header`` unless the app set it; a copy, never the app's list."""
+    headers = message.get("headers") or ()
+    name = header[0]
+    for existing, _ in headers:
+        if existing.lower() == name:
+            return message
+    # A new list: the app's response object may be sent again.
+    return {**message, "headers": [*headers, header]}
+
+
 def _route_template(scope: Scope, entry_root_path: str) -> str | None:
     """The matched route's template (Starlette/FastAPI set ``scope["route"]``)."""
     route = scope.get("route")
+    if route is None:
+        return None
     path = getattr(route, "path", None)
     if not isinstance(path, str):
         return None
-    # Mounted apps: the router extends root_path by the mount point.
     root_path = scope.get("root_path", "")
+    if root_path == entry_root_path and not _is_mount(type(route)):
+        return path
+    # Mounted apps: the router extends root_path by the mount point.
     prefix = root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
-    if hasattr(route, "routes") or type(route).__name__ == "Mount":
+    if _is_mount(type(route)):
         return prefix or path  # the mount itself matched (static files, a sub-app)
     return prefix + path
+
+
+_mount_types: dict[type, bool] = {}
+
+
+def _is_mount(route_type: type) -> bool:
+    """Whether routes of this type hand over to a sub-app (cached: asked every request)."""
+    known = _mount_types.get(route_type)
+    if known is None:
+        known = _mount_types[route_type] = (
+            hasattr(route_type, "routes") or route_type.__name__ == "Mount"
+        )
+    return known

@@ -1,0 +1,79 @@
+"""The pieces on the request path, one at a time."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from wide_logging import TailSampler
+from wide_logging.context import activate, deactivate
+from wide_logging.serialize import Serializer
+
+SAMPLER = TailSampler(normal_rate=0.02, slow_ms=1000, critical_routes=["/checkout*"])
+
+
+def test_sampler_decide(benchmark: Any) -> None:
+    benchmark.group = "hot paths"
+    benchmark(
+        SAMPLER.decide,
+        "0af7651916cd43dd8448eb211c80319c",
+        status=200,
+        duration_ms=3.2,
+        route="/items/{id}",
+    )
+
+
+def test_new_event(benchmark: Any, handler_factory: Any) -> None:
+    benchmark.group = "hot paths"
+    handler = handler_factory()
+    benchmark(handler.new_event, request_id="req-123")
+
+
+def test_submit_dropped(benchmark: Any, handler_factory: Any) -> None:
+    benchmark.group = "hot paths"
+    handler = handler_factory(sampling={"normal_rate": 0.0})
+
+    def open_and_submit() -> None:
+        handler.submit(handler.new_event(request_id="req-123"))
+
+    benchmark(open_and_submit)
+
+
+def test_annotate(benchmark: Any, handler_factory: Any) -> None:
+    benchmark.group = "hot paths"
+    event = handler_factory().new_event()
+    benchmark(event.annotate, user={"id": 42, "plan": "pro"}, cart_items=3)
+
+
+def test_handler_attach_record(benchmark: Any, handler_factory: Any) -> None:
+    benchmark.group = "hot paths"
+    handler = handler_factory()
+    handler.max_logs = 10**9
+    event = handler.new_event()
+    token = activate(event)
+    logger = logging.getLogger("bench.attach")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        benchmark(logger.info, "cart has %d items", 3)
+    finally:
+        deactivate(token)
+        logger.removeHandler(handler)
+
+
+def test_encode_kept_event(benchmark: Any, handler_factory: Any) -> None:
+    benchmark.group = "hot paths"
+    handler = handler_factory()
+    event = handler.new_event()
+    event.method, event.path, event.route, event.status = "GET", "/items/42", "/items/{id}", 200
+    event.annotate(user={"id": 42, "plan": "pro"}, cart={"items": 3, "total": 99.5})
+    fields = event.finalize(handler.resource(), {"rule": "normal", "rate": 0.02})
+    benchmark(handler.serializer.encode, fields)
+
+
+def test_redact_clean(benchmark: Any) -> None:
+    benchmark.group = "hot paths"
+    serializer = Serializer()
+    payload = {"user": {"id": 1, "email": "a@b.c", "password": "x"}, "items": [1, 2, 3]}
+    benchmark(serializer.clean, payload)

@@ -1,0 +1,359 @@
+"""``wide-logging demo``: a small shop under mixed load, and what wide_logging kept of it.
+
+Runs in-process (ASGI calls, no server, no network): a Starlette app with the middleware
+and a handler configured through ``logging.config.dictConfig``, driven with normal, slow,
+failing, critical-route and noisy-logging requests. Events go to ``./wide-logs/``; the
+report reads them back and checks that every failed request's event is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.config
+import random
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from . import __version__, annotate, span
+from .handler import WideEventHandler, active_handler
+from .middleware import WideEventMiddleware
+
+log = logging.getLogger("shop")
+
+#: Share of each kind of request in the load, and whether the app fails it.
+MIX: tuple[tuple[str, float], ...] = (
+    ("normal", 0.86),
+    ("not_found", 0.03),
+    ("noisy", 0.04),
+    ("failing", 0.03),
+    ("critical", 0.03),
+    ("slow", 0.01),
+)
+SLOW_MS = 50
+
+
+class OutOfStock(Exception):
+    code = "out_of_stock"
+
+
+# -- the app ------------------------------------------------------------------------------
+
+
+async def product(request: Request) -> Response:
+    product_id = int(request.path_params["product_id"])
+    if product_id >= 10_000:
+        return JSONResponse({"error": "no such product"}, status_code=404)
+    annotate(product={"id": product_id, "category": ("books", "games", "tools")[product_id % 3]})
+    with span("db"):
+        await asyncio.sleep(0)
+    return JSONResponse({"id": product_id, "price": product_id % 97})
+
+
+async def search(request: Request) -> Response:
+    query = request.query_params.get("q", "")
+    log.info("search started for %r", query)
+    for shard in range(4):
+        log.info("shard %d answered", shard)
+    log.warning("search index is %d minutes stale", 7)
+    annotate(search={"query": query, "results": len(query) * 3})
+    return JSONResponse({"results": []})
+
+
+async def order(request: Request) -> Response:
+    order_id = int(request.path_params["order_id"])
+    if order_id % 2:
+        raise OutOfStock(f"sku {order_id % 50} is out of stock")
+    log.error("payment provider timed out after %ds for order %d", 30, order_id)
+    return PlainTextResponse("payment provider unavailable", status_code=503)
+
+
+async def checkout(request: Request) -> Response:
+    body = await request.json()
+    annotate(cart={"items": body.get("items", 0)}, user={"id": body.get("user"), "password": "x"})
+    return JSONResponse({"status": "paid"})
+
+
+async def report(request: Request) -> Response:
+    with span("render"):
+        await asyncio.sleep((SLOW_MS + 15) / 1000)
+    return PlainTextResponse("report")
+
+
+def build_app(*, instrumented: bool) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/products/{product_id:int}", product),
+            Route("/search", search),
+            Route("/orders/{order_id:int}", order),
+            Route("/checkout", checkout, methods=["POST"]),
+            Route("/reports/daily", report),
+        ]
+    )
+    if instrumented:
+        app.add_middleware(WideEventMiddleware)
+    return app
+
+
+# -- driving it ---------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    sent: Counter[str] = field(default_factory=Counter)
+    failed_ids: set[str] = field(default_factory=set)
+    statuses: Counter[int] = field(default_factory=Counter)
+
+
+def _request_for(kind: str, n: int, rng: random.Random) -> tuple[str, str, bytes]:
+    if kind == "normal":
+        return "GET", f"/products/{rng.randrange(1, 5000)}", b""
+    if kind == "not_found":
+        return "GET", f"/products/{10_000 + n}", b""
+    if kind == "noisy":
+        return "GET", "/search", b""
+    if kind == "failing":
+        return "GET", f"/orders/{n}", b""
+    if kind == "critical":
+        return "POST", "/checkout", orjson.dumps({"items": 1 + n % 5, "user": n % 300})
+    return "GET", "/reports/daily", b""
+
+
+async def call(app: Any, method: str, path: str, body: bytes, request_id: str) -> int:
+    """One request as a direct ASGI call; returns the status (500 when the app raised)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"q=red+shoes" if path == "/search" else b"",
+        "headers": [
+            (b"host", b"shop.local"),
+            (b"user-agent", b"wide-logging-demo"),
+            (b"x-request-id", request_id.encode()),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("10.0.0.7", 50000),
+        "server": ("shop.local", 80),
+    }
+    status = 500
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if delivered:
+            await asyncio.sleep(3600)
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    try:
+        await app(scope, receive, send)
+    except Exception:
+        status = 500
+    return status
+
+
+async def drive(
+    app: Any, total: int, run_id: str, concurrency: int, seed: int, tick: Callable[[], None]
+) -> Outcome:
+    rng = random.Random(seed)
+    kinds = [kind for kind, _ in MIX]
+    weights = [weight for _, weight in MIX]
+    outcome = Outcome()
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(n: int, kind: str) -> None:
+        method, path, body = _request_for(kind, n, rng)
+        request_id = f"{run_id}-{n}"
+        async with semaphore:
+            status = await call(app, method, path, body, request_id)
+        outcome.sent[kind] += 1
+        outcome.statuses[status] += 1
+        if kind == "failing":
+            outcome.failed_ids.add(request_id)
+        tick()
+
+    plan = rng.choices(kinds, weights, k=total)
+    await asyncio.gather(*(one(n, kind) for n, kind in enumerate(plan)))
+    return outcome
+
+
+def measure_overhead(rounds: int = 7, per_round: int = 400) -> tuple[float, float]:
+    """Median µs per normal request: the bare app, then the same app with the middleware."""
+    bare, instrumented = build_app(instrumented=False), build_app(instrumented=True)
+    samples: dict[str, list[float]] = {"bare": [], "wide": []}
+
+    async def run(app: Any, key: str) -> None:
+        started = time.perf_counter()
+        for n in range(per_round):
+            await call(app, "GET", f"/products/{n % 5000}", b"", f"overhead-{key}-{n}")
+        samples[key].append((time.perf_counter() - started) / per_round * 1e6)
+
+    async def rounds_alternated() -> None:
+        for _ in range(2):  # warm up
+            await run(bare, "bare")
+            await run(instrumented, "wide")
+        samples["bare"].clear()
+        samples["wide"].clear()
+        for _ in range(rounds):
+            await run(bare, "bare")
+            await run(instrumented, "wide")
+
+    asyncio.run(rounds_alternated())
+    return statistics.median(samples["bare"]), statistics.median(samples["wide"])
+
+
+# -- the report ---------------------------------------------------------------------------
+
+
+def _events_of_run(out: Path, run_id: str) -> list[dict[str, Any]]:
+    events = []
+    for path in sorted(out.glob("events*.jsonl")):
+        with open(path, "rb") as handle:
+            for line in handle:
+                if run_id.encode() in line:
+                    event = orjson.loads(line)
+                    if str(event.get("request_id", "")).startswith(run_id + "-"):
+                        events.append(event)
+    return events
+
+
+def _configure_logging(out: Path, normal_rate: float) -> WideEventHandler:
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "wide": {
+                    "class": "wide_logging.WideEventHandler",
+                    "level": "INFO",
+                    "sink": f"file:{out}/events.jsonl",
+                    "service": {"name": "demo-shop", "version": __version__, "environment": "demo"},
+                    "sampling": {
+                        "normal_rate": normal_rate,
+                        "slow_ms": SLOW_MS,
+                        "critical_routes": ["/checkout*"],
+                    },
+                    "queue_size": 50_000,
+                }
+            },
+            "loggers": {"shop": {"handlers": ["wide"], "level": "INFO", "propagate": False}},
+        }
+    )
+    handler = active_handler()
+    assert handler is not None
+    return handler
+
+
+def _progress(total: int, enabled: bool) -> tuple[Callable[[], None], Callable[[], None]]:
+    if not enabled:
+        return (lambda: None), (lambda: None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="req", desc="requests", mininterval=0.2)
+    return (lambda: bar.update(1)), bar.close
+
+
+def run_demo(
+    *,
+    requests: int = 20_000,
+    out: str = "wide-logs",
+    normal_rate: float = 0.02,
+    concurrency: int = 100,
+    seed: int = 7,
+    progress: bool = True,
+    print_: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the demo and print the report; returns the numbers it printed."""
+    out_dir = Path(out)
+    handler = _configure_logging(out_dir, normal_rate)
+    run_id = f"demo{int(time.time())}{random.randrange(1000):03d}"
+    tick, done = _progress(requests, progress)
+    started = time.perf_counter()
+    outcome = asyncio.run(
+        drive(build_app(instrumented=True), requests, run_id, concurrency, seed, tick)
+    )
+    elapsed = time.perf_counter() - started
+    done()
+    handler.flush(30)
+    counts = handler.metrics.snapshot()
+    events = _events_of_run(out_dir, run_id)
+    bare_us, wide_us = measure_overhead()
+
+    stored_ids = {e["request_id"] for e in events if e.get("kind") == "http.request"}
+    by_rule = Counter(e["sampling"]["rule"] for e in events if e.get("kind") == "http.request")
+    errors_kept = len(outcome.failed_ids & stored_ids)
+    normal_sent = outcome.sent["normal"] + outcome.sent["not_found"] + outcome.sent["noisy"]
+    report = {
+        "requests": requests,
+        "seconds": round(elapsed, 2),
+        "sent_by_kind": dict(outcome.sent),
+        "kept_by_rule": dict(by_rule),
+        "normal_retention": by_rule["normal"] / normal_sent if normal_sent else 0.0,
+        "errors_sent": len(outcome.failed_ids),
+        "errors_kept": errors_kept,
+        "written": sum(v for k, v in counts.items() if k.startswith("written.")),
+        "spooled": counts.get("spooled", 0),
+        "dropped": {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("dropped.")},
+        "overhead_us": round(wide_us - bare_us, 2),
+        "bare_us": round(bare_us, 2),
+        "sink": handler.pipeline.links[0].sink.name,
+    }
+    print_(_format_report(report, outcome, events))
+    handler.close()
+    return report
+
+
+def _format_report(report: dict[str, Any], outcome: Outcome, events: list[dict[str, Any]]) -> str:
+    lines = [
+        "",
+        "wide_logging demo report",
+        "=" * 60,
+        f"requests sent           {report['requests']:>8}   in {report['seconds']} s",
+        "  by kind               "
+        + ", ".join(f"{k} {v}" for k, v in sorted(outcome.sent.items(), key=lambda kv: -kv[1])),
+        f"events kept             {sum(report['kept_by_rule'].values()):>8}",
+    ]
+    for rule, count in sorted(report["kept_by_rule"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"  rule {rule:<18} {count:>8}")
+    share = report["errors_kept"] / report["errors_sent"] if report["errors_sent"] else 1.0
+    lines += [
+        f"normal traffic kept     {report['normal_retention']:>8.2%}   (policy: normal_rate)",
+        f"failed requests kept    {share:>8.2%}   "
+        f"({report['errors_kept']} of {report['errors_sent']})",
+        f"events written          {report['written']:>8}   to {report['sink']}",
+        f"events spooled          {report['spooled']:>8}",
+        f"events dropped          {sum(report['dropped'].values()):>8}   {report['dropped'] or ''}",
+        f"middleware overhead     {report['overhead_us']:>8.2f} µs/request "
+        f"(bare app {report['bare_us']:.2f} µs, median of alternated rounds)",
+    ]
+    sample = next((e for e in events if e.get("error") and e.get("logs")), None) or (
+        events[0] if events else None
+    )
+    if sample is not None:
+        if "stack" in sample.get("error", {}):
+            sample["error"]["stack"] = "...\n" + "\n".join(
+                sample["error"]["stack"].splitlines()[-2:]
+            )
+        lines += ["", "one kept event:", orjson.dumps(sample, option=orjson.OPT_INDENT_2).decode()]
+    return "\n".join(lines)
