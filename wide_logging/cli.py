@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--requests", type=_positive_int, default=20_000, help="default: 20000")
     demo.add_argument("--out", default="wide-logs", help="event directory (default: wide-logs)")
     demo.add_argument("--normal-rate", type=_rate, default=0.02, help="default: 0.02")
-    demo.add_argument("--concurrency", type=_positive_int, default=100, help="default: 100")
+    demo.add_argument("--concurrency", type=_positive_int, default=16, help="default: 16")
     demo.add_argument("--seed", type=int, default=7, help="load mix seed (default: 7)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)

@@ -279,7 +279,7 @@ def run_demo(
     requests: int = 20_000,
     out: str = "wide-logs",
     normal_rate: float = 0.02,
-    concurrency: int = 100,
+    concurrency: int = 16,
     seed: int = 7,
     progress: bool = True,
     print_: Callable[[str], None] = print,

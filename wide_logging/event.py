@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._ids import uuid7
-from .serialize import Serializer
+from .serialize import REDACTED, Serializer
 from .typing import EventDict
 
 _UTC = datetime.timezone.utc
@@ -159,13 +159,27 @@ class WideEvent:
     # -- what the app calls ----------------------------------------------------------
 
     def annotate(self, **fields: Any) -> None:
-        """Add fields (dotted keys and nested dicts allowed); ``force_keep=True`` keeps it."""
+        """Add fields (dotted keys and nested dicts allowed); ``force_keep=True`` keeps it.
+
+        Values are cleaned copies (see ``Serializer.clean``): secrets redacted, sizes
+        capped, so later changes to the app's own objects do not reach the event.
+        """
         if self._sealed:
             return
         if "force_keep" in fields:
             self.force_keep = bool(fields.pop("force_keep"))
-        if fields:
-            deep_merge(self._fields, nest_dotted(self._serializer.clean(fields)))
+        serializer = self._serializer
+        target = self._fields
+        for key, value in fields.items():
+            if "." in key:
+                deep_merge(target, nest_dotted(serializer.clean({key: value})))
+                continue
+            value = REDACTED if serializer.is_secret(key) else serializer.clean(value)
+            existing = target.get(key)
+            if type(value) is dict and type(existing) is dict:
+                deep_merge(existing, value)
+            else:
+                target[key] = value
 
     def set(self, path: str, value: Any) -> None:
         """Set one field by its dotted path, e.g. ``set("user.id", 42)``."""

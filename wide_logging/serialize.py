@@ -157,6 +157,11 @@ class Serializer:
         ``strict`` also repairs what only orjson would reject (lone surrogates, integers
         beyond 64 bits); it is the slow path used after a failed encode.
         """
+        kind = type(value)
+        if not strict and (kind is int or kind is float or kind is bool or value is None):
+            return value  # the common annotation: nothing to copy or check
+        if kind is str and not strict and len(value) <= (max_string or self.max_string):
+            return value
         return self._clean(value, 0, set(), strict, max_string or self.max_string)
 
     def _clean(self, value: Any, depth: int, seen: set[int], strict: bool, limit: int) -> Any:
@@ -168,9 +173,9 @@ class Serializer:
             return value
         if kind is int:
             return value if not strict or _MIN_INT <= value <= _MAX_INT else str(value)
-        if isinstance(value, Mapping):
+        if kind is dict or isinstance(value, Mapping):
             return self._clean_mapping(value, depth, seen, strict, limit)
-        if isinstance(value, (list, tuple, set, frozenset)):
+        if kind is list or isinstance(value, (list, tuple, set, frozenset)):
             return self._clean_sequence(value, depth, seen, strict, limit)
         if isinstance(value, (bytes, bytearray, memoryview)):
             return self.clip(bytes(value).decode("utf-8", "replace"), limit)
