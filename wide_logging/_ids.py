@@ -33,7 +33,7 @@ _sequence = itertools.count()
 
 
 def uuid7(unix_seconds: float) -> str:
-    """A UUIDv7 string for the given wall time (RFC 9562, method 1 counter).
+    """A UUIDv7 for the given wall time (RFC 9562, method 1 counter), as 32 hex digits.
 
     48 bits of milliseconds, then 42 random bits drawn once per process and a 32-bit
     counter: ids sort by time and never collide within a process or across processes,
@@ -45,8 +45,9 @@ def uuid7(unix_seconds: float) -> str:
         | _process_random
         | next(_sequence) & _COUNTER_MASK
     )
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    # The 32-hex-digit form (``uuid.UUID(event_id)`` parses it): a third of the cost of
+    # the dashed form, and the same bytes.
+    return f"{value:032x}"
 
 
 def _new_process_random() -> None:

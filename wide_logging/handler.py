@@ -172,7 +172,8 @@ class WideEventHandler(logging.Handler):
         self.metrics = Metrics()
 
         primary = open_sink(sink or _env("WIDE_LOGGING_SINK") or DEFAULT_SINK)
-        chain = [open_sink(s) for s in _sink_list(fallback or _env("WIDE_LOGGING_FALLBACK"))]
+        env_fallback = (_env("WIDE_LOGGING_FALLBACK") or "").split()  # space-separated URLs
+        chain = [open_sink(s) for s in _sink_list(fallback or env_fallback or None)]
         spool_sink = chain.pop() if chain and isinstance(chain[-1], RotatingFileSink) else None
         if spool_sink is None:
             spool_sink = open_sink(_default_spool(primary))
