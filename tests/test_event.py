@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 import time
+import uuid
 
 from wide_logging._ids import (
     new_request_id,
