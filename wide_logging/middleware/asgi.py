@@ -42,7 +42,7 @@ class WideEventMiddleware:
     ) -> None:
         self.app = app
         self._handler = HandlerRef(handler)
-        self._header = check_header_name(request_id_header).encode("latin-1")
+        self._header_name = check_header_name(request_id_header).encode("latin-1")
         self._echo = bool(echo_request_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,12 +51,13 @@ class WideEventMiddleware:
             return
         try:
             handler = self._handler.get()
-            event = _open_event(handler, scope, self._header)
+            event = _open_event(handler, scope, self._header_name)
         except Exception:  # our failure must not cost the request
             _internal.exception("wide_logging could not open an event")
             await self.app(scope, receive, send)
             return
-        echo = (self._header, (event.request_id or "").encode("latin-1")) if self._echo else None
+        request_id = (event.request_id or "").encode("latin-1")
+        echo = (self._header_name, request_id) if self._echo else None
         entry_root_path = scope.get("root_path", "")
 
         async def send_wrapper(message: Message) -> None:
@@ -95,14 +96,13 @@ def _open_event(handler: WideEventHandler, scope: Scope, request_id_header: byte
             traceparent = value.decode("latin-1")
         elif name == b"user-agent":
             user_agent = value.decode("latin-1")
-    event = handler.new_event(request_id=request_id, traceparent=traceparent)
+    event = handler.new_event("http.request", request_id, traceparent)
     event.method = scope.get("method")
     event.path = scope.get("path")
     client = scope.get("client")
     if client:
         event.client_address = client[0]
-    if user_agent is not None:
-        event.user_agent = handler.serializer.clip(user_agent, 1024)
+    event.user_agent = user_agent  # capped in finalize(), only for kept events
     return event
 
 
@@ -111,7 +111,7 @@ def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
     headers = message.get("headers") or ()
     name = header[0]
     for existing, _ in headers:
-        if existing.lower() == name:
+        if existing == name:  # ASGI response header names are lowercase
             return message
     # A new list: the app's response object may be sent again.
     return {**message, "headers": [*headers, header]}

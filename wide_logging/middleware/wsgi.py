@@ -158,9 +158,7 @@ def _open_event(handler: WideEventHandler, environ: Environ, environ_key: str) -
     event.method = environ.get("REQUEST_METHOD")
     event.path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
     event.client_address = environ.get("REMOTE_ADDR") or None
-    user_agent = environ.get("HTTP_USER_AGENT")
-    if user_agent:
-        event.user_agent = handler.serializer.clip(user_agent, 1024)
+    event.user_agent = environ.get("HTTP_USER_AGENT") or None  # capped in finalize()
     return event
 
 

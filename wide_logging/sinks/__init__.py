@@ -1,10 +1,12 @@
 """Sinks: where batches of encoded events are written, chosen by URL.
 
-====================  ======================================================
-``file:PATH``         rotating JSONL file (``?max_bytes=...&backups=...``)
-``stdout``/``stderr`` JSON lines on a standard stream
-``memory:``           in-process list, for tests (see ``wide_logging.testing``)
-====================  ======================================================
+======================  ======================================================
+``file:PATH``           rotating JSONL file (``?max_bytes=...&backups=...``)
+``redis://``            XADD to a Redis Stream (``?stream=...&maxlen=...``)
+``mongodb://``          insert_many into a collection, idempotent on event_id
+``stdout``/``stderr``   JSON lines on a standard stream
+``memory:``             in-process list, for tests (see ``wide_logging.testing``)
+======================  ======================================================
 
 Any object with ``name``, ``write(batch)`` and ``close()`` is accepted as a sink too.
 """
@@ -84,6 +86,14 @@ def open_sink(spec: str | Sink) -> Sink:
         return _file_sink(url)
     if url.rstrip(":/") in ("stdout", "stderr"):
         return StreamSink(url.rstrip(":/"))
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_stream import RedisStreamSink
+
+        return RedisStreamSink(url)
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from .mongo import MongoSink
+
+        return MongoSink(url)
     if url.startswith("memory:"):
         from ..testing import MemorySink
 
@@ -91,6 +101,6 @@ def open_sink(spec: str | Sink) -> Sink:
     scheme = url.split(":", 1)[0] if ":" in url else url
     msg = (
         f"unsupported sink {mask_url(url)!r} (scheme {scheme!r}); "
-        "use file:PATH, stdout, stderr or memory:"
+        "use file:PATH, redis://, rediss://, mongodb://, mongodb+srv://, stdout, stderr or memory:"
     )
     raise ConfigurationError(msg)
