@@ -159,3 +159,14 @@ def own_redis(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def mongo_store() -> Iterator[Any]:
+    """A MongoDB wire-protocol server with a real document store behind it."""
+    from servers import MongoStore
+
+    store = MongoStore()
+    store.start()
+    yield store
+    store.stop()

@@ -118,3 +118,68 @@ class RedisServer:
 
         kwargs.setdefault("socket_timeout", 5)
         return redis.Redis.from_url(self.url, **kwargs)
+
+
+class MongoStore:
+    """MongoDB's wire protocol (MockupDB) in front of a document store (mongomock).
+
+    pymongo talks to it as to a server: inserts land in a mongomock collection, duplicate
+    ``_id`` values come back as real write errors (code 11000). ``hold`` makes inserts wait
+    (after storing) until it is set — a server that stores but answers late.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        import mongomock
+        from mockupdb import MockupDB, OpMsg
+
+        self.collection = mongomock.MongoClient().db.events
+        self.hold = threading.Event()
+        self.hold.set()
+        self.inserts_seen = threading.Event()
+        self.server = MockupDB(
+            auto_ismaster={"ismaster": True, "minWireVersion": 0, "maxWireVersion": 21}
+        )
+        self.server.autoresponds("ping")
+        self.server.autoresponds(OpMsg("createIndexes", "events"), self._create_indexes)
+        self.server.autoresponds(OpMsg("insert", "events"), self._insert)
+
+    def _create_indexes(self, request: Any) -> bool:
+        request.ok()
+        return True  # handled (a falsy return would queue the request unanswered)
+
+    def _insert(self, request: Any) -> bool:
+        from mongomock import BulkWriteError
+
+        documents = request.doc["documents"]
+        try:
+            self.collection.insert_many(documents, ordered=False)
+            reply: dict[str, Any] = {"n": len(documents)}
+        except BulkWriteError as exc:
+            errors = [
+                {"index": e["index"], "code": e["code"], "errmsg": str(e.get("errmsg", ""))}
+                for e in exc.details["writeErrors"]
+            ]
+            reply = {"n": len(documents) - len(errors), "writeErrors": errors}
+        self.inserts_seen.set()
+        self.hold.wait(30)
+        request.ok(**reply)
+        return True
+
+    def start(self) -> None:
+        self.server.run()
+
+    def stop(self) -> None:
+        self.hold.set()
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return (
+            f"mongodb://127.0.0.1:{self.server.port}/wide?retryWrites=false"
+            "&serverSelectionTimeoutMS=5000&socketTimeoutMS=20000"
+        )
+
+    def ids(self) -> list[str]:
+        return [doc["_id"] for doc in self.collection.find({}, {"_id": 1})]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 
@@ -28,6 +30,65 @@ def _demo(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     return 0 if report["errors_kept"] == report["errors_sent"] else 1
+
+
+def _consume(args: argparse.Namespace) -> int:
+    import signal
+
+    from .consumer import StreamConsumer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    consumer = StreamConsumer(
+        args.redis,
+        args.sink,
+        stream=args.stream,
+        group=args.group,
+        consumer=args.consumer,
+        batch_size=args.batch_size,
+        block_ms=args.block_ms,
+        claim_idle_ms=args.claim_idle_ms,
+        max_deliveries=args.max_deliveries,
+        dead_letter_stream=args.dead_letter_stream,
+    )
+
+    def stop(signum: int, _frame: object) -> None:
+        logging.getLogger("wide_logging.cli").info(
+            "signal %d: finishing the batch in flight, then stopping", signum
+        )
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logging.getLogger("wide_logging.cli").info(
+        "consuming %s into %s", consumer.name, consumer.sink.name
+    )
+    consumer.run()
+    counts = consumer.metrics.snapshot()
+    print(
+        f"written {counts.get('consumer.written', 0)}, "
+        f"dead letters {counts.get('consumer.dead_letters', 0)}, "
+        f"claimed {counts.get('consumer.claimed', 0)}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from .replay import replay_files
+
+    result = replay_files(
+        [Path(p) for p in args.paths],
+        args.sink,
+        batch_size=args.batch_size,
+        delete=args.delete,
+        progress=not args.no_progress,
+    )
+    print(
+        f"replayed {result.events} events from {result.files} file(s) into {result.sink}; "
+        f"{result.corrupt} unreadable line(s) skipped",
+        file=sys.stderr,
+    )
+    return 0 if result.failed is None else 1
 
 
 def _positive_int(text: str) -> int:
@@ -61,6 +122,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="load mix seed (default: 7)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
+
+    consume = commands.add_parser(
+        "consume", help="move events from a Redis Stream into a sink (one consumer of a group)"
+    )
+    consume.add_argument("--redis", required=True, help="redis:// URL of the stream")
+    consume.add_argument("--sink", required=True, help="where to write: mongodb://..., file:...")
+    consume.add_argument("--stream", default="wide_logging:events")
+    consume.add_argument("--group", default="wide_logging")
+    consume.add_argument("--consumer", default=None, help="default: <host>-<pid>")
+    consume.add_argument("--batch-size", type=_positive_int, default=100)
+    consume.add_argument("--block-ms", type=_positive_int, default=1000)
+    consume.add_argument(
+        "--claim-idle-ms",
+        type=_positive_int,
+        default=60_000,
+        help="take over entries another consumer left pending this long (default 60000)",
+    )
+    consume.add_argument("--max-deliveries", type=_positive_int, default=5)
+    consume.add_argument("--dead-letter-stream", default=None, help="default: <stream>:dead")
+    consume.set_defaults(func=_consume)
+
+    replay = commands.add_parser("replay", help="push spooled or archived JSONL files into a sink")
+    replay.add_argument("paths", nargs="+", help="JSONL files (spool segments, archives)")
+    replay.add_argument("--sink", required=True, help="redis://..., mongodb://..., file:...")
+    replay.add_argument("--batch-size", type=_positive_int, default=500)
+    replay.add_argument("--delete", action="store_true", help="delete each file once replayed")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.set_defaults(func=_replay)
     return parser
 
 

@@ -133,6 +133,11 @@ class SegmentReader:
         self.pending = batch
         return batch
 
+    @property
+    def position(self) -> int:
+        """Bytes of the file read so far."""
+        return self._file.tell() if self._file is not None else 0
+
     def sent(self) -> None:
         self.metrics.inc("replayed", len(self.pending))
         self.pending = []

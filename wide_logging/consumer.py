@@ -1,0 +1,295 @@
+"""StreamConsumer: moves events from a Redis Stream into a sink (MongoDB, a file, ...).
+
+Theory of operation
+-------------------
+Consumers join a Redis consumer group, so any number of them share one stream: each entry
+is delivered to one consumer. A turn of the loop takes, in this order of preference:
+
+1. this consumer's own pending entries, after a failed write or at start
+   (``XREADGROUP ... 0``): what it read but never acknowledged;
+2. entries another consumer has left pending for ``claim_idle_ms`` — it crashed —
+   claimed with ``XAUTOCLAIM``;
+3. new entries (``XREADGROUP ... >``, blocking up to ``block_ms``).
+
+Entries are parsed; the batch is written to the sink and acknowledged (``XACK``) only after
+the sink succeeded. An entry that cannot be parsed, has no ``event`` field, or has been
+delivered ``max_deliveries`` times goes to the dead-letter stream with the reason, and is
+acknowledged there. Delivery is at least once: a consumer killed between writing and
+acknowledging leaves entries that are written again — stores dedupe on ``event_id`` (the
+MongoDB sink's ``_id``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ._errors import ConfigurationError
+from .metrics import Metrics
+from .sinks import mask_url, open_sink
+from .sinks.redis_stream import DEFAULT_STREAM, EVENT_FIELD, connect
+from .typing import Sink
+
+_internal = logging.getLogger("wide_logging.internal")
+
+DEFAULT_GROUP = "wide_logging"
+#: Entries larger than this are not parsed: they go to the dead letters.
+MAX_ENTRY_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class Entry:
+    entry_id: bytes
+    fields: dict[bytes, bytes] | None
+    deliveries: int = 1
+
+
+class StreamConsumer:
+    """Reads ``stream`` as consumer ``consumer`` of ``group`` and writes to ``sink``."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        sink: str | Sink,
+        *,
+        stream: str = DEFAULT_STREAM,
+        group: str = DEFAULT_GROUP,
+        consumer: str | None = None,
+        batch_size: int = 100,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 60_000,
+        max_deliveries: int = 5,
+        dead_letter_stream: str | None = None,
+        retry_backoff: float = 0.5,
+        socket_timeout: float = 5.0,
+    ) -> None:
+        for name, value, low in (
+            ("batch_size", batch_size, 1),
+            ("block_ms", block_ms, 1),
+            ("claim_idle_ms", claim_idle_ms, 1),
+            ("max_deliveries", max_deliveries, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                msg = f"{name} must be an integer >= {low}, got {value!r}"
+                raise ConfigurationError(msg)
+        if not stream or not group:
+            msg = "stream and group names must not be empty"
+            raise ConfigurationError(msg)
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.max_deliveries = max_deliveries
+        self.dead_letter_stream = dead_letter_stream or f"{stream}:dead"
+        self.retry_backoff = retry_backoff
+        self.sink = open_sink(sink)
+        self.metrics = Metrics()
+        # The blocking read must outlast block_ms, or every idle read would time out.
+        self._redis = connect(
+            redis_url, socket_timeout=socket_timeout + block_ms / 1000, connect_timeout=5.0
+        )
+        self.name = f"{mask_url(redis_url)}#{stream}/{group}/{self.consumer}"
+        self._stop = threading.Event()
+        self._pending_first = True  # at start, finish what an earlier run of us left
+        self._next_claim = 0.0
+        self._failures = 0
+
+    # -- control -----------------------------------------------------------------------
+
+    def ensure_group(self) -> None:
+        """Create the stream and the group if missing (an existing group is fine)."""
+        import redis
+
+        try:
+            self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def stop(self) -> None:
+        """Finish the batch in flight, then return from ``run()``."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Consume until ``stop()``; Redis or sink outages are waited out, never fatal."""
+        import redis
+
+        while not self._stop.is_set():
+            try:
+                self.ensure_group()
+                break
+            except redis.RedisError as exc:
+                _internal.warning("consumer %s cannot reach redis: %s", self.name, exc)
+                self._stop.wait(self._backoff())
+        while not self._stop.is_set():
+            try:
+                self.process_once()
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the stream was deleted: start over
+                    self.ensure_group()
+                    continue
+                self._failed(exc)
+            except redis.RedisError as exc:
+                self._failed(exc)
+        self.sink.close()
+        self._redis.close()
+
+    def _backoff(self) -> float:
+        self._failures += 1
+        return float(min(self.retry_backoff * 2 ** min(self._failures - 1, 6), 10.0))
+
+    def _failed(self, exc: Exception) -> None:
+        self.metrics.inc("consumer.errors")
+        _internal.warning("consumer %s: %s: %s", self.name, type(exc).__name__, exc)
+        self._stop.wait(self._backoff())
+
+    # -- one turn ----------------------------------------------------------------------
+
+    def process_once(self) -> int:
+        """Take one batch (pending, claimed or new), write it, ack it. Returns its size."""
+        entries = self._next_entries()
+        if not entries:
+            return 0
+        good_ids, events, dead = self._sort(entries)
+        if dead:
+            self._dead_letter(dead)
+        if events:
+            try:
+                self.sink.write(events)
+            except Exception as exc:
+                # Not acknowledged: read again from our pending list after a pause, and
+                # dead-lettered once delivered max_deliveries times.
+                self._pending_first = True
+                self.metrics.inc("consumer.write_failures")
+                _internal.warning(
+                    "consumer %s: sink %s failed (%s: %s); will retry",
+                    self.name,
+                    self.sink.name,
+                    type(exc).__name__,
+                    str(exc)[:300],
+                )
+                self._stop.wait(self._backoff())
+                return 0
+            self._redis.xack(self.stream, self.group, *good_ids)
+            self.metrics.inc("consumer.written", len(events))
+        self._failures = 0
+        return len(entries)
+
+    def _next_entries(self) -> list[Entry]:
+        if self._pending_first:
+            entries = self._read(b"0", block=None)
+            if entries:
+                return self._with_delivery_counts(entries)
+            self._pending_first = False
+        now = time.monotonic()
+        if now >= self._next_claim:
+            self._next_claim = now + min(self.claim_idle_ms / 1000 / 2, 30.0)
+            claimed = self._claim()
+            if claimed:
+                self.metrics.inc("consumer.claimed", len(claimed))
+                return self._with_delivery_counts(claimed)
+        return self._read(b">", block=self.block_ms)
+
+    def _read(self, start: bytes, block: int | None) -> list[Entry]:
+        reply = self._redis.xreadgroup(
+            self.group, self.consumer, {self.stream: start}, count=self.batch_size, block=block
+        )
+        entries: list[Entry] = []
+        for _stream, items in reply or ():
+            entries.extend(Entry(entry_id, fields) for entry_id, fields in items)
+        return entries
+
+    def _claim(self) -> list[Entry]:
+        reply = self._redis.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id="0-0",
+            count=self.batch_size,
+        )
+        _next, claimed, *_deleted = reply  # Redis 6.2 sends 2 items, 7.0 sends 3
+        return [Entry(entry_id, fields) for entry_id, fields in claimed]
+
+    def _with_delivery_counts(self, entries: list[Entry]) -> list[Entry]:
+        """Ask Redis how often each of our pending entries was delivered (ids ascend)."""
+        details = self._redis.xpending_range(
+            self.stream,
+            self.group,
+            min=entries[0].entry_id,
+            max=entries[-1].entry_id,
+            count=len(entries),
+            consumername=self.consumer,
+        )
+        counts = {item["message_id"]: item["times_delivered"] for item in details}
+        for entry in entries:
+            entry.deliveries = counts.get(entry.entry_id, entry.deliveries)
+        return entries
+
+    def _sort(
+        self, entries: Sequence[Entry]
+    ) -> tuple[list[bytes], list[bytes], list[tuple[Entry, str]]]:
+        """Split a batch into (ids to ack after writing, events, dead letters with reasons)."""
+        good_ids: list[bytes] = []
+        events: list[bytes] = []
+        dead: list[tuple[Entry, str]] = []
+        for entry in entries:
+            if entry.deliveries > self.max_deliveries:
+                dead.append((entry, f"delivered {entry.deliveries} times"))
+                continue
+            if not entry.fields:
+                dead.append((entry, "entry has no fields (deleted or trimmed)"))
+                continue
+            data = entry.fields.get(EVENT_FIELD)
+            if data is None:
+                dead.append((entry, "entry has no 'event' field"))
+                continue
+            if len(data) > MAX_ENTRY_BYTES:
+                dead.append((entry, f"event of {len(data)} bytes is over {MAX_ENTRY_BYTES}"))
+                continue
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                dead.append((entry, f"event is not valid JSON: {exc}"))
+                continue
+            if not isinstance(parsed, dict):
+                dead.append((entry, "event is not a JSON object"))
+                continue
+            good_ids.append(entry.entry_id)
+            events.append(data)
+        return good_ids, events, dead
+
+    def _dead_letter(self, dead: list[tuple[Entry, str]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for entry, reason in dead:
+            fields: dict[bytes | str, Any] = {
+                "reason": reason,
+                "source_stream": self.stream,
+                "source_id": entry.entry_id,
+                "deliveries": entry.deliveries,
+                "consumer": self.consumer,
+            }
+            raw = (entry.fields or {}).get(EVENT_FIELD)
+            if raw is not None and len(raw) <= MAX_ENTRY_BYTES:
+                fields[EVENT_FIELD] = raw
+            pipe.xadd(self.dead_letter_stream, fields)
+        pipe.xack(self.stream, self.group, *(entry.entry_id for entry, _ in dead))
+        pipe.execute()
+        self.metrics.inc("consumer.dead_letters", len(dead))
+        _internal.warning(
+            "consumer %s: %d entries moved to %s (first: %s)",
+            self.name,
+            len(dead),
+            self.dead_letter_stream,
+            dead[0][1],
+        )
