@@ -219,7 +219,7 @@ def test_sigkilled_consumer_mid_batch_is_taken_over_and_every_id_stored_once(
         wait_for(lambda: len(mongo_store.ids()) == 300, timeout=30, what="every id in the store")
     finally:
         second.send_signal(signal.SIGTERM)
-        out, err = second.communicate(timeout=20)
+        _out, err = second.communicate(timeout=20)
     assert second.returncode == 0, err
     assert Counter(mongo_store.ids()) == Counter(  # exactly once, by _id
         doc["_id"] for doc in mongo_store.collection.find()
@@ -240,7 +240,7 @@ def test_sigterm_finishes_the_batch_in_flight(
         assert mongo_store.inserts_seen.wait(30)
         process.send_signal(signal.SIGTERM)  # while the batch is being written
         mongo_store.hold.set()
-        out, err = process.communicate(timeout=20)
+        _out, err = process.communicate(timeout=20)
     finally:
         if process.poll() is None:
             process.kill()
