@@ -146,7 +146,9 @@ class Pipeline:
         """Everything that belongs to one process: made anew in a forked child."""
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._queue: deque[tuple[bytes, bool]] = deque()
+        # Plain bytes, not tuples: bytes are not tracked by the garbage collector, so a
+        # full queue does not make every collection (and the requests it pauses) slower.
+        self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -174,7 +176,7 @@ class Pipeline:
                 and self._queued_bytes + size <= self.queue_bytes
             )
             if accepted:
-                queue.append((data, always_keep))
+                queue.append(data)
                 self._queued_bytes += size
                 depth = len(queue)
         if accepted:
@@ -232,7 +234,7 @@ class Pipeline:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.1, min(timeout, 1.0)))
-        leftovers = [data for data, _ in self._drain_queue()]
+        leftovers = self._drain_queue()
         if thread is not None and thread.is_alive():
             leftovers.extend(self._in_flight)
         if leftovers:
@@ -276,17 +278,17 @@ class Pipeline:
             if stopping:
                 return
 
-    def _drain_queue(self, limit: int | None = None) -> list[tuple[bytes, bool]]:
+    def _drain_queue(self, limit: int | None = None) -> list[bytes]:
         with self._lock:
             queue = self._queue
             count = len(queue) if limit is None else min(limit, len(queue))
             items = [queue.popleft() for _ in range(count)]
-            self._queued_bytes -= sum(len(data) for data, _ in items)
+            self._queued_bytes -= sum(map(len, items))
         return items
 
     def _write_queued(self) -> None:
         while self._queue:
-            batch = [data for data, _ in self._drain_queue(self.batch_size)]
+            batch = self._drain_queue(self.batch_size)
             self._in_flight = batch
             try:
                 self._deliver(batch)
