@@ -69,8 +69,19 @@ def test_replay_command_pushes_spooled_files_into_redis(
     lines = [orjson.dumps({"event_id": f"r-{i}", "request_id": f"r-{i}"}) for i in range(1200)]
     segment.write_bytes(b"\n".join([*lines[:600], b'{"torn', *lines[600:]]) + b"\n")
     result = subprocess.run(
-        [sys.executable, "-m", "wide_logging", "replay", str(segment), "--sink", redis_url,
-         "--no-progress", "--batch-size", "250", "--delete"],
+        [
+            sys.executable,
+            "-m",
+            "wide_logging",
+            "replay",
+            str(segment),
+            "--sink",
+            redis_url,
+            "--no-progress",
+            "--batch-size",
+            "250",
+            "--delete",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -79,7 +90,9 @@ def test_replay_command_pushes_spooled_files_into_redis(
     assert "replayed 1200 events from 1 file(s)" in result.stderr
     assert "1 unreadable line(s) skipped" in result.stderr
     entries = redis_server.client().xrange("wide_logging:events")
-    assert [orjson.loads(f[b"event"])["event_id"] for _, f in entries] == [f"r-{i}" for i in range(1200)]
+    assert [orjson.loads(f[b"event"])["event_id"] for _, f in entries] == [
+        f"r-{i}" for i in range(1200)
+    ]
     assert not segment.exists()
 
 
@@ -88,8 +101,16 @@ def test_replay_command_reports_a_dead_sink(tmp_path: Path, redis_binary: str) -
     segment.write_bytes(b'{"event_id": "x"}\n')
     dead = RedisServer(redis_binary, tmp_path / "dead")
     result = subprocess.run(
-        [sys.executable, "-m", "wide_logging", "replay", str(segment), "--sink",
-         f"{dead.url}?connect_timeout=0.3", "--no-progress"],
+        [
+            sys.executable,
+            "-m",
+            "wide_logging",
+            "replay",
+            str(segment),
+            "--sink",
+            f"{dead.url}?connect_timeout=0.3",
+            "--no-progress",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -141,7 +162,9 @@ def test_request_path_does_no_network_io_even_with_redis_hung(
             for _ in range(20):
                 assert client.get("/").status_code == 200
             # the writer is now stuck in a socket call to the frozen Redis ...
-            wait_for(lambda: "wide_logging.writer" in socket_threads, what="the writer to hit redis")
+            wait_for(
+                lambda: "wide_logging.writer" in socket_threads, what="the writer to hit redis"
+            )
             # ... and requests still complete: nothing on their path waits for it
             for _ in range(200):
                 assert client.get("/").status_code == 200
