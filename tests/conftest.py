@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -77,7 +78,7 @@ class ControlledSink:
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("WIDE_LOGGING_") and name != "WIDE_LOGGING_TEST_MONGO_URL":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
@@ -170,3 +171,19 @@ def mongo_store() -> Iterator[Any]:
     store.start()
     yield store
     store.stop()
+
+
+_REAL_MONGO = os.environ.get("WIDE_LOGGING_TEST_MONGO_URL")
+
+
+@pytest.fixture(params=["mockupdb", *(["real-mongod"] if _REAL_MONGO else [])])
+def mongo_target(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """MongoDB for tests that need no fault injection: always the wire-protocol store, and
+    also a real mongod when WIDE_LOGGING_TEST_MONGO_URL is set."""
+    from servers import MongoStore, RealMongo
+
+    target: Any = MongoStore() if request.param == "mockupdb" else RealMongo(str(_REAL_MONGO))
+    if request.param == "mockupdb":
+        target.start()
+    yield target
+    target.stop()

@@ -183,3 +183,25 @@ class MongoStore:
 
     def ids(self) -> list[str]:
         return [doc["_id"] for doc in self.collection.find({}, {"_id": 1})]
+
+
+class RealMongo:
+    """A real mongod from ``WIDE_LOGGING_TEST_MONGO_URL``, in a throw-away database."""
+
+    def __init__(self, base_url: str) -> None:
+        import uuid
+
+        import pymongo
+
+        self.database = f"wide_logging_test_{uuid.uuid4().hex[:10]}"
+        self.client: Any = pymongo.MongoClient(base_url, serverSelectionTimeoutMS=5000)
+        self.collection = self.client[self.database]["events"]
+        base, _, query = base_url.partition("?")
+        self.url = f"{base.rstrip('/')}/{self.database}" + (f"?{query}" if query else "")
+
+    def ids(self) -> list[str]:
+        return [doc["_id"] for doc in self.collection.find({}, {"_id": 1})]
+
+    def stop(self) -> None:
+        self.client.drop_database(self.database)
+        self.client.close()

@@ -248,3 +248,24 @@ def test_sigterm_finishes_the_batch_in_flight(
     assert len(mongo_store.ids()) == 50
     assert redis_server.client().xpending(STREAM, "wide_logging")["pending"] == 0  # acked
     assert "written 50" in err
+
+
+@pytest.mark.mongo
+def test_consumer_into_mongodb_stores_each_event_once(
+    redis_url: str, mongo_target: Any, run_consumer: Any
+) -> None:
+    ids = publish(redis_url, 500)
+    consumer = run_consumer(StreamConsumer(redis_url, mongo_target.url, block_ms=100))
+    wait_for(lambda: len(mongo_target.ids()) >= 500, timeout=30, what="events in MongoDB")
+    stored = list(mongo_target.collection.find())
+    assert Counter(doc["request_id"] for doc in stored) == Counter(ids)
+    assert all(doc["_id"] == doc["event_id"] for doc in stored)
+    assert consumer.metrics.get("consumer.written") == 500
+    # replaying the same events (a crashed consumer's batch) changes nothing
+    sink = consumer.sink
+    entries = [
+        orjson.dumps({k: v for k, v in doc.items() if k != "_id"}, default=str)
+        for doc in stored[:50]
+    ]
+    sink.write(entries)
+    assert len(mongo_target.ids()) == 500
