@@ -9,3 +9,15 @@ class WideLoggingError(Exception):
 
 class ConfigurationError(WideLoggingError, ValueError):
     """An option has a value that is not allowed; the message says what is."""
+
+
+def check_number(
+    name: str, value: object, low: float, *, integer: bool = False, what: str = ""
+) -> None:
+    """Raise ``ConfigurationError`` unless ``value`` is a number (an int if ``integer``)
+    >= ``low``. ``bool`` is refused although it is an ``int``: ``batch_size=True`` is a bug."""
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < low:  # type: ignore[operator]
+        kind = "an integer" if integer else "a number"
+        msg = f"{what}{name} must be {kind} >= {low:g}, got {value!r}"
+        raise ConfigurationError(msg)

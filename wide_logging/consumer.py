@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, check_number
 from .metrics import Metrics
 from .sinks import mask_url, open_sink
 from .sinks.redis_stream import DEFAULT_STREAM, EVENT_FIELD, connect
@@ -71,15 +71,13 @@ class StreamConsumer:
         retry_backoff: float = 0.5,
         socket_timeout: float = 5.0,
     ) -> None:
-        for name, value, low in (
-            ("batch_size", batch_size, 1),
-            ("block_ms", block_ms, 1),
-            ("claim_idle_ms", claim_idle_ms, 1),
-            ("max_deliveries", max_deliveries, 1),
+        for name, value in (
+            ("batch_size", batch_size),
+            ("block_ms", block_ms),
+            ("claim_idle_ms", claim_idle_ms),
+            ("max_deliveries", max_deliveries),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                msg = f"{name} must be an integer >= {low}, got {value!r}"
-                raise ConfigurationError(msg)
+            check_number(name, value, 1, integer=True)
         if not stream or not group:
             msg = "stream and group names must not be empty"
             raise ConfigurationError(msg)

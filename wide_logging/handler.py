@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, check_number
 from ._ids import new_request_id, trace_id_from_traceparent, valid_request_id
 from .context import current_event
 from .event import WideEvent, record_message
@@ -162,9 +162,7 @@ class WideEventHandler(logging.Handler):
             max_event_bytes=max_event_bytes,
         )
         self.sampler = TailSampler.from_config(self._sampling_with_env(sampling))
-        if isinstance(max_logs, bool) or not isinstance(max_logs, int) or max_logs < 0:
-            msg = f"max_logs must be an integer >= 0, got {max_logs!r}"
-            raise ConfigurationError(msg)
+        check_number("max_logs", max_logs, 0, integer=True)
         self.max_logs = max_logs
         self.log_events = bool(log_events)
         self.service = _service_fields(service)

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, check_number
 from .metrics import Metrics
 from .spool import SegmentReader, Spool
 from .typing import Sink
@@ -116,15 +116,15 @@ class Pipeline:
         replay_rate: float = 10_000.0,
         shutdown_timeout: float = 5.0,
     ) -> None:
-        _check_number("batch_size", batch_size, 1, integer=True)
-        _check_number("flush_interval", flush_interval, 0.001)
-        _check_number("queue_size", queue_size, 1, integer=True)
-        _check_number("queue_bytes", queue_bytes, 1024, integer=True)
-        _check_number("max_retries", max_retries, 0, integer=True)
-        _check_number("retry_backoff", retry_backoff, 0)
-        _check_number("breaker_cooldown", breaker_cooldown, 0)
-        _check_number("replay_rate", replay_rate, 1)
-        _check_number("shutdown_timeout", shutdown_timeout, 0)
+        check_number("batch_size", batch_size, 1, integer=True)
+        check_number("flush_interval", flush_interval, 0.001)
+        check_number("queue_size", queue_size, 1, integer=True)
+        check_number("queue_bytes", queue_bytes, 1024, integer=True)
+        check_number("max_retries", max_retries, 0, integer=True)
+        check_number("retry_backoff", retry_backoff, 0)
+        check_number("breaker_cooldown", breaker_cooldown, 0)
+        check_number("replay_rate", replay_rate, 1)
+        check_number("shutdown_timeout", shutdown_timeout, 0)
         if not sinks:
             msg = "a pipeline needs at least one sink"
             raise ConfigurationError(msg)
@@ -397,14 +397,6 @@ class Pipeline:
             after_fork = getattr(sink, "after_fork", None)
             if callable(after_fork):
                 after_fork()
-
-
-def _check_number(name: str, value: object, low: float, *, integer: bool = False) -> None:
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < low:  # type: ignore[operator]
-        kind = "an integer" if integer else "a number"
-        msg = f"{name} must be {kind} >= {low:g}, got {value!r}"
-        raise ConfigurationError(msg)
 
 
 def _close_quietly(sink: Sink) -> None:

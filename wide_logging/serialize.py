@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, check_number
 from .typing import EventDict
 
 REDACTED = "[REDACTED]"
@@ -107,15 +107,10 @@ class Serializer:
                 msg = f"redact entries must be non-empty strings, got {key!r}"
                 raise ConfigurationError(msg)
             extra.add(_normalize_key(key))
-        for name, value, low in (
-            ("max_string", max_string, 16),
-            ("max_items", max_items, 1),
-            ("max_depth", max_depth, 1),
-            ("max_event_bytes", max_event_bytes, 1024),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                msg = f"{name} must be an integer >= {low}, got {value!r}"
-                raise ConfigurationError(msg)
+        check_number("max_string", max_string, 16, integer=True)
+        check_number("max_items", max_items, 1, integer=True)
+        check_number("max_depth", max_depth, 1, integer=True)
+        check_number("max_event_bytes", max_event_bytes, 1024, integer=True)
         try:
             self._redact_re = re.compile(redact_pattern, re.IGNORECASE) if redact_pattern else None
         except re.error as exc:

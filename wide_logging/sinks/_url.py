@@ -31,20 +31,19 @@ def split_options(
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment)), ours
 
 
-def positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        msg = f"must be >= 1, got {number}"
-        raise ValueError(msg)
-    return number
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < low:
+            msg = f"must be >= {low}, got {number}"
+            raise ValueError(msg)
+        return number
+
+    return parse
 
 
-def non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        msg = f"must be >= 0, got {number}"
-        raise ValueError(msg)
-    return number
+positive_int = _int_at_least(1)
+non_negative_int = _int_at_least(0)
 
 
 def positive_float(value: str) -> float:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, check_number
 
 try:
     import fcntl
@@ -43,12 +43,8 @@ class RotatingFileSink:
         backups: int = 10,
         on_discard: Callable[[Path], None] | None = None,
     ) -> None:
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
-            msg = f"file sink max_bytes must be an integer >= 1024, got {max_bytes!r}"
-            raise ConfigurationError(msg)
-        if isinstance(backups, bool) or not isinstance(backups, int) or backups < 0:
-            msg = f"file sink backups must be an integer >= 0, got {backups!r}"
-            raise ConfigurationError(msg)
+        check_number("max_bytes", max_bytes, 1024, integer=True, what="file sink ")
+        check_number("backups", backups, 0, integer=True, what="file sink ")
         self.path = Path(path)
         if self.path.is_dir() or not self.path.name:
             msg = f"file sink path must name a file, got a directory: {str(path)!r}"
