@@ -277,3 +277,22 @@ def test_concurrent_submits_are_all_counted(make_handler: Callable[..., WideEven
     wait_for(lambda: len(sink.events) == 4000, what="all events")
     assert len({e["request_id"] for e in sink.events}) == 4000
     assert handler.metrics.get("events.seen") == 4000
+
+
+def test_sink_options_from_dict_config_reach_the_sink(tmp_path: Path) -> None:
+    logging.config.dictConfig(
+        dict_config(
+            tmp_path,
+            sink=f"file:{tmp_path}/out/events.jsonl?backups=2",
+            sink_options={"max_bytes": 4096},
+        )
+    )
+    handler = active_handler()
+    assert handler is not None
+    sink = handler.pipeline.links[0].sink
+    assert (sink.max_bytes, sink.backups) == (4096, 2)  # type: ignore[attr-defined]
+    handler.close()
+    with pytest.raises(ConfigurationError, match="takes no options"):
+        WideEventHandler(sink="stdout", sink_options={"stream": "x"})
+    with pytest.raises(ConfigurationError, match="unknown file sink option"):
+        WideEventHandler(sink=f"file:{tmp_path}/x.jsonl", sink_options={"colour": 1})

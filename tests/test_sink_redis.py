@@ -134,3 +134,21 @@ def test_redis_killed_mid_load_loses_no_event(own_redis: RedisServer, tmp_path: 
         <= snapshot.get("retries." + handler.pipeline.links[0].sink.name, 0) * 50
     )
     handler.close()
+
+
+def test_handler_sink_options_configure_the_stream(
+    redis_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    handler = WideEventHandler(
+        sink=redis_url,
+        sink_options={"stream": "from-options", "maxlen": 10},
+        fallback=f"file:{tmp_path}/spool.jsonl",
+        sampling={"normal_rate": 1.0},
+    )
+    sink = handler.pipeline.links[0].sink
+    assert isinstance(sink, RedisStreamSink)
+    assert (sink.stream, sink.maxlen) == ("from-options", 10)
+    handler.submit(handler.new_event(request_id="opt-1"))
+    assert handler.flush(10)
+    assert redis_server.client().xlen("from-options") == 1
+    handler.close()

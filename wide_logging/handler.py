@@ -132,6 +132,7 @@ class WideEventHandler(logging.Handler):
         level: int | str = logging.NOTSET,
         *,
         sink: str | Sink | None = None,
+        sink_options: Mapping[str, Any] | None = None,
         service: str | Mapping[str, Any] | None = None,
         sampling: Mapping[str, Any] | None = None,
         batch_size: int = 100,
@@ -169,7 +170,10 @@ class WideEventHandler(logging.Handler):
         self._host = {"name": socket.gethostname()}
         self.metrics = Metrics()
 
-        primary = open_sink(sink or _env("WIDE_LOGGING_SINK") or DEFAULT_SINK)
+        if sink_options is not None and not isinstance(sink_options, Mapping):
+            msg = f"sink_options must be a dict, got {type(sink_options).__name__}"
+            raise ConfigurationError(msg)
+        primary = open_sink(sink or _env("WIDE_LOGGING_SINK") or DEFAULT_SINK, sink_options)
         env_fallback = (_env("WIDE_LOGGING_FALLBACK") or "").split()  # space-separated URLs
         chain = [open_sink(s) for s in _sink_list(fallback or env_fallback or None)]
         spool_sink = chain.pop() if chain and isinstance(chain[-1], RotatingFileSink) else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -56,7 +57,7 @@ def _int_option(name: str, value: str) -> int:
         raise ConfigurationError(msg) from None
 
 
-def _file_sink(url: str) -> RotatingFileSink:
+def _file_sink(url: str, options: Mapping[str, Any]) -> RotatingFileSink:
     body = url[len("file:") :]
     path, _, query = body.partition("?")
     if path.startswith("//"):  # file:///abs/path or file://localhost/abs/path
@@ -65,35 +66,47 @@ def _file_sink(url: str) -> RotatingFileSink:
     if not path:
         msg = f"file sink needs a path, as in 'file:wide-logs/events.jsonl', got {url!r}"
         raise ConfigurationError(msg)
-    options: dict[str, Any] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in ("max_bytes", "backups"):
-            msg = f"unknown file sink option {key!r} in {url!r}; allowed: max_bytes, backups"
-            raise ConfigurationError(msg)
-        options[key] = _int_option(key, value)
-    return RotatingFileSink(os.path.expanduser(path), **options)
-
-
-def open_sink(spec: str | Sink) -> Sink:
-    """Build a sink from its URL (or return a sink object unchanged)."""
-    if not isinstance(spec, str):
-        if all(hasattr(spec, attr) for attr in ("write", "close")):
-            return spec
-        msg = f"sink must be a URL string or an object with write() and close(), got {spec!r}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    unknown = ({key for key, _ in pairs} | set(options)) - {"max_bytes", "backups"}
+    if unknown:
+        msg = f"unknown file sink option(s) {sorted(unknown)}; allowed: max_bytes, backups"
         raise ConfigurationError(msg)
+    parsed: dict[str, Any] = {key: _int_option(key, value) for key, value in pairs}
+    parsed.update(options)
+    return RotatingFileSink(os.path.expanduser(path), **parsed)
+
+
+def open_sink(spec: str | Sink, options: Mapping[str, Any] | None = None) -> Sink:
+    """Build a sink from its URL (or return a sink object unchanged).
+
+    ``options`` are the sink's keyword options (``stream``, ``maxlen``, ``collection``, ...),
+    the same that the URL query can carry; they win over the query.
+    """
+    options = dict(options or {})
+    if not isinstance(spec, str):
+        if not all(hasattr(spec, attr) for attr in ("write", "close")):
+            msg = f"sink must be a URL string or an object with write() and close(), got {spec!r}"
+            raise ConfigurationError(msg)
+        if options:
+            msg = "sink_options apply to sink URLs, not to a sink object"
+            raise ConfigurationError(msg)
+        return spec
     url = spec.strip()
     if url.startswith("file:"):
-        return _file_sink(url)
-    if url.rstrip(":/") in ("stdout", "stderr"):
-        return StreamSink(url.rstrip(":/"))
+        return _file_sink(url, options)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis_stream import RedisStreamSink
 
-        return RedisStreamSink(url)
+        return RedisStreamSink(url, **options)
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from .mongo import MongoSink
 
-        return MongoSink(url)
+        return MongoSink(url, **options)
+    if options:
+        msg = f"the sink {mask_url(url)!r} takes no options, got {sorted(options)}"
+        raise ConfigurationError(msg)
+    if url.rstrip(":/") in ("stdout", "stderr"):
+        return StreamSink(url.rstrip(":/"))
     if url.startswith("memory:"):
         from ..testing import MemorySink
 
