@@ -62,6 +62,8 @@ def test_dict_config_round_trip(tmp_path: Path) -> None:
     assert event["kind"] == "log"
     assert event["message"] == "nightly run done"
     assert event["log"] == {"level": "INFO", "logger": "jobs"}
+    assert "request_id" not in event  # not a request
+    assert event["sampling"] == {"rule": "log", "rate": 1.0}
     assert event["service"]["name"] == "checkout"
     # a second dictConfig closes the first handler and a new one takes over
     logging.config.dictConfig(dict_config(tmp_path, sink=f"file:{tmp_path}/out2/events.jsonl"))

@@ -112,10 +112,10 @@ def _sink_list(value: str | Sink | Iterable[str | Sink] | None) -> list[str | Si
     return list(value)
 
 
-def _default_spool(primary: Sink) -> str:
-    if isinstance(primary, RotatingFileSink):
-        return f"file:{primary.path.parent / DEFAULT_SPOOL_NAME}"
-    return f"file:wide-logs/{DEFAULT_SPOOL_NAME}"
+def _default_spool(primary: Sink) -> RotatingFileSink:
+    """``spool/events.jsonl`` beside a file sink, else under ``./wide-logs/``."""
+    directory = primary.path.parent if isinstance(primary, RotatingFileSink) else "wide-logs"
+    return RotatingFileSink(f"{directory}/{DEFAULT_SPOOL_NAME}")
 
 
 class WideEventHandler(logging.Handler):
@@ -176,10 +176,12 @@ class WideEventHandler(logging.Handler):
         primary = open_sink(sink or _env("WIDE_LOGGING_SINK") or DEFAULT_SINK, sink_options)
         env_fallback = (_env("WIDE_LOGGING_FALLBACK") or "").split()  # space-separated URLs
         chain = [open_sink(s) for s in _sink_list(fallback or env_fallback or None)]
-        spool_sink = chain.pop() if chain and isinstance(chain[-1], RotatingFileSink) else None
-        if spool_sink is None:
-            spool_sink = open_sink(_default_spool(primary))
-        assert isinstance(spool_sink, RotatingFileSink)
+        last = chain[-1] if chain else None
+        if isinstance(last, RotatingFileSink):  # the chain names its own spool
+            spool_sink = last
+            chain.pop()
+        else:
+            spool_sink = _default_spool(primary)
         if isinstance(primary, RotatingFileSink) and primary.path.resolve() == (
             spool_sink.path.resolve()
         ):
@@ -235,13 +237,12 @@ class WideEventHandler(logging.Handler):
     def submit(self, event: WideEvent) -> Decision | None:
         """Decide, encode and hand off a finished event. Never raises."""
         try:
-            key = event.request_id or ""
-            if event.kind == "log":
-                decision = self.sampler.decide_log(key, error=event.has_error)
+            if event.kind == "log":  # no request id: a fresh random key samples log_rate
+                decision = self.sampler.decide_log(new_request_id(), error=event.has_error)
             else:
                 route = event.route
                 decision = self.sampler.decide(
-                    key,
+                    event.request_id or "",
                     event.has_error,
                     event.status,
                     event.end(),
@@ -308,7 +309,6 @@ class WideEventHandler(logging.Handler):
 
     def _log_event(self, record: logging.LogRecord) -> WideEvent:
         event = WideEvent("log", self.serializer, start_time=record.created)
-        event.request_id = f"log-{new_request_id()}"
         event.annotate(
             message=record_message(record),
             log={"level": record.levelname, "logger": record.name},
