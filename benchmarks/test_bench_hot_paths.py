@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from wide_logging import TailSampler
+from wide_logging import TailSampler, metrics
 from wide_logging.context import activate, deactivate
+from wide_logging.metrics import Metrics
 from wide_logging.serialize import Serializer
 
 SAMPLER = TailSampler(normal_rate=0.02, slow_ms=1000, critical_routes=["/checkout*"])
@@ -77,3 +78,26 @@ def test_redact_clean(benchmark: Any) -> None:
     serializer = Serializer()
     payload = {"user": {"id": 1, "email": "a@b.c", "password": "x"}, "items": [1, 2, 3]}
     benchmark(serializer.clean, payload)
+
+
+def test_metrics_record_decision(benchmark: Any) -> None:
+    """The per-request counting: two itertools.count steps, no lock."""
+    benchmark.group = "hot paths"
+    counters = Metrics()
+    benchmark(counters.record_decision, "events.sampled_out.normal")
+
+
+def test_metrics_inc_locked(benchmark: Any) -> None:
+    """A locked counter (dropped.*, written.*): never per request on the happy path."""
+    benchmark.group = "hot paths"
+    counters = Metrics()
+    benchmark(counters.inc, "dropped.queue_overflow")
+
+
+def test_metrics_snapshot(benchmark: Any, handler_factory: Any) -> None:
+    """What a Prometheus scrape or a metrics event costs (off the request path)."""
+    benchmark.group = "hot paths"
+    handler = handler_factory()
+    for n in range(100):
+        handler.submit(handler.new_event(request_id=f"m-{n}"))
+    benchmark(metrics.snapshot)

@@ -273,3 +273,39 @@ def test_consumer_into_mongodb_stores_each_event_once(
     ]
     sink.write(entries)
     assert len(mongo_target.ids()) == 500
+
+
+def test_consumer_numbers_in_metrics_and_the_stats_table(
+    redis_url: str, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wide_logging import metrics
+    from wide_logging.cli import main
+
+    metrics._counter_sources.clear()
+    metrics._gauge_sources.clear()
+    sink = ControlledSink("flaky")
+    sink.failing = True
+    consumer = StreamConsumer(redis_url, sink, block_ms=50, retry_backoff=0.001, consumer="c-1")
+    consumer.ensure_group()
+    publish(redis_url, 10)
+    redis_server.client().xadd(STREAM, {"event": b"not json"})
+    consumer.process_once()  # 10 fail to write, 1 dead-lettered
+    snap = metrics.snapshot()["consumer"]
+    assert snap["pending"] == 10
+    assert snap["failed_batches"] == 1
+    assert snap["dead_letters"] == 1
+    if "lag" in snap:  # Redis >= 7 reports it
+        assert snap["lag"] == 0
+    sink.failing = False
+    consumer.process_once()
+    consumer._group_info = (0.0, [])  # the gauges are cached for a second
+    snap = metrics.snapshot()["consumer"]
+    assert (snap["pending"], snap["written"]) == (0, 10)
+
+    assert main(["stats", "--redis", redis_url]) == 0
+    table = capsys.readouterr().out
+    assert "stream        wide_logging:events" in table
+    assert "11 entries" in table
+    assert "pending 0" in table
+    assert "wide_logging/c-1" in table
+    assert "wide_logging:events:dead  1 entries" in table

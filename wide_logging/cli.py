@@ -91,6 +91,21 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if result.failed is None else 1
 
 
+def _stats(args: argparse.Namespace) -> int:
+    from .stats import format_table, from_metrics_endpoint, from_stream
+
+    if bool(args.url) == bool(args.redis):
+        print("give one of --url (an app's /metrics) or --redis (a stream)", file=sys.stderr)
+        return 2
+    if args.url:
+        rows = from_metrics_endpoint(args.url)
+        print(format_table(rows, ("metric", "labels", "value")))
+    else:
+        rows = from_stream(args.redis, args.stream, args.group)
+        print(format_table(rows, ("what", "name", "state")))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -150,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--delete", action="store_true", help="delete each file once replayed")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     replay.set_defaults(func=_replay)
+
+    stats = commands.add_parser(
+        "stats", help="show a running app's metrics (--url) or a stream's state (--redis)"
+    )
+    stats.add_argument("--url", help="an app's /metrics endpoint, e.g. http://app:8000/metrics")
+    stats.add_argument("--redis", help="redis:// URL of the stream")
+    stats.add_argument("--stream", default="wide_logging:events")
+    stats.add_argument("--group", default=None, help="only this consumer group")
+    stats.set_defaults(func=_stats)
     return parser
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from ._errors import ConfigurationError, check_number
-from .metrics import Metrics
+from .metrics import Metrics, register_gauges, unregister_counters, unregister_gauges
 from .sinks import mask_url, open_sink
 from .sinks.redis_stream import DEFAULT_STREAM, EVENT_FIELD, connect
 from .typing import Sink
@@ -98,6 +98,8 @@ class StreamConsumer:
         )
         self.name = f"{mask_url(redis_url)}#{stream}/{group}/{self.consumer}"
         self._stop = threading.Event()
+        self._group_info: tuple[float, list[tuple[str, float]]] = (0.0, [])
+        register_gauges(self)
         self._pending_first = True  # at start, finish what an earlier run of us left
         self._next_claim = 0.0
         self._failures = 0
@@ -140,6 +142,8 @@ class StreamConsumer:
             except redis.RedisError as exc:
                 self._failed(exc)
         self.sink.close()
+        unregister_gauges(self)
+        unregister_counters(self.metrics)
         self._redis.close()
 
     def _backoff(self) -> float:
@@ -150,6 +154,21 @@ class StreamConsumer:
         self.metrics.inc("consumer.errors")
         _internal.warning("consumer %s: %s: %s", self.name, type(exc).__name__, exc)
         self._stop.wait(self._backoff())
+
+    def gauges(self) -> list[tuple[str, float]]:
+        """Pending entries and lag of the group (asked of Redis at most once a second)."""
+        asked_at, cached = self._group_info
+        if time.monotonic() - asked_at < 1.0:
+            return cached
+        gauges: list[tuple[str, float]] = []
+        for group in self._redis.xinfo_groups(self.stream):
+            name = group["name"]
+            if (name.decode() if isinstance(name, bytes) else name) == self.group:
+                gauges.append(("consumer.pending", float(group["pending"])))
+                if group.get("lag") is not None:  # Redis >= 7
+                    gauges.append(("consumer.lag", float(group["lag"])))
+        self._group_info = (time.monotonic(), gauges)
+        return gauges
 
     # -- one turn ----------------------------------------------------------------------
 

@@ -19,16 +19,18 @@ import logging
 import os
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
 
+from . import metrics
 from ._errors import ConfigurationError, check_number
-from ._ids import new_request_id, trace_id_from_traceparent, valid_request_id
+from ._ids import new_request_id, trace_id_from_traceparent, uuid7, valid_request_id
 from .context import current_event
-from .event import WideEvent, record_message
+from .event import WideEvent, iso_timestamp, record_message
 from .metrics import Metrics
 from .pipeline import Pipeline, in_writer_thread
 from .sampling import Decision, TailSampler
@@ -151,6 +153,8 @@ class WideEventHandler(logging.Handler):
         max_logs: int = 50,
         log_events: bool = True,
         shutdown_timeout: float = 5.0,
+        metrics_events: bool = False,
+        metrics_interval: float = 60.0,
     ) -> None:
         # Closed until fully built: logging.shutdown() may flush a handler whose
         # configuration was rejected halfway.
@@ -200,6 +204,8 @@ class WideEventHandler(logging.Handler):
             breaker_cooldown=breaker_cooldown,
             replay_rate=replay_rate,
             shutdown_timeout=shutdown_timeout,
+            tick=self._metrics_event if metrics_events else None,
+            tick_interval=metrics_interval,
         )
         self.closed = False
         with _handlers_lock:
@@ -272,6 +278,22 @@ class WideEventHandler(logging.Handler):
         data = self.serializer.encode(fields)
         self.pipeline.put(data, decision.always_keep)
 
+    def _metrics_event(self) -> bytes:
+        """A ``kind: metrics`` event with this process's numbers (see docs/metrics.md)."""
+        now = time.time()
+        numbers = metrics.snapshot()
+        # sink names hold dots and colons: a list keeps them out of field names
+        numbers["sinks"] = [{"name": name, **values} for name, values in numbers["sinks"].items()]
+        event: EventDict = {
+            "event_id": uuid7(now),
+            "timestamp": iso_timestamp(now),
+            "kind": "metrics",
+            **self.resource(),
+            "sampling": {"rule": "metrics", "rate": 1.0},
+            "metrics": numbers,
+        }
+        return self.serializer.encode(event)
+
     def _tap(self, event: WideEvent, decision: Decision) -> None:
         sampling: dict[str, Any] = dict(decision.fields)
         if not decision.keep:
@@ -333,6 +355,7 @@ class WideEventHandler(logging.Handler):
         if not self.closed:
             self.closed = True
             self.pipeline.close()
+            metrics.unregister_counters(self.metrics)
         super().close()
 
 

@@ -1,17 +1,115 @@
-"""Counters of the pipeline itself, one registry per process.
+"""The pipeline's own numbers: counters, gauges, and one registry per process.
 
-Counters are plain integers behind one lock, exact when many threads count at once. The
-two that every request bumps (``events.seen`` and its sampling outcome) are
-``itertools.count`` objects instead: ``next()`` on one is a single C call under the GIL,
-so the request path takes no lock for them. Names are dotted: ``events.kept.error``,
-``dropped.queue_overflow``, ``written.file:...``.
+Counters live in :class:`Metrics` objects (one per handler, one per consumer) as plain
+integers behind one lock, exact when many threads count at once. The two that every
+request bumps (``events.seen`` and its sampling outcome) are ``itertools.count`` objects
+instead: ``next()`` on one is a single C call under the GIL, so the request path takes no
+lock for them. Counter names are dotted — the family, then a label value when the family
+has one: ``events.kept.error``, ``dropped.queue_overflow``, ``written.<sink name>``.
+
+Gauges (queue depth, circuit breakers, consumer lag) are read when asked for, from the
+objects that own them. :func:`samples` merges everything of the process into one list,
+:func:`snapshot` into a plain nested dict; ``wide_logging.prometheus`` exposes the same
+samples to Prometheus. :data:`FAMILIES` is the catalogue (docs/metrics.md lists it).
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric: its counter prefix, Prometheus name, kind, help and label."""
+
+    prefix: str
+    name: str
+    kind: str  # "counter" or "gauge"
+    help: str
+    label: str | None = None
+    #: Where it goes in ``snapshot()``; "{}" stands for the label value.
+    path: tuple[str, ...] = ()
+    scale: float = 1.0
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("events.seen", "events_seen_total", "counter",
+           "Finished events put through the sampler.", path=("events", "seen")),
+    Family("events.kept", "events_kept_total", "counter",
+           "Events kept, by the sampling rule that kept them.", "rule", ("events", "kept", "{}")),
+    Family("events.sampled_out", "events_sampled_out_total", "counter",
+           "Events dropped by sampling, by rule.", "rule", ("events", "sampled_out", "{}")),
+    Family("written", "sink_written_events_total", "counter",
+           "Events written, by sink.", "sink", ("sinks", "{}", "written")),
+    Family("batches", "sink_batches_total", "counter",
+           "Batches written, by sink.", "sink", ("sinks", "{}", "batches")),
+    Family("write_us", "sink_write_seconds_total", "counter",
+           "Time spent in successful batch writes, by sink (divide by batches for the mean).",
+           "sink", ("sinks", "{}", "write_seconds"), scale=1e-6),
+    Family("retries", "sink_retries_total", "counter",
+           "Batch write retries, by sink.", "sink", ("sinks", "{}", "retries")),
+    Family("write_failures", "sink_failed_batches_total", "counter",
+           "Batches that failed every attempt on a sink.",
+           "sink", ("sinks", "{}", "failed_batches")),
+    Family("circuit_open", "sink_circuit_open", "gauge",
+           "1 while the sink's circuit breaker is open (the sink is skipped).",
+           "sink", ("sinks", "{}", "circuit_open")),
+    Family("spooled", "spooled_events_total", "counter",
+           "Events appended to the spool, by reason.", "reason", ("spooled", "{}")),
+    Family("replayed", "replayed_events_total", "counter",
+           "Spooled events replayed into the primary sink.", path=("replayed",)),
+    Family("dropped", "dropped_events_total", "counter",
+           "Events given up, by reason.", "reason", ("dropped", "{}")),
+    Family("queue.depth", "queue_events", "gauge",
+           "Events waiting for the writer thread.", path=("queue", "depth")),
+    Family("queue.capacity", "queue_capacity_events", "gauge",
+           "Most events the queue holds (queue_size).", path=("queue", "capacity")),
+    Family("queue.bytes", "queue_bytes", "gauge",
+           "Encoded bytes waiting for the writer thread.", path=("queue", "bytes")),
+    Family("queue.capacity_bytes", "queue_capacity_bytes", "gauge",
+           "Most encoded bytes the queue holds (queue_bytes).", path=("queue", "capacity_bytes")),
+    Family("consumer.written", "consumer_written_events_total", "counter",
+           "Events a stream consumer wrote to its sink and acknowledged.",
+           path=("consumer", "written")),
+    Family("consumer.claimed", "consumer_claimed_entries_total", "counter",
+           "Entries claimed from consumers that stopped acknowledging.",
+           path=("consumer", "claimed")),
+    Family("consumer.dead_letters", "consumer_dead_letters_total", "counter",
+           "Entries moved to the dead-letter stream.", path=("consumer", "dead_letters")),
+    Family("consumer.write_failures", "consumer_failed_batches_total", "counter",
+           "Consumer batches the sink refused (retried later).",
+           path=("consumer", "failed_batches")),
+    Family("consumer.errors", "consumer_errors_total", "counter",
+           "Consumer errors talking to Redis.", path=("consumer", "errors")),
+    Family("consumer.pending", "consumer_pending_entries", "gauge",
+           "Entries delivered to the consumer group and not yet acknowledged.",
+           path=("consumer", "pending")),
+    Family("consumer.lag", "consumer_lag_entries", "gauge",
+           "Entries in the stream not yet delivered to the group (Redis >= 7).",
+           path=("consumer", "lag")),
+)  # fmt: skip
+#: Longest prefix first, so ``events.kept`` wins over a shorter prefix of it.
+_BY_PREFIX = sorted(FAMILIES, key=lambda f: len(f.prefix), reverse=True)
+
+#: One measured value: family, label value (or None), value.
+Sample = tuple[Family, "str | None", float]
+
+
+def family_of(name: str) -> tuple[Family, str | None] | None:
+    """The family of a flat counter name and its label value; None when it has none."""
+    for family in _BY_PREFIX:
+        if name == family.prefix:
+            # "spooled" alone is the sum of "spooled.<reason>": a labelled family skips it
+            return None if family.label else (family, None)
+        if family.label and name.startswith(family.prefix + "."):
+            return family, name[len(family.prefix) + 1 :]
+    return None
 
 
 def _value(counter: itertools.count[int]) -> int:
@@ -19,13 +117,22 @@ def _value(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])  # repr is "count(N)"
 
 
+class GaugeSource(Protocol):
+    def gauges(self) -> Iterable[tuple[str, float]]:
+        """Flat gauge names (``queue.depth``, ``circuit_open.<sink>``) and their values."""
+        ...
+
+
 class Metrics:
-    __slots__ = ("_counts", "_decisions", "_lock")
+    """The counters of one handler or consumer; registered with the process registry."""
+
+    __slots__ = ("__weakref__", "_counts", "_decisions", "_lock")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._decisions: dict[str, itertools.count[int]] = {"events.seen": itertools.count()}
+        _counter_sources.add(self)
 
     def inc(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -46,6 +153,7 @@ class Metrics:
         return self.snapshot().get(name, 0)
 
     def snapshot(self) -> dict[str, int]:
+        """These counters, flat: ``{"events.seen": 10, "written.file:...": 7, ...}``."""
         with self._lock:
             values = dict(self._counts)
         for name, counter in list(self._decisions.items()):
@@ -59,3 +167,64 @@ class Metrics:
         self._lock = threading.Lock()
         self._counts = Counter()
         self._decisions = {"events.seen": itertools.count()}
+
+
+_counter_sources: weakref.WeakSet[Metrics] = weakref.WeakSet()
+_gauge_sources: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def unregister_counters(source: Metrics) -> None:
+    """Leave the process registry (a closed handler's numbers stop being reported)."""
+    _counter_sources.discard(source)
+
+
+def register_gauges(source: GaugeSource) -> None:
+    """Have ``source.gauges()`` read whenever the process's metrics are collected."""
+    _gauge_sources.add(source)
+
+
+def unregister_gauges(source: GaugeSource) -> None:
+    _gauge_sources.discard(source)
+
+
+def samples() -> list[Sample]:
+    """Every metric of this process: counters summed over handlers and consumers, gauges
+    summed over their owners (queues) or reported per label (circuit breakers)."""
+    totals: dict[tuple[Family, str | None], float] = {}
+    for metrics in list(_counter_sources):
+        for name, value in metrics.snapshot().items():
+            found = family_of(name)
+            if found is not None:
+                totals[found] = totals.get(found, 0) + value
+    for source in list(_gauge_sources):
+        try:
+            gauges = list(source.gauges())
+        except Exception:  # a gauge that cannot be read now is left out, never fatal
+            continue
+        for name, value in gauges:
+            found = family_of(name)
+            if found is not None:
+                totals[found] = totals.get(found, 0) + value
+    return [(family, label, value * family.scale) for (family, label), value in totals.items()]
+
+
+def snapshot() -> dict[str, Any]:
+    """All of this process's metrics as a plain nested dict (see docs/metrics.md)."""
+    out: dict[str, Any] = {
+        "events": {"seen": 0, "kept": {}, "sampled_out": {}},
+        "queue": {"depth": 0, "capacity": 0, "bytes": 0, "capacity_bytes": 0},
+        "sinks": {},
+        "spooled": {},
+        "replayed": 0,
+        "dropped": {},
+    }
+    for family, label, value in samples():
+        path = [label if part == "{}" else part for part in family.path]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(str(part), {})
+        node[str(path[-1])] = value if family.scale != 1.0 else int(value)
+    events = out["events"]
+    kept, dropped = events["kept"].get("normal", 0), events["sampled_out"].get("normal", 0)
+    events["normal_retention"] = kept / (kept + dropped) if kept + dropped else None
+    return out

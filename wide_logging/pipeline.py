@@ -33,11 +33,11 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import ConfigurationError, check_number
-from .metrics import Metrics
+from .metrics import Metrics, register_gauges, unregister_gauges
 from .spool import SegmentReader, Spool
 from .typing import Sink
 
@@ -115,6 +115,8 @@ class Pipeline:
         breaker_cooldown: float = 5.0,
         replay_rate: float = 10_000.0,
         shutdown_timeout: float = 5.0,
+        tick: Callable[[], bytes] | None = None,
+        tick_interval: float = 60.0,
     ) -> None:
         check_number("batch_size", batch_size, 1, integer=True)
         check_number("flush_interval", flush_interval, 0.001)
@@ -125,6 +127,7 @@ class Pipeline:
         check_number("breaker_cooldown", breaker_cooldown, 0)
         check_number("replay_rate", replay_rate, 1)
         check_number("shutdown_timeout", shutdown_timeout, 0)
+        check_number("metrics_interval", tick_interval, 1)
         if not sinks:
             msg = "a pipeline needs at least one sink"
             raise ConfigurationError(msg)
@@ -139,8 +142,12 @@ class Pipeline:
         self.retry_backoff = retry_backoff
         self.replay_rate = replay_rate
         self.shutdown_timeout = shutdown_timeout
+        #: Called by the writer every ``tick_interval`` s; its event joins the queue.
+        self.tick = tick
+        self.tick_interval = tick_interval
         self._init_process_state()
         _live_pipelines.add(self)
+        register_gauges(self)
 
     def _init_process_state(self) -> None:
         """Everything that belongs to one process: made anew in a forked child."""
@@ -159,6 +166,7 @@ class Pipeline:
         self._replay: SegmentReader | None = None
         self._replay_due = True  # look for segments left by an earlier run
         self._last_replay_scan = 0.0
+        self._next_tick = time.monotonic() + self.tick_interval
 
     # -- request thread ----------------------------------------------------------------
 
@@ -191,6 +199,20 @@ class Pipeline:
             self.metrics.inc(f"dropped.{reason}")
 
     # -- control -----------------------------------------------------------------------
+
+    def gauges(self) -> list[tuple[str, float]]:
+        """Queue fill and circuit breakers, for ``wide_logging.metrics``."""
+        gauges: list[tuple[str, float]] = [
+            ("queue.depth", len(self._queue)),
+            ("queue.capacity", self.queue_size),
+            ("queue.bytes", self._queued_bytes),
+            ("queue.capacity_bytes", self.queue_bytes),
+        ]
+        gauges.extend(
+            (f"circuit_open.{link.sink.name}", float(link.breaker.state != "closed"))
+            for link in self.links
+        )
+        return gauges
 
     @property
     def queue_depth(self) -> int:
@@ -246,6 +268,7 @@ class Pipeline:
             _close_quietly(link.sink)
         _close_quietly(self.spool.sink)
         _live_pipelines.discard(self)
+        unregister_gauges(self)
         return flushed
 
     # -- writer thread -----------------------------------------------------------------
@@ -267,6 +290,7 @@ class Pipeline:
             self._wake.clear()
             stopping = self._stopping.is_set()
             try:
+                self._tick_if_due()
                 self._write_queued()
                 timeout = self.flush_interval
                 if not stopping and self._replay_one_batch():
@@ -277,6 +301,12 @@ class Pipeline:
                 self._progress.notify_all()
             if stopping:
                 return
+
+    def _tick_if_due(self) -> None:
+        if self.tick is None or time.monotonic() < self._next_tick:
+            return
+        self._next_tick = time.monotonic() + self.tick_interval
+        self.put(self.tick(), True)
 
     def _drain_queue(self, limit: int | None = None) -> list[bytes]:
         with self._lock:

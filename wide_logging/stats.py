@@ -1,0 +1,87 @@
+"""``wide-logging stats``: a running app's metrics, or a stream's state, as a table."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from ._errors import ConfigurationError
+from .sinks import mask_url
+
+Row = tuple[str, str, str]
+
+
+def from_metrics_endpoint(url: str, timeout: float = 5.0) -> list[Row]:
+    """Rows (metric, labels, value) of the ``wide_logging_*`` samples served at ``url``."""
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError as exc:
+        msg = "stats --url needs prometheus_client: pip install 'wide-logging[prometheus]'"
+        raise ConfigurationError(msg) from exc
+    if not url.startswith(("http://", "https://")):
+        msg = f"--url must be an http(s) URL, got {mask_url(url)!r}"
+        raise ConfigurationError(msg)
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text = response.read().decode("utf-8")
+    rows: list[Row] = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.startswith("wide_logging_") or sample.name.endswith("_created"):
+                continue
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            rows.append((sample.name, labels, _number(sample.value)))
+    return rows
+
+
+def from_stream(redis_url: str, stream: str, group: str | None) -> list[Row]:
+    """Rows describing ``stream``: length, groups (pending, lag), consumers, dead letters."""
+    from .sinks.redis_stream import connect
+
+    client = connect(redis_url, socket_timeout=5.0, connect_timeout=5.0)
+    try:
+        rows: list[Row] = [("stream", stream, str(client.xlen(stream)) + " entries")]
+        for info in client.xinfo_groups(stream):
+            name = _text(info["name"])
+            if group is not None and name != group:
+                continue
+            lag = info.get("lag")
+            rows.append(
+                (
+                    "group",
+                    name,
+                    f"pending {info['pending']}, lag "
+                    f"{'n/a (Redis < 7)' if lag is None else lag}, "
+                    f"last delivered {_text(info['last-delivered-id'])}",
+                )
+            )
+            for consumer in client.xinfo_consumers(stream, name):
+                rows.append(
+                    (
+                        "consumer",
+                        f"{name}/{_text(consumer['name'])}",
+                        f"pending {consumer['pending']}, idle {consumer['idle'] / 1000:.1f}s",
+                    )
+                )
+        dead = f"{stream}:dead"
+        rows.append(("dead letters", dead, f"{client.xlen(dead)} entries"))
+        return rows
+    finally:
+        client.close()
+
+
+def format_table(rows: Sequence[Row], headers: Row) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
