@@ -185,6 +185,9 @@ def test_prometheus_output_matches_the_snapshot(
     assert values[("wide_logging_queue_capacity_events", ())] == 10_000
     assert values[("wide_logging_replayed_events_total", ())] == 0
     assert values[("wide_logging_sink_circuit_open", (("sink", "memory:"),))] == 0
+    assert values[("wide_logging_normal_retention_ratio", ())] == pytest.approx(
+        snap["events"]["normal_retention"]
+    )
 
 
 def test_metrics_endpoints_for_asgi_and_wsgi(make_handler: Callable[..., WideEventHandler]) -> None:

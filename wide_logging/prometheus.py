@@ -35,6 +35,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ConfigurationError(msg) from exc
 
 PREFIX = "wide_logging_"
+_KEPT = next(f for f in metrics.FAMILIES if f.prefix == "events.kept")
+_SAMPLED_OUT = next(f for f in metrics.FAMILIES if f.prefix == "events.sampled_out")
 
 
 class WideLoggingCollector(Collector):
@@ -60,6 +62,14 @@ class WideLoggingCollector(Collector):
             for label, value in values:
                 metric.add_metric([label] if label is not None else [], value)
             yield metric
+        kept = dict(grouped.get(_KEPT, ())).get("normal", 0.0)
+        dropped = dict(grouped.get(_SAMPLED_OUT, ())).get("normal", 0.0)
+        if kept + dropped:
+            yield GaugeMetricFamily(
+                PREFIX + "normal_retention_ratio",
+                "Share of normal traffic kept: kept / (kept + sampled out) of rule normal.",
+                value=kept / (kept + dropped),
+            )
 
 
 _registered: set[int] = set()
