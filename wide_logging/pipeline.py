@@ -256,11 +256,7 @@ class Pipeline:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.1, min(timeout, 1.0)))
-        leftovers = self._drain_queue()
-        if thread is not None and thread.is_alive():
-            leftovers.extend(self._in_flight)
-        if leftovers:
-            self.spool.write(leftovers, "shutdown")
+        if self.spool_leftovers(include_in_flight=thread is not None and thread.is_alive()):
             flushed = False
         if self._replay is not None:
             self._replay.close()
@@ -270,6 +266,19 @@ class Pipeline:
         _live_pipelines.discard(self)
         unregister_gauges(self)
         return flushed
+
+    def spool_leftovers(self, *, include_in_flight: bool = True) -> bool:
+        """Move what is still queued (and the batch in flight) to the spool; True if any.
+
+        For a process about to end: an in-flight batch may then be stored twice, which
+        beats losing it (stores dedupe on ``event_id``).
+        """
+        leftovers = self._drain_queue()
+        if include_in_flight:
+            leftovers.extend(self._in_flight)
+        if leftovers:
+            self.spool.write(leftovers, "shutdown")
+        return bool(leftovers)
 
     # -- writer thread -----------------------------------------------------------------
 
@@ -439,12 +448,19 @@ def _close_quietly(sink: Sink) -> None:
 _live_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
 
-def flush_all(timeout: float = 5.0) -> bool:
-    """Flush every live pipeline of this process within ``timeout`` seconds in total."""
+def flush_all(timeout: float = 5.0, *, spool_leftovers: bool = False) -> bool:
+    """Flush every live pipeline of this process within ``timeout`` seconds in total.
+
+    With ``spool_leftovers`` (a server shutting down), whatever is still queued when the
+    time is up — and a batch stuck in a hung sink — goes to the spool before returning.
+    """
     deadline = time.monotonic() + timeout
     ok = True
     for pipeline in list(_live_pipelines):
-        ok = pipeline.flush(max(0.0, deadline - time.monotonic())) and ok
+        flushed = pipeline.flush(max(0.0, deadline - time.monotonic()))
+        if not flushed and spool_leftovers:
+            pipeline.spool_leftovers()
+        ok = flushed and ok
     return ok
 
 

@@ -6,13 +6,15 @@ Per-request state lives in locals and the wrapped ``send``, never on ``self``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..context import _current
 from ..event import WideEvent
-from ..handler import WideEventHandler
+from ..handler import WideEventHandler, active_handler
+from ..pipeline import flush_all
 from ._common import HandlerRef, check_header_name
 
 Scope = MutableMapping[str, Any]
@@ -47,6 +49,8 @@ class WideEventMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                send = _flush_before_shutdown_completes(send)
             await self.app(scope, receive, send)
             return
         try:
@@ -104,6 +108,31 @@ def _open_event(handler: WideEventHandler, scope: Scope, request_id_header: byte
         event.client_address = client[0]
     event.user_agent = user_agent  # capped in finalize(), only for kept events
     return event
+
+
+def _flush_before_shutdown_completes(send: Send) -> Send:
+    """Wrap a lifespan ``send``: write out the queues before the server is told it may exit.
+
+    Some servers (uvicorn >= 0.29) end the process by re-raising SIGTERM after shutdown,
+    which skips ``atexit``: this is the last moment our events can be saved.
+    """
+
+    async def lifespan_send(message: Message) -> None:
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, _flush_at_shutdown)
+            except Exception:  # never stand between the server and its exit
+                _internal.exception("wide_logging could not flush at shutdown")
+        await send(message)
+
+    return lifespan_send
+
+
+def _flush_at_shutdown() -> None:
+    handler = active_handler()
+    timeout = handler.pipeline.shutdown_timeout if handler is not None else 5.0
+    flush_all(timeout, spool_leftovers=True)
 
 
 def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
