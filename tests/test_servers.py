@@ -219,3 +219,78 @@ def test_sigterm_with_requests_in_flight_loses_nothing(tmp_path: Path, sink: str
     if sink == "dead":
         assert read_jsonl(server.events) == []
         assert len(read_jsonl(server.spool)) == 62
+
+
+def consume(redis_url: str, sink: str, name: str, tmp: Path) -> subprocess.Popen[bytes]:
+    log = open(tmp / f"consumer-{name}.log", "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wide_logging",
+            "consume",
+            "--redis",
+            redis_url,
+            "--sink",
+            sink,
+            "--consumer",
+            name,
+            "--block-ms",
+            "100",
+            "--claim-idle-ms",
+            "2000",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.mark.redis
+@pytest.mark.mongo
+def test_three_apps_one_stream_two_consumers_through_a_redis_outage(
+    own_redis: Any, mongo_store: Any, tmp_path: Path
+) -> None:
+    redis_url = f"{own_redis.url}?connect_timeout=0.3&socket_timeout=1"
+    apps = [
+        AppServer(
+            uvicorn("apps.asgi_app:starlette_app"),
+            tmp_path / f"app{n}",
+            WIDE_LOGGING_SINK=redis_url,
+            WIDE_LOGGING_FALLBACK=f"file:{tmp_path}/app{n}/spool/events.jsonl",
+        )
+        for n in range(3)
+    ]
+    for app in apps:
+        app.tmp.mkdir()
+        app.start()
+    consumers = [consume(own_redis.url, mongo_store.url, f"c{n}", tmp_path) for n in range(2)]
+    sent: list[str] = []
+
+    def phase(tag: str) -> None:
+        for n, app in enumerate(apps):
+            statuses = load(app, ok=40, fail=5, tag=f"{tag}-app{n}")
+            assert set(statuses.values()) == {200, 500}
+            sent.extend(statuses)
+
+    try:
+        phase("before")
+        own_redis.kill()
+        phase("during")  # Redis is down: the apps spool locally, requests do not notice
+        time.sleep(2)  # "a few seconds" of outage
+        own_redis.start()
+        phase("after")
+        wait_for(lambda: len(mongo_store.ids()) >= len(sent), timeout=90, what="every id stored")
+    finally:
+        for app in apps:
+            app.stop()
+        for consumer in consumers:
+            consumer.send_signal(signal.SIGTERM)
+            consumer.wait(30)
+    stored = Counter(doc["request_id"] for doc in mongo_store.collection.find())
+    assert stored == Counter(sent)  # exactly once: the store dedupes on event_id
+    assert len(sent) == 3 * 3 * 45
+    spooled = sum(len(read_jsonl(app.spool)) for app in apps)
+    assert spooled == 0  # every spooled event was replayed and its segment removed
+    logs = "".join(app.log.read_text() for app in apps)
+    assert "failed after" in logs  # the outage really hit the apps' writers ...
+    assert "recovered; replaying the spool" in logs  # ... and they came back by themselves
