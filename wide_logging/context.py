@@ -64,18 +64,33 @@ class span:
     """Time a block or a function into ``timings.<name>_ms`` of the current event.
 
     Works as a context manager (``with span("db"): ...``) and as a decorator for sync and
-    async functions (``@span("render")``). Spans of the same name add up.
+    async functions and methods (``@span("render")``), keeping their signatures. Spans of
+    the same name add up. ``errors=True`` (what :func:`instrument` gives) also records an
+    exception passing through as ``<name>.error.{type,message}`` — details of that call,
+    not the request's ``error``: the exception goes on, and if nothing handles it the
+    middleware records it as the request's error.
     """
 
-    __slots__ = ("_key", "_starts", "name")
+    __slots__ = ("_errors", "_key", "_starts", "name")
 
-    def __init__(self, name: str) -> None:
-        if not isinstance(name, str) or not name:
-            msg = f"span name must be a non-empty string, got {name!r}"
+    def __init__(self, name: str, *, errors: bool = False) -> None:
+        if not isinstance(name, str) or not name or "." in name:
+            msg = f"span name must be a non-empty string without dots, got {name!r}"
             raise ConfigurationError(msg)
         self.name = name
         self._key = f"{name}_ms"
+        self._errors = errors
         self._starts: list[int] = []
+
+    def _record(self, start: int, exc: BaseException | None) -> None:
+        event = _current.get()
+        if event is None:
+            return
+        event.add_timing(self._key, (_perf_ns() - start) / 1e6)
+        if exc is not None and self._errors and isinstance(exc, Exception):
+            event.annotate(
+                **{self.name: {"error": {"type": type(exc).__name__, "message": str(exc)}}}
+            )
 
     def __enter__(self) -> span:
         self._starts.append(_perf_ns())
@@ -87,37 +102,41 @@ class span:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        elapsed = _perf_ns() - self._starts.pop()
-        event = _current.get()
-        if event is not None:
-            event.add_timing(self._key, elapsed / 1e6)
+        self._record(self._starts.pop(), exc)
 
     def __call__(self, func: F) -> F:
-        key = self._key
-
-        def record(start: int) -> None:
-            event = _current.get()
-            if event is not None:
-                event.add_timing(key, (_perf_ns() - start) / 1e6)
-
-        if inspect.iscoroutinefunction(func):
-
-            @wrapt.decorator
-            async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                start = _perf_ns()
-                try:
-                    return await wrapped(*args, **kwargs)
-                finally:
-                    record(start)
-
-            return cast(F, async_wrapper(func))
+        record = self._record
 
         @wrapt.decorator
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             start = _perf_ns()
             try:
-                return wrapped(*args, **kwargs)
-            finally:
-                record(start)
+                result = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                record(start, exc)
+                raise
+            record(start, None)
+            return result
 
-        return cast(F, wrapper(func))
+        @wrapt.decorator
+        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            start = _perf_ns()
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                record(start, exc)
+                raise
+            record(start, None)
+            return result
+
+        chosen = async_wrapper if inspect.iscoroutinefunction(func) else wrapper
+        return cast(F, chosen(func))
+
+
+def instrument(name: str) -> Callable[[F], F]:
+    """Decorator for a dependency call (an LLM, a payment API): its duration goes to
+    ``timings.<name>_ms`` and a failure to ``<name>.error``, on the current event.
+
+    Built on ``wrapt``: sync and async functions and methods, signatures intact.
+    """
+    return span(name, errors=True)

@@ -74,6 +74,14 @@ FAMILIES: tuple[Family, ...] = (
            "Encoded bytes waiting for the writer thread.", path=("queue", "bytes")),
     Family("queue.capacity_bytes", "queue_capacity_bytes", "gauge",
            "Most encoded bytes the queue holds (queue_bytes).", path=("queue", "capacity_bytes")),
+    Family("cache.hits", "cache_hits_total", "counter",
+           "Cache lookups that found a value, by cache.", "cache", ("caches", "{}", "hits")),
+    Family("cache.misses", "cache_misses_total", "counter",
+           "Cache lookups that found nothing (or could not ask the store), by cache.",
+           "cache", ("caches", "{}", "misses")),
+    Family("cache.errors", "cache_errors_total", "counter",
+           "Cache store calls that failed (the app saw a miss or a skipped write), by cache.",
+           "cache", ("caches", "{}", "errors")),
     Family("consumer.written", "consumer_written_events_total", "counter",
            "Events a stream consumer wrote to its sink and acknowledged.",
            path=("consumer", "written")),
@@ -227,4 +235,7 @@ def snapshot() -> dict[str, Any]:
     events = out["events"]
     kept, dropped = events["kept"].get("normal", 0), events["sampled_out"].get("normal", 0)
     events["normal_retention"] = kept / (kept + dropped) if kept + dropped else None
+    for numbers in out.get("caches", {}).values():
+        lookups = numbers.get("hits", 0) + numbers.get("misses", 0)
+        numbers["hit_rate"] = numbers.get("hits", 0) / lookups if lookups else None
     return out

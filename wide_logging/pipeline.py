@@ -34,8 +34,9 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from ._breaker import Breaker
 from ._errors import ConfigurationError, check_number
 from .metrics import Metrics, register_gauges, unregister_gauges
 from .spool import SegmentReader, Spool
@@ -54,41 +55,6 @@ def in_writer_thread() -> bool:
 def mask_credentials(text: str) -> str:
     """Hide ``user:password@`` in any URL inside an error message."""
     return _URL_CREDENTIALS.sub(r"\1***@", text)
-
-
-@dataclass
-class Breaker:
-    """Circuit breaker of one sink: closed -> open on a failed batch -> probe after cooldown."""
-
-    cooldown: float
-    opened_at: float | None = None
-    probing: bool = field(default=False)
-
-    @property
-    def state(self) -> str:
-        if self.opened_at is None:
-            return "closed"
-        return "half_open" if self.probing else "open"
-
-    def allows(self, now: float) -> bool:
-        if self.opened_at is None:
-            return True
-        self.probing = now - self.opened_at >= self.cooldown
-        return self.probing
-
-    def succeeded(self) -> bool:
-        """Close; True when this was a recovery."""
-        recovered = self.opened_at is not None
-        self.opened_at = None
-        self.probing = False
-        return recovered
-
-    def failed(self, now: float) -> bool:
-        """Open (again); True when it was closed before."""
-        was_closed = self.opened_at is None
-        self.opened_at = now
-        self.probing = False
-        return was_closed
 
 
 @dataclass

@@ -44,3 +44,27 @@ class Sampler(Protocol):
     """Decides, without I/O, whether a finished event is kept."""
 
     def explain(self, event: Mapping[str, Any]) -> str: ...
+
+
+class KeyValueStore(Protocol):
+    """Where a cache keeps values: bytes by key, each with a time to live."""
+
+    name: str
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def set(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class SessionStore(Protocol):
+    """Where a session cache keeps histories: a capped list of messages per session."""
+
+    name: str
+
+    def append(self, key: str, message: bytes, ttl: float, max_messages: int) -> None: ...
+
+    def last(self, key: str, count: int) -> list[bytes]: ...
+
+    def delete(self, key: str) -> None: ...
