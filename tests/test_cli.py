@@ -36,6 +36,10 @@ def test_demo_runs_end_to_end_and_keeps_every_failed_request(tmp_path: Path) -> 
     assert "events dropped                 0" in report
     assert "middleware overhead" in report
     assert '"event_id"' in report  # the pretty-printed sample
+    # the demo's two failure modes come out as the two incidents, and nothing else does
+    assert "incidents found by the default rules: 2" in report
+    assert "OutOfStock on /orders/{order_id:int}" in report
+    assert "LoggedError on /orders/{order_id:int}" in report
 
     events = [e for e in read_jsonl(out / "events.jsonl") if e["request_id"].startswith("demo")]
     rules = Counter(e["sampling"]["rule"] for e in events)

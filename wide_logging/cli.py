@@ -38,6 +38,11 @@ def _consume(args: argparse.Namespace) -> int:
     from .consumer import StreamConsumer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    rules = None
+    if args.incidents:
+        from .incidents import DEFAULT_RULES, load_rules
+
+        rules = load_rules(args.rules) if args.rules else DEFAULT_RULES
     consumer = StreamConsumer(
         args.redis,
         args.sink,
@@ -49,6 +54,7 @@ def _consume(args: argparse.Namespace) -> int:
         claim_idle_ms=args.claim_idle_ms,
         max_deliveries=args.max_deliveries,
         dead_letter_stream=args.dead_letter_stream,
+        incident_rules=rules,
     )
 
     def stop(signum: int, _frame: object) -> None:
@@ -106,6 +112,18 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _incidents(args: argparse.Namespace) -> int:
+    import time
+
+    from .incident_sources import incidents_from, parse_since
+    from .incidents import DEFAULT_RULES, format_incidents, load_rules
+
+    rules = load_rules(args.rules) if args.rules else DEFAULT_RULES
+    found = incidents_from(args.source, rules, parse_since(args.since, time.time()))
+    print(format_incidents(found, args.format))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -156,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     consume.add_argument("--max-deliveries", type=_positive_int, default=5)
     consume.add_argument("--dead-letter-stream", default=None, help="default: <stream>:dead")
+    consume.add_argument(
+        "--incidents",
+        action="store_true",
+        help="aggregate incidents live (kind: incident events to the sink and a logger)",
+    )
+    consume.add_argument("--rules", default=None, help="incident rules file (default rules)")
     consume.set_defaults(func=_consume)
 
     replay = commands.add_parser("replay", help="push spooled or archived JSONL files into a sink")
@@ -174,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--stream", default="wide_logging:events")
     stats.add_argument("--group", default=None, help="only this consumer group")
     stats.set_defaults(func=_stats)
+
+    incidents = commands.add_parser(
+        "incidents", help="summarise incidents (error bursts, slow routes) from stored events"
+    )
+    incidents.add_argument(
+        "--source", required=True, help="file:PATH, redis://...?stream=NAME or mongodb://..."
+    )
+    incidents.add_argument("--since", default=None, help="e.g. 1h, 30m, 2d or an ISO time")
+    incidents.add_argument("--rules", default=None, help="rules file (.json, .toml, .yaml)")
+    incidents.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    incidents.set_defaults(func=_incidents)
     return parser
 
 

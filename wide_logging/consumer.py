@@ -33,12 +33,17 @@ from typing import Any
 import orjson
 
 from ._errors import ConfigurationError, check_number
+from ._ids import uuid7
+from .event import iso_timestamp
+from .incidents import IncidentAggregator, Rule
 from .metrics import Metrics, register_gauges, unregister_counters, unregister_gauges
 from .sinks import mask_url, open_sink
 from .sinks.redis_stream import DEFAULT_STREAM, EVENT_FIELD, connect
-from .typing import Sink
+from .typing import EventDict, Sink
 
 _internal = logging.getLogger("wide_logging.internal")
+#: Incident announcements, for alerting (a handler on this logger can page someone).
+_incident_log = logging.getLogger("wide_logging.incidents")
 
 DEFAULT_GROUP = "wide_logging"
 #: Entries larger than this are not parsed: they go to the dead letters.
@@ -70,6 +75,7 @@ class StreamConsumer:
         dead_letter_stream: str | None = None,
         retry_backoff: float = 0.5,
         socket_timeout: float = 5.0,
+        incident_rules: Sequence[Rule] | None = None,
     ) -> None:
         for name, value in (
             ("batch_size", batch_size),
@@ -97,6 +103,13 @@ class StreamConsumer:
             redis_url, socket_timeout=socket_timeout + block_ms / 1000, connect_timeout=5.0
         )
         self.name = f"{mask_url(redis_url)}#{stream}/{group}/{self.consumer}"
+        #: Live incident aggregation over what this consumer writes (None: off). Window
+        #: counters live in the same Redis, so every consumer of the group adds up.
+        self.incidents = (
+            IncidentAggregator(self._emit_incident, incident_rules, redis_url=redis_url)
+            if incident_rules
+            else None
+        )
         self._stop = threading.Event()
         self._group_info: tuple[float, list[tuple[str, float]]] = (0.0, [])
         register_gauges(self)
@@ -134,6 +147,8 @@ class StreamConsumer:
         while not self._stop.is_set():
             try:
                 self.process_once()
+                if self.incidents is not None:
+                    self.incidents.tick()
             except redis.ResponseError as exc:
                 if "NOGROUP" in str(exc):  # the stream was deleted: start over
                     self.ensure_group()
@@ -199,8 +214,33 @@ class StreamConsumer:
                 return 0
             self._redis.xack(self.stream, self.group, *good_ids)
             self.metrics.inc("consumer.written", len(events))
+            if self.incidents is not None:
+                for data in events:
+                    self.incidents.observe(orjson.loads(data))
         self._failures = 0
         return len(entries)
+
+    def _emit_incident(self, incident: EventDict) -> None:
+        """An incident opened, escalated or resolved: to the sink, and to a logger."""
+        now = time.time()
+        event = {
+            "event_id": uuid7(now),
+            "timestamp": iso_timestamp(now),
+            **incident,
+            "sampling": {"rule": "incident", "rate": 1.0},
+        }
+        details = incident["incident"]
+        _incident_log.warning(
+            "incident %s: %s (%d events since %s)",
+            details["status"],
+            details["title"],
+            details["count"],
+            details["first_seen"],
+        )
+        try:
+            self.sink.write([orjson.dumps(event, default=str)])
+        except Exception as exc:
+            _internal.warning("consumer %s: could not store an incident: %s", self.name, exc)
 
     def _next_entries(self) -> list[Entry]:
         if self._pending_first:

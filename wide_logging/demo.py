@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from . import __version__, annotate, span
 from .handler import WideEventHandler, active_handler
+from .incidents import summarize
 from .middleware import WideEventMiddleware
 
 log = logging.getLogger("shop")
@@ -318,6 +319,7 @@ def run_demo(
         "overhead_us": round(wide_us - bare_us, 2),
         "bare_us": round(bare_us, 2),
         "sink": handler.pipeline.links[0].sink.name,
+        "incidents": [i.title for i in summarize(events)],
     }
     print_(_format_report(report, outcome, events))
     handler.close()
@@ -347,6 +349,9 @@ def _format_report(report: dict[str, Any], outcome: Outcome, events: list[dict[s
         f"middleware overhead     {report['overhead_us']:>8.2f} µs/request "
         f"(bare app {report['bare_us']:.2f} µs, median of alternated rounds)",
     ]
+    found = summarize(events)
+    lines += ["", f"incidents found by the default rules: {len(found)}"]
+    lines += [f"  {i.title}: {i.count} events, examples {', '.join(i.examples[:2])}" for i in found]
     sample = next((e for e in events if e.get("error") and e.get("logs")), None) or (
         events[0] if events else None
     )
