@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,26 @@ class RealMongo:
     def stop(self) -> None:
         self.client.drop_database(self.database)
         self.client.close()
+
+
+def consume_process(
+    redis_url: str, sink: str, *extra: str, log: Path | None = None
+) -> subprocess.Popen[str]:
+    """``wide-logging consume`` as its own process: output to ``log``, or piped (text)."""
+    output: Any = open(log, "w") if log is not None else subprocess.PIPE  # noqa: SIM115
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wide_logging",
+            "consume",
+            "--redis",
+            redis_url,
+            "--sink",
+            sink,
+            *extra,
+        ],
+        stdout=output,
+        stderr=subprocess.STDOUT if log is not None else subprocess.PIPE,
+        text=True,
+    )

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -13,7 +11,7 @@ import orjson
 import pytest
 
 from conftest import ControlledSink, read_jsonl, wait_for
-from servers import RedisServer
+from servers import RedisServer, consume_process
 from wide_logging import ConfigurationError, WideEventHandler
 from wide_logging import consumer as consumer_module
 from wide_logging.consumer import StreamConsumer
@@ -168,25 +166,6 @@ def test_invalid_options() -> None:
         StreamConsumer("redis://127.0.0.1:1/0", "memory:", batch_size=0)
     with pytest.raises(ConfigurationError, match="stream and group"):
         StreamConsumer("redis://127.0.0.1:1/0", "memory:", stream="")
-
-
-def consume_process(redis_url: str, sink: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wide_logging",
-            "consume",
-            "--redis",
-            redis_url,
-            "--sink",
-            sink,
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.mark.mongo

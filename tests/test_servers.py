@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import read_jsonl, wait_for
-from servers import free_port
+from servers import consume_process, free_port
 from wide_logging import TailSampler
 
 pytestmark = pytest.mark.slow
@@ -236,30 +236,6 @@ def test_sigterm_with_requests_in_flight_loses_nothing(
         assert len(read_jsonl(server.spool)) == 60 + in_flight
 
 
-def consume(redis_url: str, sink: str, name: str, tmp: Path) -> subprocess.Popen[bytes]:
-    log = open(tmp / f"consumer-{name}.log", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wide_logging",
-            "consume",
-            "--redis",
-            redis_url,
-            "--sink",
-            sink,
-            "--consumer",
-            name,
-            "--block-ms",
-            "100",
-            "--claim-idle-ms",
-            "2000",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
 @pytest.mark.redis
 @pytest.mark.mongo
 @pytest.mark.parametrize("store", ["mongo-wire", "file"])
@@ -281,7 +257,20 @@ def test_three_apps_one_stream_two_consumers_through_a_redis_outage(
         app.start()
     store_file = tmp_path / "store" / "events.jsonl"
     target = mongo_store.url if store == "mongo-wire" else f"file:{store_file}"
-    consumers = [consume(own_redis.url, target, f"c{n}", tmp_path) for n in range(2)]
+    consumers = [
+        consume_process(
+            own_redis.url,
+            target,
+            "--consumer",
+            f"c{n}",
+            "--block-ms",
+            "100",
+            "--claim-idle-ms",
+            "2000",
+            log=tmp_path / f"consumer-c{n}.log",
+        )
+        for n in range(2)
+    ]
 
     def stored_events() -> list[dict[str, Any]]:
         if store == "mongo-wire":

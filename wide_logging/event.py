@@ -67,6 +67,15 @@ def exception_fields(exc: BaseException, serializer: Serializer) -> dict[str, An
     return fields
 
 
+def get_path(node: Any, path: str, default: Any = None) -> Any:
+    """The value at a dotted path (``"http.response.status_code"``) of nested mappings."""
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
 def deep_merge(target: dict[str, Any], source: Mapping[str, Any]) -> None:
     """Merge ``source`` into ``target``; nested dicts merge, anything else replaces."""
     for key, value in source.items():
@@ -187,12 +196,7 @@ class WideEvent:
 
     def get(self, path: str, default: Any = None) -> Any:
         """Read an annotated field by dotted path (request fields are in ``finalize()``)."""
-        node: Any = self._fields
-        for part in path.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
+        return get_path(self._fields, path, default)
 
     @property
     def sealed(self) -> bool:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigurationError
+from .event import get_path
 from .typing import EventDict
 
 _MISSING = object()
@@ -79,12 +80,7 @@ def lookup(event: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path; ``fingerprint`` is computed; absent: a sentinel."""
     if path == "fingerprint":
         return fingerprint(event)
-    node: Any = event
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
+    return get_path(event, path, _MISSING)
 
 
 # -- rules -----------------------------------------------------------------------------

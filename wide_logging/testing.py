@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from .event import get_path
 from .handler import add_tap, remove_tap
 from .sampling import Decision
 from .typing import EventDict
@@ -38,7 +39,7 @@ class CapturedEvents(list[EventDict]):
 
     def find(self, **fields: Any) -> list[EventDict]:
         """Events whose dotted paths equal the given values: ``find(**{"http.route": "/x"})``."""
-        return [e for e in self if all(_get(e, path) == want for path, want in fields.items())]
+        return [e for e in self if all(get_path(e, p) == want for p, want in fields.items())]
 
 
 @contextmanager
@@ -84,15 +85,6 @@ class MemorySink:
 
     def close(self) -> None:
         self.closed = True
-
-
-def _get(event: EventDict, path: str) -> Any:
-    node: Any = event
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 __all__ = ["CapturedEvents", "MemorySink", "capture_events"]

@@ -99,6 +99,15 @@ class _Cache:
             _internal.warning("cache %r: %s is back", self.name, self._store_name)
         return True, result
 
+    def _encode(self, value: Any, what: str) -> bytes | None:
+        """JSON for the store, or None (counted, logged) when orjson cannot encode it."""
+        try:
+            return orjson.dumps(value)
+        except TypeError as exc:
+            CACHE_METRICS.inc(f"cache.errors.{self.name}")
+            _internal.warning("cache %r: %s not storable: %s", self.name, what, exc)
+            return None
+
     def _record(self, hit: bool, started: float) -> None:
         CACHE_METRICS.inc(f"cache.{'hits' if hit else 'misses'}.{self.name}")
         event = current_event()
@@ -167,11 +176,8 @@ class SemanticCache(_Cache):
         ttl: float | None = None,
     ) -> bool:
         """Store ``value``; False (never an exception) when it could not be stored."""
-        try:
-            data = orjson.dumps(value)
-        except TypeError as exc:
-            CACHE_METRICS.inc(f"cache.errors.{self.name}")
-            _internal.warning("cache %r: value not cacheable: %s", self.name, exc)
+        data = self._encode(value, "value")
+        if data is None:
             return False
         key = self.key(query, prompt_version, language)
         stored, _ = self._call(lambda: self.store.set(key, data, ttl or self.ttl), None)
@@ -252,11 +258,8 @@ class SessionCache(_Cache):
 
     def append(self, session_id: str, message: Any) -> bool:
         """Add a message; False (never an exception) when it could not be stored."""
-        try:
-            data = orjson.dumps(message)
-        except TypeError as exc:
-            CACHE_METRICS.inc(f"cache.errors.{self.name}")
-            _internal.warning("cache %r: message not storable: %s", self.name, exc)
+        data = self._encode(message, "message")
+        if data is None:
             return False
         key = self.prefix + str(session_id)
         stored, _ = self._call(
