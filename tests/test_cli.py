@@ -62,3 +62,17 @@ def test_python_dash_m_and_argument_errors(capsys: pytest.CaptureFixture[str]) -
         main(["demo", "--normal-rate", "3"])
     assert info.value.code == 2
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_configuration_errors_are_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["incidents", "--source", "ftp://x", "--since", "1h"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wide-logging incidents: error: --source must be")
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["incidents", "--source", f"file:{tmp_path}/x.jsonl", "--since", "someday"])
+    assert "--since takes a duration" in capsys.readouterr().err

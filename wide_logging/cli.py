@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from ._errors import WideLoggingError
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -213,8 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except WideLoggingError as exc:  # a bad option or file: say so, no traceback
+        parser.exit(2, f"wide-logging {args.command}: error: {exc}\n")
     return result
 
 
