@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import inspect
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -268,3 +269,23 @@ def test_bad_configuration_is_rejected(factory: Callable[[], Any], message: str)
         factory()  # the documented formula: BLAKE2b-128 of "normalized query \x1f prompt version \x1f language"
     expected = hashlib.blake2b(b"what is x?\x1fv1\x1fen", digest_size=16).hexdigest()
     assert semantic_key(" What is X? ", "v1", "en") == expected
+
+
+def test_concurrent_use_keeps_every_write(url: str) -> None:
+    sessions = SessionCache(url, name="busy", max_messages=1000)
+    answers = SemanticCache(url, name="busy_answers")
+
+    def worker(n: int) -> None:
+        for i in range(50):
+            sessions.append("shared", f"{n}-{i}")
+            answers.set(f"q{n}-{i}", i, prompt_version="v", language="en")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(worker, range(8)))
+    history = sessions.last("shared")
+    assert sorted(history) == sorted(f"{n}-{i}" for n in range(8) for i in range(50))
+    assert all(
+        answers.get(f"q{n}-{i}", prompt_version="v", language="en") == i
+        for n in range(8)
+        for i in range(50)
+    )
