@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import logging.handlers
 import os
 import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import DirectClient, starlette_app
@@ -54,6 +59,69 @@ class FloorMiddleware:
         )
 
 
+class StdlibMiddleware:
+    """One structured log record per request through the standard library's queue."""
+
+    def __init__(self, app: Any, logger: logging.Logger) -> None:
+        self.app = app
+        self.logger = logger
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def wrapped(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+        self.logger.info(
+            "request",
+            extra={
+                "path": scope["path"],
+                "status": status,
+                "duration": time.perf_counter() - start,
+            },
+        )
+
+
+class _OrjsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return orjson.dumps(
+            {
+                "time": record.created,
+                "message": record.getMessage(),
+                "path": getattr(record, "path", None),
+                "status": getattr(record, "status", None),
+                "duration": getattr(record, "duration", None),
+            }
+        ).decode()
+
+
+def _batching_writer(source: queue.Queue[dict[str, Any]], path: Path) -> None:
+    with open(path, "ab") as out:
+        while True:
+            batch = [orjson.dumps(source.get())]
+            while len(batch) < 100:
+                try:
+                    batch.append(orjson.dumps(source.get_nowait()))
+                except queue.Empty:
+                    break
+            out.write(b"\n".join(batch) + b"\n")
+            out.flush()
+            for _ in batch:
+                source.task_done()
+
+
+def _lines(path: Path) -> int:
+    return sum(1 for p in path.parent.glob(path.stem + "*") for _ in open(p, "rb"))
+
+
 def build_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[], None]]]:
     variants: dict[str, tuple[DirectClient, Callable[[], None]]] = {}
     nothing: Callable[[], None] = lambda: None  # noqa: E731
@@ -68,6 +136,29 @@ def build_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[], None
             floor_queue.get_nowait()
 
     variants["floor (dict + SimpleQueue)"] = (DirectClient(floor_app), drain_floor)
+
+    # the floor with a real writer: a thread encoding with orjson, batching to a file
+    writer_queue: queue.Queue[dict[str, Any]] = queue.Queue()
+    writer_app = starlette_app(None)
+    writer_app.add_middleware(FloorMiddleware, sink=writer_queue)
+    threading.Thread(
+        target=_batching_writer, args=(writer_queue, tmp / "floor.jsonl"), daemon=True
+    ).start()
+    variants["floor + orjson writer thread"] = (DirectClient(writer_app), writer_queue.join)
+
+    # what the standard library offers: QueueHandler -> QueueListener -> one JSON line
+    std_queue: queue.Queue[logging.LogRecord] = queue.Queue()
+    file_handler = logging.FileHandler(tmp / "stdlib.jsonl")
+    file_handler.setFormatter(_OrjsonFormatter())
+    listener = logging.handlers.QueueListener(std_queue, file_handler)
+    listener.start()
+    std_logger = logging.getLogger("bench.stdlib")
+    std_logger.propagate = False
+    std_logger.addHandler(logging.handlers.QueueHandler(std_queue))
+    std_logger.setLevel(logging.INFO)
+    std_app = starlette_app(None)
+    std_app.add_middleware(StdlibMiddleware, logger=std_logger)
+    variants["stdlib QueueHandler + orjson line"] = (DirectClient(std_app), std_queue.join)
 
     for name, rate in (
         ("wide dropped (rate 0)", 0.0),
@@ -102,6 +193,15 @@ def main() -> None:
                 client.run(args.requests)
                 settle()
                 samples[name].append((time.perf_counter() - started) / args.requests * 1e6)
+        # every writer wrote one line per request: check, so no variant wins by losing lines
+        expected = 500 + args.rounds * args.requests
+        for label, path in (
+            ("floor + orjson writer thread", Path(tmp) / "floor.jsonl"),
+            ("stdlib QueueHandler + orjson line", Path(tmp) / "stdlib.jsonl"),
+            ("wide keep-all", Path(tmp) / "1.0" / "events.jsonl"),
+        ):
+            if _lines(path) != expected:
+                sys.exit(f"{label} wrote {_lines(path)} lines, expected {expected}")
     bare = statistics.median(samples["bare"])
     rows = [
         {

@@ -172,6 +172,7 @@ class WideEventHandler(logging.Handler):
         self.log_events = bool(log_events)
         self.service = _service_fields(service)
         self._host = {"name": socket.gethostname()}
+        self._resource = {"service": self.service, "host": self._host, "process": _process}
         self.metrics = Metrics()
 
         if sink_options is not None and not isinstance(sink_options, Mapping):
@@ -270,8 +271,15 @@ class WideEventHandler(logging.Handler):
             return None
 
     def resource(self) -> dict[str, Any]:
-        """The fields every event of this process carries: service, host, process."""
-        return {"service": self.service, "host": self._host, "process": _process}
+        """The fields every event of this process carries: service, host, process.
+
+        Built once per process (``_process`` changes in a forked child); shared by every
+        event and never modified (``finalize()`` copies what annotations extend).
+        """
+        resource = self._resource
+        if resource["process"] is not _process:
+            resource = self._resource = {**resource, "process": _process}
+        return resource
 
     def _hand_off(self, event: WideEvent, decision: Decision) -> None:
         fields = event.finalize(self.resource(), decision.fields)
