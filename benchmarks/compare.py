@@ -34,11 +34,15 @@ from wide_logging import WideEventHandler
 
 
 class FloorMiddleware:
-    """The least a per-request event can cost: build a dict, put it on a SimpleQueue."""
+    """The least a per-request event can cost: build a dict, hand it to ``record``
+    (``SimpleQueue.put_nowait`` by default)."""
 
-    def __init__(self, app: Any, sink: queue.SimpleQueue[dict[str, Any]]) -> None:
+    def __init__(self, app: Any, sink: Any) -> None:
         self.app = app
         self.sink = sink
+
+    def record(self, fields: dict[str, Any]) -> None:
+        self.sink.put_nowait(fields)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -54,40 +58,16 @@ class FloorMiddleware:
             await send(message)
 
         await self.app(scope, receive, wrapped)
-        self.sink.put_nowait(
+        self.record(
             {"path": scope["path"], "status": status, "duration": time.perf_counter() - start}
         )
 
 
-class StdlibMiddleware:
-    """One structured log record per request through the standard library's queue."""
+class StdlibMiddleware(FloorMiddleware):
+    """The same fields as one log record through the standard library's queue."""
 
-    def __init__(self, app: Any, logger: logging.Logger) -> None:
-        self.app = app
-        self.logger = logger
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def wrapped(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        await self.app(scope, receive, wrapped)
-        self.logger.info(
-            "request",
-            extra={
-                "path": scope["path"],
-                "status": status,
-                "duration": time.perf_counter() - start,
-            },
-        )
+    def record(self, fields: dict[str, Any]) -> None:
+        self.sink.info("request", extra=fields)
 
 
 class _OrjsonFormatter(logging.Formatter):
@@ -157,7 +137,7 @@ def build_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[], None
     std_logger.addHandler(logging.handlers.QueueHandler(std_queue))
     std_logger.setLevel(logging.INFO)
     std_app = starlette_app(None)
-    std_app.add_middleware(StdlibMiddleware, logger=std_logger)
+    std_app.add_middleware(StdlibMiddleware, sink=std_logger)
     variants["stdlib QueueHandler + orjson line"] = (DirectClient(std_app), std_queue.join)
 
     for name, rate in (

@@ -62,29 +62,24 @@ def test_redis_down_goes_to_mongo_then_both_down_to_the_spool(
     handler.close()
 
 
+def replay(*args: str) -> subprocess.CompletedProcess[str]:
+    """``wide-logging replay`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "wide_logging", "replay", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_replay_command_pushes_spooled_files_into_redis(
     redis_url: str, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     segment = tmp_path / "events.20261127T000000.000000-1.jsonl"
     lines = [orjson.dumps({"event_id": f"r-{i}", "request_id": f"r-{i}"}) for i in range(1200)]
     segment.write_bytes(b"\n".join([*lines[:600], b'{"torn', *lines[600:]]) + b"\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wide_logging",
-            "replay",
-            str(segment),
-            "--sink",
-            redis_url,
-            "--no-progress",
-            "--batch-size",
-            "250",
-            "--delete",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = replay(
+        str(segment), "--sink", redis_url, "--no-progress", "--batch-size", "250", "--delete"
     )
     assert result.returncode == 0, result.stderr
     assert "replayed 1200 events from 1 file(s)" in result.stderr
@@ -100,21 +95,7 @@ def test_replay_command_reports_a_dead_sink(tmp_path: Path, redis_binary: str) -
     segment = tmp_path / "events.jsonl"
     segment.write_bytes(b'{"event_id": "x"}\n')
     dead = RedisServer(redis_binary, tmp_path / "dead")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wide_logging",
-            "replay",
-            str(segment),
-            "--sink",
-            f"{dead.url}?connect_timeout=0.3",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = replay(str(segment), "--sink", f"{dead.url}?connect_timeout=0.3", "--no-progress")
     assert result.returncode == 1
     assert segment.exists()
 
