@@ -38,8 +38,13 @@ def uuid7(unix_seconds: float) -> str:
     a fraction of the cost of fresh random bits per id. The 32-digit form without dashes
     (``uuid.UUID(event_id)`` parses it) is cheaper to build and the same bytes.
     """
-    ms = int(unix_seconds * 1000) & 0xFFFF_FFFF_FFFF
-    return f"{ms:012x}{_process_part_hex}{next(_sequence) & 0xFFFF_FFFF:08x}"
+    return uuid7_ms(int(unix_seconds * 1000))
+
+
+def uuid7_ms(unix_ms: int) -> str:
+    """:func:`uuid7` for a time already in integer milliseconds."""
+    counter = next(_sequence) & 0xFFFF_FFFF
+    return f"{unix_ms & 0xFFFF_FFFF_FFFF:012x}{_process_part_hex}{counter:08x}"
 
 
 def _new_process_part() -> None:

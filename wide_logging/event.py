@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from ._ids import uuid7
+from ._ids import uuid7_ms
 from .serialize import REDACTED, Serializer
 from .typing import EventDict
 
@@ -31,13 +31,17 @@ _second_cache: tuple[int, str] = (-1, "")
 
 def iso_timestamp(unix_seconds: float) -> str:
     """``2026-11-27T09:26:31.123Z``; the formatted second is reused within that second."""
+    return _iso_ms(int(unix_seconds * 1000))
+
+
+def _iso_ms(unix_ms: int) -> str:
     global _second_cache
-    second = int(unix_seconds)
+    second, millis = divmod(unix_ms, 1000)
     cached_second, prefix = _second_cache
     if second != cached_second:
         prefix = datetime.datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _second_cache = (second, prefix)
-    return f"{prefix}.{int((unix_seconds - second) * 1000):03d}Z"
+    return f"{prefix}.{millis:03d}Z"
 
 
 def exception_fields(exc: BaseException, serializer: Serializer) -> dict[str, Any]:
@@ -278,9 +282,10 @@ class WideEvent:
         never modified here: annotations that extend them merge into copies.
         """
         self._sealed = True
+        start_ms = int(self.start_time * 1000)  # one clock reading names and dates the event
         event: EventDict = {
-            "event_id": uuid7(self.start_time),
-            "timestamp": iso_timestamp(self.start_time),
+            "event_id": uuid7_ms(start_ms),
+            "timestamp": _iso_ms(start_ms),
             "kind": self.kind,
             **resource,
         }
@@ -299,9 +304,14 @@ class WideEvent:
             event["url"] = {"path": self.path}
         if self.client_address is not None:
             event["client"] = {"address": self.client_address}
-        if self.user_agent is not None:
-            event["user_agent"] = {"original": self._serializer.clip(self.user_agent, 1024)}
-        event["duration_ms"] = round(self.end(), 3)
+        user_agent = self.user_agent
+        if user_agent is not None:
+            if len(user_agent) > 1024:
+                user_agent = self._serializer.clip(user_agent, 1024)
+            event["user_agent"] = {"original": user_agent}
+        if not self._end_ns:
+            self._end_ns = _perf_ns()
+        event["duration_ms"] = round((self._end_ns - self._start_ns) / 1e6, 3)
         if self.error is not None:
             event["error"] = self.error
         if self._logs:
