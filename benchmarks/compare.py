@@ -102,6 +102,81 @@ def _lines(path: Path) -> int:
     return sum(1 for p in path.parent.glob(path.stem + "*") for _ in open(p, "rb"))
 
 
+class LoggerMiddleware(FloorMiddleware):
+    """The same fields through any logger taking ``info(message, **fields)`` (structlog)."""
+
+    def record(self, fields: dict[str, Any]) -> None:
+        self.sink.info("request", **fields)
+
+
+def _third_party_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[], None]]]:
+    """structlog, OpenTelemetry logs and loguru, as their docs set them up for JSON lines.
+    Each is skipped (with a note) when its package is not installed (the ``bench`` extra)."""
+    variants: dict[str, tuple[DirectClient, Callable[[], None]]] = {}
+    try:
+        import structlog
+
+        out = open(tmp / "structlog.jsonl", "wb")  # noqa: SIM115 - lives as long as the run
+        structlog.configure(  # the "performance" recipe of structlog's docs
+            cache_logger_on_first_use=True,
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.JSONRenderer(serializer=orjson.dumps),
+            ],
+            logger_factory=structlog.BytesLoggerFactory(out),
+        )
+        app = starlette_app(None)
+        app.add_middleware(LoggerMiddleware, sink=structlog.get_logger())
+        variants["structlog (perf recipe: orjson, BytesLogger, sync)"] = (
+            DirectClient(app),
+            out.flush,
+        )
+    except ImportError:
+        print("structlog not installed: pip install -e '.[bench]'", file=sys.stderr)
+    try:
+        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+        from opentelemetry.sdk._logs.export import (
+            BatchLogRecordProcessor,
+            ConsoleLogRecordExporter,
+        )
+
+        otel_out = open(tmp / "otel.jsonl", "w")  # noqa: SIM115
+        provider = LoggerProvider()
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(
+                ConsoleLogRecordExporter(
+                    out=otel_out, formatter=lambda r: r.to_json(indent=None) + "\n"
+                )
+            )
+        )
+        otel_logger = logging.getLogger("bench.otel")
+        otel_logger.propagate = False
+        otel_logger.setLevel(logging.INFO)
+        otel_logger.addHandler(LoggingHandler(logger_provider=provider))
+        app = starlette_app(None)
+        app.add_middleware(StdlibMiddleware, sink=otel_logger)
+
+        def settle_otel() -> None:
+            provider.force_flush()
+            otel_out.flush()
+
+        variants["OpenTelemetry logs SDK (batch)"] = (DirectClient(app), settle_otel)
+    except ImportError:
+        print("opentelemetry-sdk not installed: pip install -e '.[bench]'", file=sys.stderr)
+    try:
+        from loguru import logger as loguru_logger
+
+        loguru_logger.remove()
+        loguru_logger.add(tmp / "loguru.jsonl", enqueue=True, serialize=True)
+        app = starlette_app(None)
+        app.add_middleware(StdlibMiddleware, sink=loguru_logger.bind())
+        variants["loguru (enqueue, serialize)"] = (DirectClient(app), loguru_logger.complete)
+    except ImportError:
+        print("loguru not installed: pip install -e '.[bench]'", file=sys.stderr)
+    return variants
+
+
 def build_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[], None]]]:
     variants: dict[str, tuple[DirectClient, Callable[[], None]]] = {}
     nothing: Callable[[], None] = lambda: None  # noqa: E731
@@ -139,6 +214,8 @@ def build_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[], None
     std_app = starlette_app(None)
     std_app.add_middleware(StdlibMiddleware, sink=std_logger)
     variants["stdlib QueueHandler + orjson line"] = (DirectClient(std_app), std_queue.join)
+
+    variants.update(_third_party_variants(tmp))
 
     for name, rate in (
         ("wide dropped (rate 0)", 0.0),
@@ -178,9 +255,12 @@ def main() -> None:
         for label, path in (
             ("floor + orjson writer thread", Path(tmp) / "floor.jsonl"),
             ("stdlib QueueHandler + orjson line", Path(tmp) / "stdlib.jsonl"),
+            ("structlog (perf recipe: orjson, BytesLogger, sync)", Path(tmp) / "structlog.jsonl"),
+            ("OpenTelemetry logs SDK (batch)", Path(tmp) / "otel.jsonl"),
+            ("loguru (enqueue, serialize)", Path(tmp) / "loguru.jsonl"),
             ("wide keep-all", Path(tmp) / "1.0" / "events.jsonl"),
         ):
-            if _lines(path) != expected:
+            if label in variants and _lines(path) != expected:
                 sys.exit(f"{label} wrote {_lines(path)} lines, expected {expected}")
     bare = statistics.median(samples["bare"])
     rows = [
@@ -194,9 +274,9 @@ def main() -> None:
     if args.json:
         print(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(), "rows": rows}))
         return
-    print(f"{'variant':<30} {'µs/request':>11} {'overhead µs':>12}")
+    print(f"{'variant':<52} {'µs/request':>11} {'overhead µs':>12}")
     for row in rows:
-        print(f"{row['variant']:<30} {row['median_us']:>11.2f} {row['overhead_us']:>12.2f}")
+        print(f"{row['variant']:<52} {row['median_us']:>11.2f} {row['overhead_us']:>12.2f}")
 
 
 if __name__ == "__main__":
