@@ -309,9 +309,7 @@ class WideEvent:
             if len(user_agent) > 1024:
                 user_agent = self._serializer.clip(user_agent, 1024)
             event["user_agent"] = {"original": user_agent}
-        if not self._end_ns:
-            self._end_ns = _perf_ns()
-        event["duration_ms"] = round((self._end_ns - self._start_ns) / 1e6, 3)
+        event["duration_ms"] = round(self.end(), 3)
         if self.error is not None:
             event["error"] = self.error
         if self._logs:

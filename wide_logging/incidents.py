@@ -70,9 +70,9 @@ def normalize_message(message: str) -> str:
 
 def fingerprint(event: Mapping[str, Any]) -> str:
     """A short stable id of an event's failure: error type + normalised message."""
-    error = event.get("error") if isinstance(event.get("error"), Mapping) else {}
-    assert isinstance(error, Mapping)
-    material = f"{error.get('type', '')}|{normalize_message(str(error.get('message', '')))}"
+    error_type = get_path(event, "error.type", "")
+    message = get_path(event, "error.message", "")
+    material = f"{error_type}|{normalize_message(str(message))}"
     return hashlib.blake2b(material.encode(), digest_size=6).hexdigest()
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import mmh3
 
 from ._errors import ConfigurationError
+from .event import get_path
 
 #: Rule names for requests, in the order they are tried.
 RULES = ("error", "server_error", "slow", "critical_route", "force_keep", "normal")
@@ -184,18 +185,16 @@ class TailSampler:
 
     def decide_event(self, event: Mapping[str, Any]) -> Decision:
         """The decision for a finished event given as a dict (stored or captured)."""
-        http = event.get("http") or {}
-        response = http.get("response") or {} if isinstance(http, Mapping) else {}
-        route = http.get("route") if isinstance(http, Mapping) else None
-        if route is None:
-            route = (event.get("url") or {}).get("path")
+        route = get_path(event, "http.route")
+        status = get_path(event, "http.response.status_code")
+        duration = get_path(event, "duration_ms")
         return self.decide(
             sampling_key(event),
             error=bool(event.get("error")),
-            status=response.get("status_code") if isinstance(response, Mapping) else None,
-            duration_ms=float(event.get("duration_ms") or 0.0),
-            route=route,
-            force_keep=(event.get("sampling") or {}).get("rule") == "force_keep",
+            status=status if isinstance(status, int) else None,
+            duration_ms=float(duration) if isinstance(duration, (int, float)) else 0.0,
+            route=get_path(event, "url.path") if route is None else route,
+            force_keep=get_path(event, "sampling.rule") == "force_keep",
         )
 
     def explain(self, event: Mapping[str, Any]) -> str:

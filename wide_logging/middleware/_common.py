@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._errors import ConfigurationError
 from ..handler import WideEventHandler, resolve_handler
 
 
@@ -31,5 +32,5 @@ class HandlerRef:
 def check_header_name(name: str) -> str:
     if not isinstance(name, str) or not name or not name.isascii() or " " in name:
         msg = f"request_id_header must be an ASCII header name, got {name!r}"
-        raise ValueError(msg)
+        raise ConfigurationError(msg)
     return name.lower()
