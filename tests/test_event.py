@@ -1,17 +1,21 @@
 from __future__ import annotations
 
+import datetime
 import logging
+import os
 import re
 import time
 import uuid
 
 from wide_logging._ids import (
+    _hex_digits,
     new_request_id,
     trace_id_from_traceparent,
     uuid7,
+    uuid7_ms,
     valid_request_id,
 )
-from wide_logging.event import WideEvent, nest_dotted
+from wide_logging.event import WideEvent, _iso_ms, nest_dotted
 from wide_logging.serialize import REDACTED, Serializer
 
 RESOURCE = {"service": {"name": "svc"}, "host": {"name": "h"}, "process": {"pid": 1}}
@@ -179,6 +183,44 @@ def test_uuid7_is_time_sortable_and_unique() -> None:
     ids = [uuid7(1_700_000_000.0 + n / 1000) for n in range(1000)]
     assert ids == sorted(ids)
     assert len({uuid7(1.0) for _ in range(10_000)}) == 10_000
+
+
+def test_event_ids_and_timestamps_are_exact_within_and_across_milliseconds() -> None:
+    # both are cached per millisecond (and per second): walk over both boundaries
+    start = 1_764_236_399_998  # 2025-11-27T09:39:59.998Z
+    for unix_ms in (start, start, start + 1, start + 2, start + 2, start + 1001, 0, 999):
+        expected = datetime.datetime.fromtimestamp(unix_ms / 1000, datetime.timezone.utc)
+        assert _iso_ms(unix_ms) == expected.strftime("%Y-%m-%dT%H:%M:%S.") + (
+            f"{unix_ms % 1000:03d}Z"
+        )
+        event_id = uuid7_ms(unix_ms)
+        parsed = uuid.UUID(event_id)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert int(event_id[:12], 16) == unix_ms
+    same_ms = [uuid7_ms(start) for _ in range(1000)]
+    assert same_ms == sorted(same_ms)
+    assert len(set(same_ms)) == 1000
+    assert _hex_digits(0, 8) == "00000000"
+    assert _hex_digits(0xABC, 4) == "0abc"
+    assert _hex_digits(2**32 + 5, 8) == "00000005"  # wraps, never grows
+
+
+def test_request_ids_are_unique_and_differ_in_a_forked_child() -> None:
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == 10_000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh per-process prefix
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert re.fullmatch(r"[0-9a-f]{32}", child)
+    assert child[:20] != ids[0][:20]
+    assert child not in ids
 
 
 def test_request_ids_and_traceparent_parsing() -> None:

@@ -214,3 +214,31 @@ def test_broken_mapping_does_not_break_cleaning() -> None:
             raise RuntimeError("nope")
 
     assert Serializer().clean({"b": Broken(a=1)}) == {"b": "[unreadable mapping: RuntimeError]"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_the_flat_dict_shortcut_gives_what_the_full_walk_gives(value: Any) -> None:
+    # clean() copies flat dicts of scalars without the recursive walk; anything it cannot
+    # vouch for (odd keys, nested or long values) must go the full way with the same result
+    serializer = Serializer(max_string=32)
+    for candidate in (value, {"k": value}, {"password": value, "id": 7}):
+        if isinstance(candidate, dict):
+            full = serializer._clean(candidate, 0, set(), False, serializer.max_string)
+            assert serializer.clean(candidate) == full
+
+
+def test_flat_dicts_are_copied_redacted_and_capped() -> None:
+    serializer = Serializer(max_string=16)
+    original = {"id": 7, "token": "hunter2", "name": "x" * 40, 3: "odd key"}
+    cleaned = serializer.clean(original)
+    assert cleaned == {
+        "id": 7,
+        "token": REDACTED,
+        "name": "x" * 16 + "...[truncated 24 chars]",
+        "3": "odd key",
+    }
+    flat = {"id": 7, "plan": "pro"}
+    copied = serializer.clean(flat)
+    assert copied == flat
+    assert copied is not flat

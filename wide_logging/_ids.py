@@ -28,6 +28,15 @@ def _process_part() -> str:
 
 _process_part_hex = _process_part()
 _sequence = itertools.count()
+#: The id prefix (milliseconds + process part) of the last millisecond an id was made in.
+_ms_prefix: tuple[int, str] = (-1, "")
+
+
+def _hex_digits(value: int, digits: int) -> str:
+    """``value`` as exactly ``digits`` lowercase hex digits (wrapping): ``hex()`` of the
+    value with a leading 1 bit and the ``0x1`` cut off, 3-4x cheaper than format specs."""
+    bit = 1 << (4 * digits)
+    return hex(value & (bit - 1) | bit)[3:]
 
 
 def uuid7(unix_seconds: float) -> str:
@@ -43,22 +52,43 @@ def uuid7(unix_seconds: float) -> str:
 
 def uuid7_ms(unix_ms: int) -> str:
     """:func:`uuid7` for a time already in integer milliseconds."""
-    counter = next(_sequence) & 0xFFFF_FFFF
-    return f"{unix_ms & 0xFFFF_FFFF_FFFF:012x}{_process_part_hex}{counter:08x}"
+    global _ms_prefix
+    last_ms, prefix = _ms_prefix
+    if unix_ms != last_ms:  # under load many ids share a millisecond
+        prefix = _hex_digits(unix_ms, 12) + _process_part_hex
+        _ms_prefix = (unix_ms, prefix)
+    return prefix + hex(next(_sequence) & 0xFFFF_FFFF | 0x1_0000_0000)[3:]  # _hex_digits, inlined
 
 
 def _new_process_part() -> None:
-    global _process_part_hex
+    global _process_part_hex, _ms_prefix, _request_prefix
     _process_part_hex = _process_part()
+    _ms_prefix = (-1, "")
+    _request_prefix = _new_request_prefix()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_process_part)
 
 
+def _new_request_prefix() -> str:
+    return f"{_getrandbits(80):020x}"
+
+
+_request_prefix = _new_request_prefix()
+_request_sequence = itertools.count()
+
+
 def new_request_id() -> str:
-    """128 random bits as 32 hex characters (the shape of a W3C trace id)."""
-    return f"{_getrandbits(128):032x}"
+    """32 hex characters (the shape of a W3C trace id): 80 random bits drawn once per
+    process (again after fork), then a 48-bit counter.
+
+    Unique across processes and restarts like a fully random id, and about 3x cheaper —
+    this runs for every request that arrives without an id. MurmurHash3 spreads
+    consecutive ids evenly, so sampling by request id keeps its rate.
+    """
+    counter = next(_request_sequence) & 0xFFFF_FFFF_FFFF | 0x1_0000_0000_0000
+    return _request_prefix + hex(counter)[3:]  # _hex_digits, inlined
 
 
 #: Longer incoming ids are replaced: they would bloat every event and index.

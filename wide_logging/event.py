@@ -27,6 +27,8 @@ _time = time.time
 
 
 _second_cache: tuple[int, str] = (-1, "")
+_millisecond_cache: tuple[int, str] = (-1, "")
+_MILLIS_SUFFIX = tuple(f".{millis:03d}Z" for millis in range(1000))
 
 
 def iso_timestamp(unix_seconds: float) -> str:
@@ -35,13 +37,18 @@ def iso_timestamp(unix_seconds: float) -> str:
 
 
 def _iso_ms(unix_ms: int) -> str:
-    global _second_cache
-    second, millis = divmod(unix_ms, 1000)
+    global _second_cache, _millisecond_cache
+    cached_ms, text = _millisecond_cache
+    if unix_ms == cached_ms:  # under load many events share a millisecond
+        return text
+    second = unix_ms // 1000
     cached_second, prefix = _second_cache
     if second != cached_second:
         prefix = datetime.datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _second_cache = (second, prefix)
-    return f"{prefix}.{millis:03d}Z"
+    text = prefix + _MILLIS_SUFFIX[unix_ms - second * 1000]
+    _millisecond_cache = (unix_ms, text)
+    return text
 
 
 def exception_fields(exc: BaseException, serializer: Serializer) -> dict[str, Any]:
@@ -309,7 +316,9 @@ class WideEvent:
             if len(user_agent) > 1024:
                 user_agent = self._serializer.clip(user_agent, 1024)
             event["user_agent"] = {"original": user_agent}
-        event["duration_ms"] = round(self.end(), 3)
+        self.end()
+        # whole microseconds, as milliseconds: integer steps, 4x cheaper than round()
+        event["duration_ms"] = (self._end_ns - self._start_ns) // 1000 / 1000
         if self.error is not None:
             event["error"] = self.error
         if self._logs:

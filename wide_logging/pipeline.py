@@ -286,8 +286,11 @@ class Pipeline:
     def _drain_queue(self, limit: int | None = None) -> list[bytes]:
         with self._lock:
             queue = self._queue
-            count = len(queue) if limit is None else min(limit, len(queue))
-            items = [queue.popleft() for _ in range(count)]
+            if limit is None or limit >= len(queue):
+                items = list(queue)  # everything: one copy, no per-item pops
+                queue.clear()
+            else:
+                items = [queue.popleft() for _ in range(limit)]
             self._queued_bytes -= sum(map(len, items))
         return items
 

@@ -156,7 +156,30 @@ class Serializer:
             return value  # the common annotation: nothing to copy or check
         if kind is str and not strict and len(value) <= (max_string or self.max_string):
             return value
+        if kind is dict and not strict:
+            flat = self._clean_flat_dict(value, max_string or self.max_string)
+            if flat is not None:
+                return flat
         return self._clean(value, 0, set(), strict, max_string or self.max_string)
+
+    def _clean_flat_dict(self, value: dict[Any, Any], limit: int) -> dict[str, Any] | None:
+        """The common annotation, ``user={"id": 7, "plan": "pro"}``, copied without the
+        recursive walk; None when any key or value needs the full treatment."""
+        if len(value) > self.max_items:
+            return None
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            kind = type(item)
+            if type(key) is not str or not (
+                kind is int
+                or kind is float
+                or kind is bool
+                or item is None
+                or (kind is str and len(item) <= limit)
+            ):
+                return None
+            out[key] = REDACTED if self.is_secret(key) else item
+        return out
 
     def _clean(self, value: Any, depth: int, seen: set[int], strict: bool, limit: int) -> Any:
         kind = type(value)

@@ -68,7 +68,7 @@ class RotatingFileSink:
     def write(self, batch: Sequence[bytes]) -> None:
         if not batch:
             return
-        data = b"\n".join(batch) + b"\n"
+        data = b"\n".join([*batch, b""])  # the trailing newline without a second copy
         with self._lock:
             fd = self._current_fd()
             _lock_file(fd)
