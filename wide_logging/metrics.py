@@ -2,10 +2,11 @@
 
 Counters live in :class:`Metrics` objects (one per handler, one per consumer) as plain
 integers behind one lock, exact when many threads count at once. The two that every
-request bumps (``events.seen`` and its sampling outcome) are ``itertools.count`` objects
-instead: ``next()`` on one is a single C call under the GIL, so the request path takes no
-lock for them. Counter names are dotted — the family, then a label value when the family
-has one: ``events.kept.error``, ``dropped.queue_overflow``, ``written.<sink name>``.
+request bumps (its sampling outcome) are ``itertools.count`` objects instead: ``next()``
+on one is a single C call under the GIL, so the request path takes no lock for them;
+``events.seen`` is their sum. Counter names are dotted — the family, then a label value
+when the family has one: ``events.kept.error``, ``dropped.queue_overflow``,
+``written.<sink name>``.
 
 Gauges (queue depth, circuit breakers, consumer lag) are read when asked for, from the
 objects that own them. :func:`samples` merges everything of the process into one list,
@@ -139,7 +140,7 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
-        self._decisions: dict[str, itertools.count[int]] = {"events.seen": itertools.count()}
+        self._decisions: dict[str, itertools.count[int]] = {}
         _counter_sources.add(self)
 
     def inc(self, name: str, amount: int = 1) -> None:
@@ -147,9 +148,8 @@ class Metrics:
             self._counts[name] += amount
 
     def record_decision(self, counter: str) -> None:
-        """One sampled event: ``events.seen`` and the decision's own counter go up."""
+        """One sampled event: the decision's own counter goes up (and so ``events.seen``)."""
         decisions = self._decisions
-        next(decisions["events.seen"])
         try:
             next(decisions[counter])
         except KeyError:
@@ -164,17 +164,21 @@ class Metrics:
         """These counters, flat: ``{"events.seen": 10, "written.file:...": 7, ...}``."""
         with self._lock:
             values = dict(self._counts)
+        seen = 0
         for name, counter in list(self._decisions.items()):
             value = _value(counter)
             if value:
                 values[name] = value
+                seen += value
+        if seen:
+            values["events.seen"] = seen  # every event gets exactly one decision
         return values
 
     def reset(self) -> None:
         """Start from zero (a forked child is a new process with its own numbers)."""
         self._lock = threading.Lock()
         self._counts = Counter()
-        self._decisions = {"events.seen": itertools.count()}
+        self._decisions = {}
 
 
 _counter_sources: weakref.WeakSet[Metrics] = weakref.WeakSet()

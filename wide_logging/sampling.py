@@ -174,7 +174,10 @@ class TailSampler:
             return self._keep_critical
         if force_keep:
             return self._keep_forced
-        return self._normal_keep if self.hit(key) else self._normal_drop
+        # self.hit(key), inlined: this line runs for every request
+        return (
+            self._normal_keep if mmh3.hash(key, 0, False) < self._threshold else self._normal_drop
+        )
 
     def decide_log(self, key: str, *, error: bool) -> Decision:
         """The decision for a log record outside any request."""

@@ -68,6 +68,8 @@ _CORE_FIELDS = (
     "sampling",
 )
 _KEY_CACHE_LIMIT = 4096
+#: Values that are already JSON-safe copies of themselves.
+_PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
 
 
 def _normalize_key(key: str) -> str:
@@ -151,34 +153,34 @@ class Serializer:
         ``strict`` also repairs what only orjson would reject (lone surrogates, integers
         beyond 64 bits); it is the slow path used after a failed encode.
         """
-        kind = type(value)
-        if not strict and (kind is int or kind is float or kind is bool or value is None):
-            return value  # the common annotation: nothing to copy or check
-        if kind is str and not strict and len(value) <= (max_string or self.max_string):
-            return value
-        if kind is dict and not strict:
-            flat = self._clean_flat_dict(value, max_string or self.max_string)
-            if flat is not None:
-                return flat
-        return self._clean(value, 0, set(), strict, max_string or self.max_string)
+        limit = max_string or self.max_string
+        if not strict:  # the common annotations first: a number, a short string, a flat dict
+            kind = type(value)
+            if kind in _PLAIN_SCALARS or (kind is str and len(value) <= limit):
+                return value
+            if kind is dict:
+                flat = self._clean_flat_dict(value, limit)
+                if flat is not None:
+                    return flat
+        return self._clean(value, 0, set(), strict, limit)
 
     def _clean_flat_dict(self, value: dict[Any, Any], limit: int) -> dict[str, Any] | None:
-        """The common annotation, ``user={"id": 7, "plan": "pro"}``, copied without the
-        recursive walk; None when any key or value needs the full treatment."""
+        """``user={"id": 7, "plan": "pro"}`` copied without the recursive walk; None when
+        any key or value needs the full treatment."""
         if len(value) > self.max_items:
             return None
+        secrets = self._key_cache
         out: dict[str, Any] = {}
         for key, item in value.items():
             kind = type(item)
-            if type(key) is not str or not (
-                kind is int
-                or kind is float
-                or kind is bool
-                or item is None
-                or (kind is str and len(item) <= limit)
+            if type(key) is not str or (
+                kind not in _PLAIN_SCALARS and (kind is not str or len(item) > limit)
             ):
                 return None
-            out[key] = REDACTED if self.is_secret(key) else item
+            secret = secrets.get(key)
+            if secret is None:
+                secret = self.is_secret(key)
+            out[key] = REDACTED if secret else item
         return out
 
     def _clean(self, value: Any, depth: int, seen: set[int], strict: bool, limit: int) -> Any:
