@@ -75,7 +75,8 @@ def run_variant(variant: str, requests: int, tmp: str) -> None:
         handler.flush(60)
 
 
-def measure(variant: str, requests: int) -> int:
+def callgrind_instructions(script_args: list[str], env: dict[str, str] | None = None) -> int:
+    """Instructions ``python *script_args`` executes under callgrind, every thread counted."""
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/callgrind.out"
         subprocess.run(
@@ -84,20 +85,22 @@ def measure(variant: str, requests: int) -> int:
                 "--tool=callgrind",
                 f"--callgrind-out-file={out}",
                 sys.executable,
-                __file__,
-                "--run",
-                variant,
-                str(requests),
-                tmp,
+                *script_args,
             ],
             check=True,
             capture_output=True,
+            env=env,
         )
         text = Path(out).read_text()
     match = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
     if match is None:
         raise RuntimeError("no instruction total in callgrind output")
     return int(match.group(1))
+
+
+def measure(variant: str, requests: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        return callgrind_instructions([__file__, "--run", variant, str(requests), tmp])
 
 
 def main() -> None:

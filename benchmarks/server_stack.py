@@ -21,9 +21,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from instructions import callgrind_instructions  # noqa: E402
+
 VARIANTS = ("bare", "wide", "wide_no_echo")
 REQUEST = b"GET /items/42 HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\n\r\n"
 
@@ -110,7 +111,6 @@ def protocols() -> list[str]:
 
 
 def drivers(http: str) -> dict[str, ServerDriver]:
-    sys.path.insert(0, str(HERE))
     import server_apps
 
     return {name: ServerDriver(getattr(server_apps, name), http) for name in VARIANTS}
@@ -146,28 +146,8 @@ def _run_one(variant: str, http: str, requests: int) -> None:
 
 def _instructions(variant: str, http: str, requests: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        out = f"{tmp}/callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--run",
-                variant,
-                http,
-                str(requests),
-            ],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "WIDE_LOGGING_SINK": f"file:{tmp}/events.jsonl"},
-        )
-        text = Path(out).read_text()
-    match = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
-    if match is None:
-        raise RuntimeError("no instruction total in callgrind output")
-    return int(match.group(1))
+        env = {**os.environ, "WIDE_LOGGING_SINK": f"file:{tmp}/events.jsonl"}
+        return callgrind_instructions([__file__, "--run", variant, http, str(requests)], env)
 
 
 def instructions() -> None:
