@@ -34,7 +34,7 @@ _ms_prefix: tuple[int, str] = (-1, "")
 
 def _hex_digits(value: int, digits: int) -> str:
     """``value`` as exactly ``digits`` lowercase hex digits (wrapping): ``hex()`` of the
-    value with a leading 1 bit and the ``0x1`` cut off, 3-4x cheaper than format specs."""
+    value with a leading 1 bit and the ``0x1`` cut off: cheaper than a format spec."""
     bit = 1 << (4 * digits)
     return hex(value & (bit - 1) | bit)[3:]
 

@@ -169,7 +169,7 @@ class Serializer:
         any key or value needs the full treatment."""
         if len(value) > self.max_items:
             return None
-        secrets = self._key_cache
+        known_secret = self._key_cache
         out: dict[str, Any] = {}
         for key, item in value.items():
             kind = type(item)
@@ -177,7 +177,7 @@ class Serializer:
                 kind not in _PLAIN_SCALARS and (kind is not str or len(item) > limit)
             ):
                 return None
-            secret = secrets.get(key)
+            secret = known_secret.get(key)
             if secret is None:
                 secret = self.is_secret(key)
             out[key] = REDACTED if secret else item
