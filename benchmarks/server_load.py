@@ -165,6 +165,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--http", choices=("h11", "httptools"), default="h11")
     parser.add_argument("--rss-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--apps",
+        default="bare,wide,wide_no_echo",
+        help="apps of server_apps.py to compare (the first is the base of the ratios)",
+    )
     args = parser.parse_args()
     use_wrk = shutil.which("wrk") is not None
     generator = "wrk (1 thread, 8 connections)" if use_wrk else "4 Python client threads"
@@ -173,7 +178,7 @@ def main() -> None:
             "WIDE_LOGGING_SINK": f"file:{tmp}/events.jsonl",
             "WIDE_LOGGING_FALLBACK": f"file:{tmp}/spool/events.jsonl",
         }
-        apps = ("bare", "wide", "wide_no_echo")
+        apps = tuple(args.apps.split(","))
         servers = {app: serve(app, env, args.http) for app in apps}
         results: dict[str, list[tuple[float, float]]] = {app: [] for app in apps}
         try:
@@ -187,7 +192,7 @@ def main() -> None:
             for process, _ in servers.values():
                 process.terminate()
                 process.wait(30)
-        bare_rps = statistics.median(r for r, _ in results["bare"])
+        bare_rps = statistics.median(r for r, _ in results[apps[0]])
         print(
             f"uvicorn ({args.http}, one worker, pinned to CPU {SERVER_CPU}), load from "
             f"{generator}, {args.rounds} alternated rounds of {args.seconds:g} s"
@@ -196,7 +201,7 @@ def main() -> None:
             rps = statistics.median(r for r, _ in runs)
             p99 = statistics.median(p for _, p in runs)
             print(
-                f"  {app:<13} {rps:>9,.0f} requests/s   p99 {p99:6.2f} ms   "
+                f"  {app:<17} {rps:>9,.0f} requests/s   p99 {p99:6.2f} ms   "
                 f"ratio {rps / bare_rps:.2f}x"
             )
         print()

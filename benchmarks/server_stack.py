@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.util
 import os
 import statistics
@@ -32,6 +33,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from instructions import callgrind_instructions  # noqa: E402
 
+#: Apps of server_apps.py measured by default; --apps picks others (the first is the base).
 VARIANTS = ("bare", "wide", "wide_no_echo")
 REQUEST = b"GET /items/42 HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\n\r\n"
 
@@ -110,36 +112,42 @@ def protocols() -> list[str]:
     return found
 
 
-def drivers(http: str) -> dict[str, ServerDriver]:
+def drivers(http: str, names: tuple[str, ...] = VARIANTS) -> dict[str, ServerDriver]:
     import server_apps
 
-    return {name: ServerDriver(getattr(server_apps, name), http) for name in VARIANTS}
+    return {name: ServerDriver(getattr(server_apps, name), http) for name in names}
 
 
-def timed(rounds: int, requests: int) -> None:
+def timed(rounds: int, requests: int, names: tuple[str, ...], collect: bool) -> None:
     for http in protocols():
-        variants = drivers(http)
+        variants = drivers(http, names)
         for driver in variants.values():
             driver.run(300)  # warm up
+        if not collect:
+            gc.disable()  # to show the garbage collector is not what the difference is
         samples: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(rounds):
             for name, driver in variants.items():
                 started = time.perf_counter()
                 driver.run(requests)
                 samples[name].append((time.perf_counter() - started) / requests * 1e6)
-        bare = statistics.median(samples["bare"])
-        print(f"uvicorn ({http}), {rounds} alternated rounds of {requests:,} requests")
+        gc.enable()
+        bare = statistics.median(samples[names[0]])
+        print(
+            f"uvicorn ({http}), {rounds} alternated rounds of {requests:,} requests"
+            + ("" if collect else ", garbage collector off")
+        )
         for name, values in samples.items():
             median = statistics.median(values)
             print(
-                f"  {name:<14} {median:8.2f} µs/request  +{median - bare:6.2f}  "
+                f"  {name:<17} {median:8.2f} µs/request  +{median - bare:6.2f}  "
                 f"throughput ratio {bare / median:.3f}"
             )
 
 
 def _run_one(variant: str, http: str, requests: int) -> None:
     """A measured process (under callgrind): warm up, then ``requests`` requests."""
-    driver = drivers(http)[variant]
+    driver = drivers(http, (variant,))[variant]
     driver.run(200)
     driver.run(requests)
 
@@ -150,17 +158,17 @@ def _instructions(variant: str, http: str, requests: int) -> int:
         return callgrind_instructions([__file__, "--run", variant, http, str(requests)], env)
 
 
-def instructions() -> None:
+def instructions(names: tuple[str, ...]) -> None:
     for http in protocols():
         counts = {
             name: (_instructions(name, http, 1300) - _instructions(name, http, 300)) / 1000
-            for name in VARIANTS
+            for name in names
         }
-        bare = counts["bare"]
+        bare = counts[names[0]]
         print(f"uvicorn ({http}), instructions per request (callgrind, 1,300 - 300 requests)")
         for name, count in counts.items():
             print(
-                f"  {name:<14} {count:10,.0f}  +{count - bare:8,.0f}  "
+                f"  {name:<17} {count:10,.0f}  +{count - bare:8,.0f}  "
                 f"throughput ratio {bare / count:.3f}",
                 flush=True,
             )
@@ -174,13 +182,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--apps", default=",".join(VARIANTS), help="apps of server_apps.py")
+    parser.add_argument("--no-gc", action="store_true", help="time with the collector off")
     args = parser.parse_args()
+    names = tuple(args.apps.split(","))
     if args.instructions:
-        instructions()
+        instructions(names)
         return
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("WIDE_LOGGING_SINK", f"file:{tmp}/events.jsonl")
-        timed(args.rounds, args.requests)
+        timed(args.rounds, args.requests, names, collect=not args.no_gc)
 
 
 if __name__ == "__main__":
