@@ -14,13 +14,16 @@ pieces of the kept path one by one.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import sys
 import tempfile
 import time
 import timeit
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import DirectClient  # the same requests as compare.py sends
 from wide_logging import WideEventHandler, WideEventMiddleware
 from wide_logging._ids import new_request_id, uuid7_ms, valid_request_id
 from wide_logging.event import _iso_ms
@@ -44,29 +47,6 @@ async def trivial_app(scope: Any, receive: Any, send: Any) -> None:
     scope["route"] = ROUTE
     await send(START)
     await send(BODY)
-
-
-async def _receive() -> dict[str, Any]:
-    return {"type": "http.request", "body": b""}
-
-
-async def _send(message: Any) -> None:
-    pass
-
-
-def _scope(number: int) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "method": "GET",
-        "path": "/items/42",
-        "root_path": "",
-        "headers": [
-            (b"host", b"bench"),
-            (b"user-agent", b"bench/1.0"),
-            (b"x-request-id", b"bench-%d" % number),
-        ],
-        "client": ("127.0.0.1", 1234),
-    }
 
 
 class NullSink:
@@ -96,20 +76,17 @@ def middleware_rounds(rounds: int, requests: int, tmp: str) -> None:
         handlers[name] = handler
         apps[name] = WideEventMiddleware(trivial_app, handler=handler)
 
-    async def drive(app: Any) -> None:
-        for number in range(requests):
-            await app(_scope(number), _receive, _send)
-
-    loop = asyncio.new_event_loop()
+    clients = {name: DirectClient(app) for name, app in apps.items()}
     best = {name: float("inf") for name in apps}
     for _ in range(rounds):
-        for name, app in apps.items():
+        for name, client in clients.items():
             started = time.perf_counter()
-            loop.run_until_complete(drive(app))
+            client.run(requests)
             if name in handlers:
                 handlers[name].flush(60)  # the writer's work counts
             best[name] = min(best[name], (time.perf_counter() - started) / requests * 1e6)
-    loop.close()
+    for client in clients.values():
+        client.close()
     base = best["bare ASGI app"]
     print(f"The middleware alone: {rounds} alternated rounds of {requests:,} requests, best round")
     for name, micros in best.items():
