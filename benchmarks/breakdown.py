@@ -108,7 +108,7 @@ def steps(tmp: str) -> None:
     event.client_address, event.user_agent = "127.0.0.1", "bench/1.0"
     decision = handler.sampler.decide("bench-123")
     resource = handler.resource()
-    fields = event.finalize(resource, decision.fields)
+    fields = event.finalize(resource, decision.fields, for_encoder=True)
     data = handler.serializer.encode(fields)
     pipeline = handler.pipeline
     pieces: list[tuple[str, Any]] = [
@@ -116,7 +116,10 @@ def steps(tmp: str) -> None:
         ("generate a request id", new_request_id),
         ("check an incoming id", lambda: valid_request_id("bench-123")),
         ("sampling decision", lambda: handler.sampler.decide("bench-123", False, 200, 1.0)),
-        ("build the event dict", lambda: event.finalize(resource, decision.fields)),
+        (
+            "build the event dict",
+            lambda: event.finalize(resource, decision.fields, for_encoder=True),
+        ),
         ("  of which: event id", lambda: uuid7_ms(1_764_236_000_123)),
         ("  of which: timestamp", lambda: _iso_ms(1_764_236_000_123)),
         ("encode (orjson)", lambda: handler.serializer.encode(fields)),

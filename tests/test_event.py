@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
 import os
 import re
 import time
 import uuid
+from typing import Any
 
+import orjson
+import pytest
+
+from wide_logging import _ids as ids_module
+from wide_logging import event as event_module
 from wide_logging._ids import (
     _hex_digits,
     new_request_id,
@@ -59,6 +66,71 @@ def test_finalize_builds_the_documented_fields() -> None:
     assert fields["user"] == {"id": 7}
     assert "error" not in fields
     assert "logs" not in fields
+
+
+def _encoded(event: WideEvent, serializer: Serializer, *, for_encoder: bool) -> Any:
+    fields = orjson.loads(
+        serializer.encode(event.finalize(RESOURCE, SAMPLING, for_encoder=for_encoder))
+    )
+    del fields["event_id"]  # a new one per call
+    return fields
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "status", "annotations"),
+    [
+        ("GET", "/u/{id}", 200, {}),
+        ("POST", None, 201, {"user": {"id": 7}}),
+        ("GET", "/u/{id}", None, {}),
+        ("DELETE", None, None, {"http": {"request": {"body_bytes": 12}}}),
+        ("GET", "/u/{id}", 500, {"http.route_group": "users"}),
+        ("PROPFIND" * 10, "/dav", 207, {}),  # too long to cache
+        ("GET", "/\ud800x", 200, {}),  # a lone surrogate: not encodable as it is
+        ("GET", "/u/{id}", [200], {}),  # a buggy app's unhashable status
+    ],
+)
+def test_encoder_path_writes_what_the_plain_dict_gives(
+    method: str, route: str | None, status: Any, annotations: dict[str, Any]
+) -> None:
+    serializer = Serializer()
+    for _ in range(2):  # the second time from the cache
+        event = make_event()
+        event.method, event.path, event.route, event.status = method, "/u/7", route, status
+        event.annotate(**annotations)
+        event.end()
+        assert _encoded(event, serializer, for_encoder=True) == _encoded(
+            event, serializer, for_encoder=False
+        )
+    assert len(event_module._http_fragments) <= event_module._HTTP_FRAGMENTS_MAX
+    assert all(
+        len(key[0]) <= event_module._MAX_CACHED_METHOD for key in event_module._http_fragments
+    )
+
+
+def test_encoder_path_survives_the_strict_and_shrinking_fallbacks() -> None:
+    serializer = Serializer(max_event_bytes=2048)
+    event = make_event()
+    event.method, event.path, event.route, event.status = "GET", "/x\ud800", "/x", 200
+    event.annotate(blob="y" * 5000)  # over max_event_bytes: shrunk
+    fields = orjson.loads(serializer.encode(event.finalize(RESOURCE, SAMPLING, for_encoder=True)))
+    assert fields["http"] == {
+        "request": {"method": "GET"},
+        "route": "/x",
+        "response": {"status_code": 200},
+    }
+    assert fields["url"]["path"].startswith("/x")
+    assert "truncated" in fields
+
+
+def test_http_fragment_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(event_module, "_http_fragments", {})
+    monkeypatch.setattr(event_module, "_HTTP_FRAGMENTS_MAX", 3)
+    parts = [event_module.http_fragment(f"M{n}", "/r", 200) for n in range(10)]
+    assert len(event_module._http_fragments) == 3
+    assert [orjson.loads(orjson.dumps(part)) for part in parts] == [
+        {"request": {"method": f"M{n}"}, "route": "/r", "response": {"status_code": 200}}
+        for n in range(10)
+    ]
 
 
 def test_annotate_merges_nested_and_dotted_keys() -> None:
@@ -200,9 +272,19 @@ def test_event_ids_and_timestamps_are_exact_within_and_across_milliseconds() -> 
     same_ms = [uuid7_ms(start) for _ in range(1000)]
     assert same_ms == sorted(same_ms)
     assert len(set(same_ms)) == 1000
+    # the counter's last two digits are looked up, the six above them cached: it still
+    # counts by one across each 256 boundary
+    counters = [int(event_id[24:], 16) for event_id in same_ms]
+    assert [b - a for a, b in itertools.pairwise(counters)] == [1] * 999
     assert _hex_digits(0, 8) == "00000000"
     assert _hex_digits(0xABC, 4) == "0abc"
     assert _hex_digits(2**32 + 5, 8) == "00000005"  # wraps, never grows
+
+
+def test_event_id_counter_wraps_at_32_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids_module, "_sequence", itertools.count(2**32 - 2))
+    suffixes = [uuid7_ms(1_764_236_399_998)[24:] for _ in range(3)]
+    assert suffixes == ["fffffffe", "ffffffff", "00000000"]
 
 
 def test_request_ids_are_unique_and_differ_in_a_forked_child() -> None:
@@ -226,6 +308,7 @@ def test_request_ids_are_unique_and_differ_in_a_forked_child() -> None:
 def test_request_ids_and_traceparent_parsing() -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", new_request_id())
     assert valid_request_id("abc-123_x.y:z")
+    assert valid_request_id("x" * 128)
     for bad in ("", "a b", "x" * 129, "evil\nheader", 'quote"'):
         assert not valid_request_id(bad)
     good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

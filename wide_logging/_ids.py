@@ -11,9 +11,13 @@ import re
 # between parent and child.
 _getrandbits = random.getrandbits
 
+#: Longer incoming ids are replaced: they would bloat every event and index.
+MAX_REQUEST_ID_LENGTH = 128
 #: What we accept in an incoming X-Request-ID: printable, no spaces, no separators that
-#: could forge log lines or headers.
-_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:@/+=-]+")
+#: could forge log lines or headers, at most MAX_REQUEST_ID_LENGTH characters.
+_REQUEST_ID_RE = re.compile(rf"[A-Za-z0-9._:@/+=-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
+#: ``match_request_id(value)`` is None when ``value`` is not an acceptable request id.
+match_request_id = _REQUEST_ID_RE.fullmatch
 _TRACEPARENT_RE = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _ZERO_TRACE = "0" * 32
 
@@ -28,8 +32,11 @@ def _process_part() -> str:
 
 _process_part_hex = _process_part()
 _sequence = itertools.count()
-#: The id prefix (milliseconds + process part) of the last millisecond an id was made in.
-_ms_prefix: tuple[int, str] = (-1, "")
+#: The last two hex digits of the counter: looked up, not formatted, for 255 ids in 256.
+_LOW_DIGITS = tuple(f"{low:02x}" for low in range(256))
+#: The id prefix of the latest id: its millisecond, the counter's upper 24 bits, and the
+#: text they give (milliseconds, process part and six of the counter's eight digits).
+_prefix_cache: tuple[int, int, str] = (-1, -1, "")
 
 
 def _hex_digits(value: int, digits: int) -> str:
@@ -52,18 +59,22 @@ def uuid7(unix_seconds: float) -> str:
 
 def uuid7_ms(unix_ms: int) -> str:
     """:func:`uuid7` for a time already in integer milliseconds."""
-    global _ms_prefix
-    last_ms, prefix = _ms_prefix
-    if unix_ms != last_ms:  # under load many ids share a millisecond
-        prefix = _hex_digits(unix_ms, 12) + _process_part_hex
-        _ms_prefix = (unix_ms, prefix)
-    return prefix + hex(next(_sequence) & 0xFFFF_FFFF | 0x1_0000_0000)[3:]  # _hex_digits, inlined
+    global _prefix_cache
+    count = next(_sequence)
+    upper = count >> 8
+    cached_ms, cached_upper, prefix = _prefix_cache
+    # Formatting is the costly part: under load, many ids share a millisecond and the
+    # counter's upper digits, and only the last two digits change (a table lookup).
+    if unix_ms != cached_ms or upper != cached_upper:
+        prefix = _hex_digits(unix_ms, 12) + _process_part_hex + _hex_digits(upper, 6)
+        _prefix_cache = (unix_ms, upper, prefix)
+    return prefix + _LOW_DIGITS[count & 0xFF]
 
 
 def _new_process_part() -> None:
-    global _process_part_hex, _ms_prefix, _request_prefix
+    global _process_part_hex, _prefix_cache, _request_prefix
     _process_part_hex = _process_part()
-    _ms_prefix = (-1, "")
+    _prefix_cache = (-1, -1, "")
     _request_prefix = _new_request_prefix()
 
 
@@ -91,12 +102,8 @@ def new_request_id() -> str:
     return _request_prefix + hex(counter)[3:]  # _hex_digits, inlined
 
 
-#: Longer incoming ids are replaced: they would bloat every event and index.
-MAX_REQUEST_ID_LENGTH = 128
-
-
 def valid_request_id(value: str) -> bool:
-    return len(value) <= MAX_REQUEST_ID_LENGTH and _REQUEST_ID_RE.fullmatch(value) is not None
+    return match_request_id(value) is not None
 
 
 def trace_id_from_traceparent(value: str) -> str | None:

@@ -28,7 +28,7 @@ import orjson
 
 from . import metrics
 from ._errors import ConfigurationError, check_number
-from ._ids import new_request_id, trace_id_from_traceparent, uuid7, valid_request_id
+from ._ids import match_request_id, new_request_id, trace_id_from_traceparent, uuid7
 from .context import current_event
 from .event import WideEvent, iso_timestamp, record_message
 from .metrics import Metrics
@@ -237,7 +237,7 @@ class WideEventHandler(logging.Handler):
     ) -> WideEvent:
         """Open an event; validates the incoming request id and trace context."""
         trace_id = trace_id_from_traceparent(traceparent) if traceparent else None
-        if request_id is None or not valid_request_id(request_id):
+        if request_id is None or match_request_id(request_id) is None:
             request_id = trace_id or new_request_id()
         return WideEvent(kind, self.serializer, request_id, trace_id, self.max_logs)
 
@@ -263,7 +263,9 @@ class WideEventHandler(logging.Handler):
             if not decision.keep:
                 event.seal()
                 return decision
-            self._hand_off(event, decision)
+            # Kept: build, encode, hand off; expensive work only for kept events.
+            fields = event.finalize(self.resource(), decision.fields, for_encoder=True)
+            self.pipeline.put(self.serializer.encode(fields), decision.always_keep)
             return decision
         except Exception:
             self.metrics.inc("dropped.internal_error")
@@ -280,11 +282,6 @@ class WideEventHandler(logging.Handler):
         if resource["process"] is not _process:
             resource = self._resource = {**resource, "process": _process}
         return resource
-
-    def _hand_off(self, event: WideEvent, decision: Decision) -> None:
-        fields = event.finalize(self.resource(), decision.fields)
-        data = self.serializer.encode(fields)
-        self.pipeline.put(data, decision.always_keep)
 
     def _metrics_event(self) -> bytes:
         """A ``kind: metrics`` event with this process's numbers (see docs/metrics.md)."""

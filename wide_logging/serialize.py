@@ -80,6 +80,7 @@ class Serializer:
     """Redacts, caps and encodes events. Configured once; safe to share between threads."""
 
     __slots__ = (
+        "_encode_default",
         "_key_cache",
         "_redact_keys",
         "_redact_re",
@@ -119,6 +120,7 @@ class Serializer:
             raise ConfigurationError(msg) from None
         self._redact_keys = DEFAULT_REDACT_KEYS | extra
         self._key_cache: dict[str, bool] = {}
+        self._encode_default = self._default  # bound once, not per event
         self.max_string = max_string
         self.max_items = max_items
         self.max_depth = max_depth
@@ -208,6 +210,10 @@ class Serializer:
             return value  # orjson encodes these natively
         if isinstance(value, decimal.Decimal):
             return str(value)
+        if strict and kind is orjson.Fragment:
+            # Re-encoding a finalized event: its pre-encoded parts are ours, valid JSON.
+            # (An app's own Fragment never gets here: annotate() made it a repr.)
+            return value
         return self.clip(safe_repr(value), limit)
 
     def _clean_mapping(
@@ -264,7 +270,7 @@ class Serializer:
         try:
             # No OPT_NON_STR_KEYS here: it halves orjson's speed, and every key that came
             # through clean() is already a str. A stray one takes the strict path below.
-            data = orjson.dumps(event, default=self._default)
+            data = orjson.dumps(event, default=self._encode_default)
         except Exception:
             data = self._encode_strict(event)
         if len(data) > self.max_event_bytes:

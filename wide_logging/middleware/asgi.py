@@ -144,8 +144,10 @@ def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
     for existing, _ in headers:
         if existing == name:  # ASGI response header names are lowercase
             return message
-    # A new list: the app's response object may be sent again.
-    return {**message, "headers": [*headers, header]}
+    # Copies: the app's response object (dict and list) may be sent again.
+    message = {**message}
+    message["headers"] = [*headers, header]
+    return message
 
 
 def _route_template(scope: Scope, entry_root_path: str) -> str | None:
