@@ -6,6 +6,12 @@ median µs per request of each is printed with its overhead over the bare app. "
 variants are timed until the writer thread has written every event (end to end), so the
 worker's CPU is included.
 
+Two groups, one after the other, each with its own bare app: our variants with the floor
+and the standard library, then the other logging libraries (structlog, OpenTelemetry,
+loguru) beside wide_logging keeping every event. Alternated in the same rounds, the
+heavyweights (80-160 µs a request, with worker threads of their own) slowed the light
+variants by 1-3 µs on our 2-vCPU VM (docs/benchmarks.md), which no user pays for.
+
     python benchmarks/compare.py [--rounds 15] [--requests 2000] [--json]
 """
 
@@ -31,6 +37,11 @@ import orjson
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import DirectClient, starlette_app
 from wide_logging import WideEventHandler
+
+#: A client calling one app, and what to wait for after a round (its writer's last line).
+Variant = tuple[DirectClient, Callable[[], None]]
+BARE = "bare"
+KEEP_ALL = "wide keep-all"
 
 
 class FloorMiddleware:
@@ -109,10 +120,10 @@ class LoggerMiddleware(FloorMiddleware):
         self.sink.info("request", **fields)
 
 
-def _third_party_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[], None]]]:
+def _third_party_variants(tmp: Path) -> dict[str, Variant]:
     """structlog, OpenTelemetry logs and loguru, as their docs set them up for JSON lines.
     Each is skipped (with a note) when its package is not installed (the ``bench`` extra)."""
-    variants: dict[str, tuple[DirectClient, Callable[[], None]]] = {}
+    variants: dict[str, Variant] = {}
     try:
         import structlog
 
@@ -177,10 +188,14 @@ def _third_party_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[
     return variants
 
 
-def build_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[], None]]]:
-    variants: dict[str, tuple[DirectClient, Callable[[], None]]] = {}
-    nothing: Callable[[], None] = lambda: None  # noqa: E731
-    variants["bare"] = (DirectClient(starlette_app(None)), nothing)
+def _nothing() -> None:
+    pass
+
+
+def build_variants(tmp: Path) -> dict[str, Variant]:
+    """Our group: the bare app, the floors, the standard library and wide_logging."""
+    variants: dict[str, Variant] = {}
+    variants[BARE] = (DirectClient(starlette_app(None)), _nothing)
 
     floor_queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
     floor_app = starlette_app(None)
@@ -215,12 +230,10 @@ def build_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[], None
     std_app.add_middleware(StdlibMiddleware, sink=std_logger)
     variants["stdlib QueueHandler + orjson line"] = (DirectClient(std_app), std_queue.join)
 
-    variants.update(_third_party_variants(tmp))
-
     for name, rate in (
         ("wide dropped (rate 0)", 0.0),
         ("wide default (rate 0.02)", 0.02),
-        ("wide keep-all", 1.0),
+        (KEEP_ALL, 1.0),
     ):
         handler = WideEventHandler(
             sink=f"file:{tmp}/{rate}/events.jsonl",
@@ -232,51 +245,74 @@ def build_variants(tmp: Path) -> dict[str, tuple[DirectClient, Callable[[], None
     return variants
 
 
+def build_groups(tmp: Path) -> list[dict[str, Variant]]:
+    """Our group, then the other libraries beside the same bare app and keep-all."""
+    ours = build_variants(tmp)
+    libraries = _third_party_variants(tmp)
+    if not libraries:
+        return [ours]
+    return [ours, {BARE: ours[BARE], **libraries, KEEP_ALL: ours[KEEP_ALL]}]
+
+
+def measure(variants: dict[str, Variant], rounds: int, requests: int) -> dict[str, list[float]]:
+    """µs per request of each variant in each round, the variants alternated."""
+    for client, settle in variants.values():  # warm up
+        client.run(500)
+        settle()
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (client, settle) in variants.items():
+            started = time.perf_counter()
+            client.run(requests)
+            settle()
+            samples[name].append((time.perf_counter() - started) / requests * 1e6)
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        variants = build_variants(Path(tmp))
-        for client, settle in variants.values():  # warm up
-            client.run(500)
-            settle()
-        samples: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(args.rounds):
-            for name, (client, settle) in variants.items():
-                started = time.perf_counter()
-                client.run(args.requests)
-                settle()
-                samples[name].append((time.perf_counter() - started) / args.requests * 1e6)
+        groups = build_groups(Path(tmp))
+        runs = {name: 0 for group in groups for name in group}
+        for number, variants in enumerate(groups, 1):
+            samples = measure(variants, args.rounds, args.requests)
+            bare = statistics.median(samples[BARE])
+            for name, values in samples.items():
+                runs[name] += 1
+                rows.append(
+                    {
+                        "group": number,
+                        "variant": name,
+                        "median_us": round(statistics.median(values), 2),
+                        "overhead_us": round(statistics.median(values) - bare, 2),
+                    }
+                )
         # every writer wrote one line per request: check, so no variant wins by losing lines
-        expected = 500 + args.rounds * args.requests
         for label, path in (
             ("floor + orjson writer thread", Path(tmp) / "floor.jsonl"),
             ("stdlib QueueHandler + orjson line", Path(tmp) / "stdlib.jsonl"),
             ("structlog (perf recipe: orjson, BytesLogger, sync)", Path(tmp) / "structlog.jsonl"),
             ("OpenTelemetry logs SDK (batch)", Path(tmp) / "otel.jsonl"),
             ("loguru (enqueue, serialize)", Path(tmp) / "loguru.jsonl"),
-            ("wide keep-all", Path(tmp) / "1.0" / "events.jsonl"),
+            (KEEP_ALL, Path(tmp) / "1.0" / "events.jsonl"),
         ):
-            if label in variants and _lines(path) != expected:
+            expected = runs.get(label, 0) * (500 + args.rounds * args.requests)
+            if label in runs and _lines(path) != expected:
                 sys.exit(f"{label} wrote {_lines(path)} lines, expected {expected}")
-    bare = statistics.median(samples["bare"])
-    rows = [
-        {
-            "variant": name,
-            "median_us": round(statistics.median(values), 2),
-            "overhead_us": round(statistics.median(values) - bare, 2),
-        }
-        for name, values in samples.items()
-    ]
     if args.json:
         print(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(), "rows": rows}))
         return
-    print(f"{'variant':<52} {'µs/request':>11} {'overhead µs':>12}")
-    for row in rows:
-        print(f"{row['variant']:<52} {row['median_us']:>11.2f} {row['overhead_us']:>12.2f}")
+    for number in sorted({row["group"] for row in rows}):
+        title = "our variants" if number == 1 else "other libraries, in rounds of their own"
+        print(f"\n{title}\n{'variant':<52} {'µs/request':>11} {'overhead µs':>12}")
+        for row in rows:
+            if row["group"] == number:
+                print(f"{row['variant']:<52} {row['median_us']:>11.2f} {row['overhead_us']:>12.2f}")
 
 
 if __name__ == "__main__":
