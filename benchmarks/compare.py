@@ -8,9 +8,9 @@ worker's CPU is included.
 
 Two groups, one after the other, each with its own bare app: our variants with the floor
 and the standard library, then the other logging libraries (structlog, OpenTelemetry,
-loguru) beside wide_logging keeping every event. Alternated in the same rounds, the
-heavyweights (80-160 µs a request, with worker threads of their own) slowed the light
-variants by 1-3 µs on our 2-vCPU VM (docs/benchmarks.md), which no user pays for.
+loguru) beside wide_logging keeping every event. With all ten alternated in the same
+rounds, the light variants read higher and moved more on our 2-vCPU VM (keep-all +8.6 to
++12.0 µs against +8.5 to +9.8 in groups; docs/benchmarks.md, "Why two groups").
 
     python benchmarks/compare.py [--rounds 15] [--requests 2000] [--json]
 """
