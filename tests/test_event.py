@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import json
 import logging
 import os
 import re
@@ -11,6 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wide_logging import _ids as ids_module
 from wide_logging import event as event_module
@@ -68,12 +71,13 @@ def test_finalize_builds_the_documented_fields() -> None:
     assert "logs" not in fields
 
 
-def _encoded(event: WideEvent, serializer: Serializer, *, for_encoder: bool) -> Any:
+def _encoded(event: WideEvent, serializer: Serializer, *, for_encoder: bool) -> str:
+    """The event as written, keys sorted: types count (``true`` is not ``1``)."""
     fields = orjson.loads(
         serializer.encode(event.finalize(RESOURCE, SAMPLING, for_encoder=for_encoder))
     )
     del fields["event_id"]  # a new one per call
-    return fields
+    return json.dumps(fields, sort_keys=True)
 
 
 @pytest.mark.parametrize(
@@ -105,6 +109,48 @@ def test_encoder_path_writes_what_the_plain_dict_gives(
     assert all(
         len(key[0]) <= event_module._MAX_CACHED_METHOD for key in event_module._http_fragments
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.one_of(st.sampled_from(["GET", "POST"]), st.text(max_size=40)),
+    route=st.one_of(st.sampled_from([None, "/r"]), st.text(max_size=20)),
+    status=st.one_of(
+        st.none(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.booleans(),
+        st.floats(allow_nan=False),
+    ),
+    annotations=st.dictionaries(
+        st.sampled_from(["http", "http.extra", "user", "service"]),
+        st.one_of(
+            st.integers(), st.text(max_size=5), st.dictionaries(st.text(max_size=5), st.integers())
+        ),
+        max_size=2,
+    ),
+)
+def test_encoder_path_equals_the_plain_dict_for_any_request(
+    method: str, route: str | None, status: Any, annotations: dict[str, Any]
+) -> None:
+    serializer = Serializer()
+    event = make_event()
+    event.method, event.path, event.route, event.status = method, "/p", route, status
+    event.annotate(**annotations)
+    event.end()
+    assert _encoded(event, serializer, for_encoder=True) == _encoded(
+        event, serializer, for_encoder=False
+    )
+
+
+def test_equal_statuses_of_other_types_do_not_share_a_fragment() -> None:
+    serializer = Serializer()
+    for status in (1, True, 200, 200.0):  # True == 1 and 200.0 == 200 as dict keys
+        event = make_event()
+        event.method, event.path, event.route, event.status = "GET", "/p", "/eq", status
+        event.end()
+        assert _encoded(event, serializer, for_encoder=True) == _encoded(
+            event, serializer, for_encoder=False
+        )
 
 
 def test_encoder_path_survives_the_strict_and_shrinking_fallbacks() -> None:

@@ -371,10 +371,14 @@ def http_fragment(
 ) -> orjson.Fragment | dict[str, Any]:
     """:func:`http_object`, encoded once per combination; the plain dict when the cache is
     full or the values are unusual (the serializer's fallbacks then deal with them)."""
+    if status is not None and type(status) is not int:
+        # A buggy app's True or 200.0 would find the fragment of 1 or 200: equal keys,
+        # other JSON. The plain dict writes what it was given.
+        return http_object(method, route, status)
     key = (method, route, status)
     try:
         return _http_fragments[key]
-    except (KeyError, TypeError):  # TypeError: an unhashable status from a buggy app
+    except KeyError:
         pass
     http = http_object(method, route, status)
     if len(_http_fragments) >= _HTTP_FRAGMENTS_MAX:
@@ -383,7 +387,7 @@ def http_fragment(
         if len(method) > _MAX_CACHED_METHOD:
             return http
         fragment = _http_fragments[key] = orjson.Fragment(orjson.dumps(http))
-    except Exception:  # not encodable as it is (a lone surrogate), not hashable, ...
+    except Exception:  # not encodable as it is (a lone surrogate, an int beyond 64 bits)
         return http
     return fragment
 
