@@ -10,7 +10,7 @@ Two groups, one after the other, each with its own bare app: our variants with t
 and the standard library, then the other logging libraries (structlog, OpenTelemetry,
 loguru) beside wide_logging keeping every event. With all ten alternated in the same
 rounds, the light variants read higher and moved more on our 2-vCPU VM (keep-all +8.6 to
-+12.0 µs against +8.5 to +9.8 in groups; docs/benchmarks.md, "Why two groups").
++12.0 µs against +8.5 to +9.9 in 24 of 27 grouped runs; docs/benchmarks.md).
 
     python benchmarks/compare.py [--rounds 15] [--requests 2000] [--json]
 """
