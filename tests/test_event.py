@@ -80,6 +80,23 @@ def _encoded(event: WideEvent, serializer: Serializer, *, for_encoder: bool) -> 
     return json.dumps(fields, sort_keys=True)
 
 
+def _assert_encoder_path_matches(
+    serializer: Serializer,
+    method: str,
+    route: str | None,
+    status: Any,
+    annotations: dict[str, Any] | None = None,
+) -> None:
+    """A finished request event, written through ``for_encoder`` and through plain dicts."""
+    event = make_event()
+    event.method, event.path, event.route, event.status = method, "/u/7", route, status
+    event.annotate(**(annotations or {}))
+    event.end()
+    assert _encoded(event, serializer, for_encoder=True) == _encoded(
+        event, serializer, for_encoder=False
+    )
+
+
 @pytest.mark.parametrize(
     ("method", "route", "status", "annotations"),
     [
@@ -98,13 +115,7 @@ def test_encoder_path_writes_what_the_plain_dict_gives(
 ) -> None:
     serializer = Serializer()
     for _ in range(2):  # the second time from the cache
-        event = make_event()
-        event.method, event.path, event.route, event.status = method, "/u/7", route, status
-        event.annotate(**annotations)
-        event.end()
-        assert _encoded(event, serializer, for_encoder=True) == _encoded(
-            event, serializer, for_encoder=False
-        )
+        _assert_encoder_path_matches(serializer, method, route, status, annotations)
     assert len(event_module._http_fragments) <= event_module._HTTP_FRAGMENTS_MAX
     assert all(
         len(key[0]) <= event_module._MAX_CACHED_METHOD for key in event_module._http_fragments
@@ -132,25 +143,13 @@ def test_encoder_path_writes_what_the_plain_dict_gives(
 def test_encoder_path_equals_the_plain_dict_for_any_request(
     method: str, route: str | None, status: Any, annotations: dict[str, Any]
 ) -> None:
-    serializer = Serializer()
-    event = make_event()
-    event.method, event.path, event.route, event.status = method, "/p", route, status
-    event.annotate(**annotations)
-    event.end()
-    assert _encoded(event, serializer, for_encoder=True) == _encoded(
-        event, serializer, for_encoder=False
-    )
+    _assert_encoder_path_matches(Serializer(), method, route, status, annotations)
 
 
 def test_equal_statuses_of_other_types_do_not_share_a_fragment() -> None:
     serializer = Serializer()
     for status in (1, True, 200, 200.0):  # True == 1 and 200.0 == 200 as dict keys
-        event = make_event()
-        event.method, event.path, event.route, event.status = "GET", "/p", "/eq", status
-        event.end()
-        assert _encoded(event, serializer, for_encoder=True) == _encoded(
-            event, serializer, for_encoder=False
-        )
+        _assert_encoder_path_matches(serializer, "GET", "/eq", status)
 
 
 def test_encoder_path_survives_the_strict_and_shrinking_fallbacks() -> None:
