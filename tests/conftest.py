@@ -47,8 +47,10 @@ def read_jsonl(*paths: Path) -> list[dict[str, Any]]:
 class ControlledSink:
     """A sink a test steers: it records batches and fails, hangs or slows on demand."""
 
-    def __init__(self, name: str = "controlled") -> None:
+    def __init__(self, name: str = "controlled", *, local: bool = False) -> None:
         self.name = name
+        #: True: written on the writer thread itself (a hang blocks the writer), as files are.
+        self.local = local
         self.batches: list[list[bytes]] = []
         self.failing = False
         self.delay = 0.0

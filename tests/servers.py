@@ -136,6 +136,9 @@ class MongoStore:
         from mockupdb import MockupDB, OpMsg
 
         self.collection = mongomock.MongoClient().db.events
+        #: Documents this predicate is true for are refused as a validator would refuse
+        #: them (code 121, with their index), the others stored.
+        self.refuse: Any = lambda document: False
         self.hold = threading.Event()
         self.hold.set()
         self.inserts_seen = threading.Event()
@@ -154,15 +157,31 @@ class MongoStore:
         from mongomock import BulkWriteError
 
         documents = request.doc["documents"]
+        refused = [
+            {"index": index, "code": 121, "errmsg": "Document failed validation"}
+            for index, document in enumerate(documents)
+            if self.refuse(document)
+        ]
+        accepted = [d for i, d in enumerate(documents) if i not in {e["index"] for e in refused}]
+        errors: list[dict[str, Any]] = list(refused)
         try:
-            self.collection.insert_many(documents, ordered=False)
-            reply: dict[str, Any] = {"n": len(documents)}
+            if accepted:
+                self.collection.insert_many(accepted, ordered=False)
         except BulkWriteError as exc:
-            errors = [
-                {"index": e["index"], "code": e["code"], "errmsg": str(e.get("errmsg", ""))}
+            positions = [
+                i for i, _ in enumerate(documents) if i not in {e["index"] for e in refused}
+            ]
+            errors += [
+                {
+                    "index": positions[e["index"]],
+                    "code": e["code"],
+                    "errmsg": str(e.get("errmsg", "")),
+                }
                 for e in exc.details["writeErrors"]
             ]
-            reply = {"n": len(documents) - len(errors), "writeErrors": errors}
+        reply: dict[str, Any] = {"n": len(documents) - len(errors)}
+        if errors:
+            reply["writeErrors"] = sorted(errors, key=lambda e: e["index"])
         self.inserts_seen.set()
         self.hold.wait(30)
         request.ok(**reply)

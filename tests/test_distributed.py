@@ -142,15 +142,15 @@ def test_request_path_does_no_network_io_even_with_redis_hung(
         with TestClient(app) as client:
             for _ in range(20):
                 assert client.get("/").status_code == 200
-            # the writer is now stuck in a socket call to the frozen Redis ...
+            # the sink thread is now stuck in a socket call to the frozen Redis ...
             wait_for(
-                lambda: "wide_logging.writer" in socket_threads, what="the writer to hit redis"
+                lambda: "wide_logging.sink" in socket_threads, what="the sink thread to hit redis"
             )
             # ... and requests still complete: nothing on their path waits for it
             for _ in range(200):
                 assert client.get("/").status_code == 200
     finally:
         own_redis.process.send_signal(signal.SIGCONT)
-    assert set(socket_threads) == {"wide_logging.writer"}
+    assert set(socket_threads) == {"wide_logging.sink"}
     assert handler.flush(30)
     handler.close()

@@ -367,3 +367,26 @@ def test_request_ids_and_traceparent_parsing() -> None:
 
 def test_nest_dotted() -> None:
     assert nest_dotted({"a.b": 1, "a.c": 2, "d": 3}) == {"a": {"b": 1, "c": 2}, "d": 3}
+
+
+def test_path_and_logger_names_are_capped_too() -> None:
+    event = make_event()
+    event.method, event.path = "GET", "/" + "p" * 5000
+    event.add_log(logging.LogRecord("l" * 5000, logging.INFO, __file__, 1, "m", None, None))
+    fields = event.finalize(RESOURCE, SAMPLING)
+    assert len(fields["url"]["path"]) < 1100
+    assert len(fields["logs"][0]["logger"]) < 300
+
+
+def test_a_log_record_whose_message_cannot_be_built_is_kept_as_text() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+        __repr__ = __str__
+
+    event = make_event()
+    event.add_log(record(logging.ERROR, Unprintable(), 1))  # type: ignore[arg-type]
+    fields = event.finalize(RESOURCE, SAMPLING)
+    assert fields["logs"][0]["message"].startswith("<unrepresentable Unprintable>")
+    assert fields["error"]["type"] == "LoggedError"

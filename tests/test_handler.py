@@ -85,6 +85,26 @@ def test_dict_config_round_trip(tmp_path: Path) -> None:
         ({"service": {"team": "x"}}, "unknown service field"),
         ({"redact": "password"}, "redact"),
         ({"max_logs": -1}, "max_logs"),
+        # accepted once, failing later (the writer thread died or spun, or silently wrong)
+        ({"flush_interval": float("nan")}, "flush_interval"),
+        ({"flush_interval": float("inf")}, "flush_interval"),
+        ({"flush_interval": 1e10}, "flush_interval"),
+        ({"breaker_cooldown": float("nan")}, "breaker_cooldown"),
+        ({"sink_timeout": 0}, "sink_timeout"),
+        ({"sampling": {"slow_ms": float("nan")}}, "slow_ms"),
+        ({"sampling": {"critical_routes": {"/pay": True}}}, "critical_routes"),
+        ({"sampling": {"key": "short"}}, "key"),
+        ({"log_events": "false"}, "log_events must be true or false"),
+        ({"metrics_events": "yes"}, "metrics_events must be true or false"),
+        ({"redact_pattern": 123}, "redact_pattern"),
+        ({"sink": ""}, "sink must be a sink URL"),
+        (
+            {"sink": "redis://127.0.0.1:1/0?streamm=x"},
+            r"unknown redis sink URL option\(s\) \['streamm'\]",
+        ),
+        ({"sink": "mongodb://"}, "invalid mongodb URL"),
+        ({"sink": "mongodb://h/db?colection=x"}, "invalid mongodb URL"),
+        ({"sink": "file:/proc/wide-logging/events.jsonl"}, "cannot be created"),
     ],
 )
 def test_malformed_config_fails_at_configuration_time(
@@ -124,10 +144,37 @@ def test_environment_variables_override_defaults_not_explicit_options(
     assert explicit.sampler.slow_ms == 50.0  # not given explicitly: the env still applies
 
 
-def test_bad_environment_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WIDE_LOGGING_NORMAL_RATE", "two percent")
-    with pytest.raises(ConfigurationError, match="WIDE_LOGGING_NORMAL_RATE"):
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("WIDE_LOGGING_NORMAL_RATE", "two percent"), ("WIDE_LOGGING_SLOW_MS", "nan")],
+)
+def test_bad_environment_value_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=variable):
         WideEventHandler()
+
+
+def test_a_sink_directory_this_process_cannot_write_is_refused_at_configuration(
+    tmp_path: Path,
+) -> None:
+    """An immutable directory: not writable even by root (the tests run as root)."""
+    import shutil
+    import subprocess
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(locked)], check=False).returncode:
+        pytest.skip("this filesystem has no immutable flag (chattr +i)")
+    try:
+        with pytest.raises(ConfigurationError, match="is not writable by this process"):
+            WideEventHandler(
+                sink=f"file:{locked}/events.jsonl", fallback=f"file:{tmp_path}/s/e.jsonl"
+            )
+    finally:
+        subprocess.run([chattr, "-i", str(locked)], check=True)
 
 
 def test_default_sink_is_the_local_file(tmp_path: Path) -> None:

@@ -90,7 +90,9 @@ def test_every_number_after_known_traffic(make_handler: Callable[..., WideEventH
         "seen": 166,
         "kept": {"normal": expected_normal_kept, "error": 7, "slow": 4, "critical_route": 5},
         "sampled_out": {"normal": 150 - expected_normal_kept},
+        "lost": {},
         "normal_retention": expected_normal_kept / 150,
+        "correction": {},
     }
     assert snap["queue"] == {
         "depth": 0,

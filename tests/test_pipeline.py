@@ -11,12 +11,17 @@ from conftest import ControlledSink, read_jsonl, wait_for
 from wide_logging import ConfigurationError
 from wide_logging.metrics import Metrics
 from wide_logging.pipeline import Pipeline
+from wide_logging.sampling import Decision
 from wide_logging.sinks import RotatingFileSink
 from wide_logging.spool import Spool
 
+#: Decisions as the sampler makes them: an always-keep one and a sampled one.
+ERROR = Decision(True, "error", 1.0)
+NORMAL = Decision(True, "normal", 0.02)
 
-def ev(i: int | str, pad: int = 0) -> bytes:
-    return orjson.dumps({"event_id": str(i), "pad": "p" * pad})
+
+def ev(i: int | str, pad: int = 0, rule: str = "normal") -> bytes:
+    return orjson.dumps({"event_id": str(i), "pad": "p" * pad, "sampling": {"rule": rule}})
 
 
 def ids(events: list[dict[str, Any]]) -> list[str]:
@@ -52,15 +57,15 @@ def test_batches_are_cut_at_batch_size(build) -> None:  # type: ignore[no-untype
     sink = ControlledSink()
     pipeline = build(sink, batch_size=10, flush_interval=60)
     for i in range(5):
-        pipeline.put(ev(i), False)
+        pipeline.put(ev(i), NORMAL)
     time.sleep(0.2)  # observation window: a partial batch must wait for the interval
     assert sink.batches == []
     for i in range(5, 10):
-        pipeline.put(ev(i), False)
+        pipeline.put(ev(i), NORMAL)
     wait_for(lambda: sink.batches, what="a full batch")
     assert [len(b) for b in sink.batches] == [10]
     for i in range(10, 45):
-        pipeline.put(ev(i), False)
+        pipeline.put(ev(i), NORMAL)
     assert pipeline.flush(5)
     assert all(len(b) <= 10 for b in sink.batches)
     assert ids(sink.events) == [str(i) for i in range(45)]
@@ -71,7 +76,7 @@ def test_partial_batch_is_written_after_the_interval(build) -> None:  # type: ig
     pipeline = build(sink, batch_size=1000, flush_interval=0.1)
     started = time.monotonic()
     for i in range(3):
-        pipeline.put(ev(i), False)
+        pipeline.put(ev(i), NORMAL)
     wait_for(lambda: sink.batches, timeout=5, what="the interval flush")
     assert time.monotonic() - started < 2
     assert [len(b) for b in sink.batches] == [3]
@@ -80,18 +85,19 @@ def test_partial_batch_is_written_after_the_interval(build) -> None:  # type: ig
 def test_full_queue_spools_always_keep_events_and_counts_dropped_ones(
     build, spool_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    sink = ControlledSink()
-    sink.release.clear()  # the sink hangs: the writer is stuck on its first batch
+    sink = ControlledSink(local=True)  # a local sink that hangs blocks the writer itself
+    sink.release.clear()
     pipeline = build(sink, batch_size=1, queue_size=5)
-    pipeline.put(ev("first"), False)
+    pipeline.put(ev("first"), NORMAL)
     wait_for(lambda: sink.attempts == 1, what="the writer to block in the sink")
     for i in range(5):
-        pipeline.put(ev(f"queued-{i}"), False)
+        pipeline.put(ev(f"queued-{i}"), NORMAL)
     for i in range(3):
-        pipeline.put(ev(f"error-{i}"), True)
-        pipeline.put(ev(f"normal-{i}"), False)
+        pipeline.put(ev(f"error-{i}", rule="error"), ERROR)
+        pipeline.put(ev(f"normal-{i}"), NORMAL)
     assert ids(read_jsonl(spool_path)) == ["error-0", "error-1", "error-2"]
     assert pipeline.metrics.get("dropped.queue_overflow") == 3
+    assert pipeline.metrics.get("events.lost.normal") == 3  # by the rule that kept them
     assert pipeline.metrics.get("spooled.queue_overflow") == 3
     sink.release.set()
     assert pipeline.flush(5)
@@ -102,13 +108,13 @@ def test_full_queue_spools_always_keep_events_and_counts_dropped_ones(
 
 
 def test_queue_is_bounded_by_bytes(build) -> None:  # type: ignore[no-untyped-def]
-    sink = ControlledSink()
+    sink = ControlledSink(local=True)
     sink.release.clear()
     pipeline = build(sink, batch_size=1, queue_bytes=2048)
-    pipeline.put(ev("first"), False)
+    pipeline.put(ev("first"), NORMAL)
     wait_for(lambda: sink.attempts == 1, what="the writer to block")
     for i in range(10):
-        pipeline.put(ev(i, pad=450), False)
+        pipeline.put(ev(i, pad=450), NORMAL)
     assert pipeline.queue_depth == 4
     assert pipeline.queued_bytes <= 2048
     assert pipeline.metrics.get("dropped.queue_overflow") == 6
@@ -122,13 +128,13 @@ def test_failed_sink_retries_then_spools_then_breaker_skips_it(build, spool_path
     sink.failing = True
     pipeline = build(sink, batch_size=10, max_retries=2, breaker_cooldown=60)
     for i in range(10):
-        pipeline.put(ev(i), True)
+        pipeline.put(ev(i), ERROR)
     assert pipeline.flush(5)
     assert sink.attempts == 3  # 1 + max_retries
     assert pipeline.metrics.get("retries.controlled") == 2
     assert pipeline.links[0].breaker.state == "open"
     for i in range(10, 20):
-        pipeline.put(ev(i), False)
+        pipeline.put(ev(i), NORMAL)
     assert pipeline.flush(5)
     assert sink.attempts == 3  # circuit open: not tried again
     assert sorted(ids(read_jsonl(spool_path)), key=int) == [str(i) for i in range(20)]
@@ -140,12 +146,12 @@ def test_recovery_replays_the_spool_and_loses_nothing(build, spool_path: Path) -
     sink.failing = True
     pipeline = build(sink, batch_size=50, max_retries=0, breaker_cooldown=0.1)
     for i in range(500):
-        pipeline.put(ev(i), i % 2 == 0)
+        pipeline.put(ev(i), ERROR if i % 2 == 0 else NORMAL)
     assert pipeline.flush(5)
     assert not sink.events
     sink.failing = False
     for i in range(500, 600):  # live traffic after recovery
-        pipeline.put(ev(i), False)
+        pipeline.put(ev(i), NORMAL)
     wait_for(lambda: len(sink.events) >= 600, timeout=15, what="replay of the spool")
     assert sorted(ids(sink.events), key=int) == [str(i) for i in range(600)]
     wait_for(lambda: not read_jsonl(spool_path), what="replayed segments removed")
@@ -161,7 +167,7 @@ def test_spool_left_by_an_earlier_run_is_replayed_at_start(build, spool_path: Pa
     crashed.write_bytes(ev("orphan-0") + b"\n" + b'{"truncated' + b"\n" + ev("orphan-1") + b"\n")
     sink = ControlledSink()
     pipeline = build(sink, batch_size=10)
-    pipeline.put(ev("live"), False)
+    pipeline.put(ev("live"), NORMAL)
     wait_for(lambda: len(sink.events) == 33, what="old spool replayed")
     assert set(ids(sink.events)) == {"live", "orphan-0", "orphan-1"} | {
         f"old-{i}" for i in range(30)
@@ -174,7 +180,7 @@ def test_fallback_chain_takes_what_the_primary_cannot(build, spool_path: Path) -
     primary.failing = True
     pipeline = build(primary, secondary, max_retries=1)
     for i in range(5):
-        pipeline.put(ev(i), False)
+        pipeline.put(ev(i), NORMAL)
     assert pipeline.flush(5)
     assert ids(secondary.events) == [str(i) for i in range(5)]
     assert read_jsonl(spool_path) == []
@@ -186,7 +192,7 @@ def test_flush_times_out_and_close_spools_even_the_in_flight_batch(build, spool_
     sink.release.clear()
     pipeline = build(sink, batch_size=5)
     for i in range(12):
-        pipeline.put(ev(i), False)
+        pipeline.put(ev(i), NORMAL)
     wait_for(lambda: sink.attempts == 1, what="the writer to hang")
     assert pipeline.flush(0.2) is False
     assert pipeline.close(timeout=0.3) is False
@@ -197,21 +203,30 @@ def test_flush_times_out_and_close_spools_even_the_in_flight_batch(build, spool_
 def test_put_after_close_spools_errors_and_counts_the_rest(build, spool_path: Path) -> None:  # type: ignore[no-untyped-def]
     pipeline = build(ControlledSink())
     pipeline.close(timeout=1)
-    pipeline.put(ev("late-error"), True)
-    pipeline.put(ev("late-normal"), False)
+    pipeline.put(ev("late-error"), ERROR)
+    pipeline.put(ev("late-normal"), NORMAL)
     assert ids(read_jsonl(spool_path)) == ["late-error"]
     assert pipeline.metrics.get("dropped.closed") == 1
 
 
 def test_dead_spool_counts_events_as_dropped(build, spool_path: Path) -> None:  # type: ignore[no-untyped-def]
-    spool_path.parent.write_text("a file where the spool directory should be")
     sink = ControlledSink()
     sink.failing = True
     pipeline = build(sink, max_retries=0)
-    pipeline.put(ev(1), True)
-    pipeline.put(ev(2), False)
+    spool_path.parent.rmdir()  # the disk goes away under a running process
+    spool_path.parent.write_text("a file where the spool directory should be")
+    pipeline.put(ev(1, rule="error"), ERROR)
+    pipeline.put(ev(2), NORMAL)
     assert pipeline.flush(5)
     assert pipeline.metrics.get("dropped.spool_failure") == 2
+    assert pipeline.metrics.get("events.lost.error") == 1
+    assert pipeline.metrics.get("events.lost.normal") == 1
+
+
+def test_a_spool_directory_that_cannot_be_made_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "spool").write_text("a file where the spool directory should be")
+    with pytest.raises(ConfigurationError, match="cannot be created"):
+        RotatingFileSink(tmp_path / "spool" / "events.jsonl")
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from conftest import read_jsonl
 pytestmark = pytest.mark.slow
 
 EXIT_SCRIPT = """
-import sys
+import os, sys
 from wide_logging import WideEventHandler
 
 sink = sys.argv[1]
@@ -30,6 +30,11 @@ handler = WideEventHandler(
     retry_backoff=0.01,
     shutdown_timeout=10,
 )
+if sys.argv[2] == "dead":  # the sink's disk goes away under the running process
+    directory = os.path.dirname(sink[len("file:"):])
+    os.rmdir(directory)
+    with open(directory, "w") as blocker:
+        blocker.write("a file where the sink directory should be")
 for n in range({count}):
     event = handler.new_event(request_id=f"exit-{{n}}")
     event.method, event.path, event.status = "GET", "/x", 200
@@ -44,11 +49,9 @@ def test_exit_with_thousands_of_queued_events_loses_none(tmp_path: Path, healthy
     count = 5000
     spool = tmp_path / "spool" / "events.jsonl"
     out = tmp_path / "out" / "events.jsonl"
-    if not healthy:
-        (tmp_path / "out").write_text("a file where the sink directory should be")
     script = EXIT_SCRIPT.format(spool=spool, count=count)
     result = subprocess.run(
-        [sys.executable, "-c", script, f"file:{out}"],
+        [sys.executable, "-c", script, f"file:{out}", "healthy" if healthy else "dead"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -3,8 +3,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wide_logging import ConfigurationError, TailSampler, explain
 from wide_logging.sampling import ALWAYS_KEEP_RULES, RULES
@@ -57,26 +60,79 @@ def test_rate_edges_keep_nothing_and_everything() -> None:
     assert all(TailSampler(normal_rate=1.0).decide(i).keep for i in ids)
 
 
-def test_same_id_same_decision_across_interpreter_processes() -> None:
-    ids = [f"req-{n}" for n in range(3000)]
-    local = "".join("1" if TailSampler(normal_rate=0.05).decide(i).keep else "0" for i in ids)
+KEY = "k" * 16 + "-deployment-secret"
+
+
+def _decisions_in_a_new_process(hash_seed: str, key: str | None, count: int) -> str:
     code = (
         "from wide_logging import TailSampler\n"
-        "s = TailSampler(normal_rate=0.05)\n"
-        f"print(''.join('1' if s.decide(f'req-{{n}}').keep else '0' for n in range({len(ids)})))"
+        f"s = TailSampler(normal_rate=0.05, key={key!r})\n"
+        f"print(''.join('1' if s.decide(f'req-{{n}}').keep else '0' for n in range({count})))"
     )
-    outputs = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PYTHONHASHSEED": seed, "PATH": ""},
-        ).stdout.strip()
-        for seed in ("1", "2")
-    }
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": hash_seed, "PATH": ""},
+    ).stdout.strip()
+
+
+def test_with_a_sampling_key_the_same_id_gets_the_same_decision_in_every_process() -> None:
+    ids = [f"req-{n}" for n in range(3000)]
+    sampler = TailSampler(normal_rate=0.05, key=KEY)
+    local = "".join("1" if sampler.decide(i).keep else "0" for i in ids)
+    outputs = {_decisions_in_a_new_process(seed, KEY, len(ids)) for seed in ("1", "2", "0")}
     assert outputs == {local}
     assert 50 < local.count("1") < 250
+
+
+def test_without_a_key_each_process_decides_with_a_secret_of_its_own() -> None:
+    # Hash randomisation on (seeds 1, 2) or off (0, then a random BLAKE2b key): nobody
+    # outside the process can know which ids it keeps.
+    outputs = [_decisions_in_a_new_process(seed, None, 3000) for seed in ("1", "2", "0", "0")]
+    assert len(set(outputs)) == 4
+    for output in outputs:
+        assert 50 < output.count("1") < 250  # each still keeps its 5%
+
+
+def test_a_client_cannot_pick_ids_that_are_kept_or_dropped() -> None:
+    """What a client could compute without the key (the decisions of any other key, or of
+    the unkeyed MurmurHash3 we used to use) says nothing about ours."""
+    import mmh3
+
+    attacker_guess = TailSampler(normal_rate=0.02, key="guessed-" + "x" * 16)
+    candidates = (uuid.UUID(int=n).hex for n in range(10**6))
+    chosen_kept = [i for i in candidates if attacker_guess.hit(i)][:5000]
+    chosen_murmur = [
+        f"m-{n}" for n in range(400_000) if mmh3.hash(f"m-{n}", 0, False) < 0.02 * 2**32
+    ][:5000]
+    chosen_dropped = [
+        uuid.UUID(int=n).hex for n in range(5000) if not attacker_guess.hit(uuid.UUID(int=n).hex)
+    ]
+    sigma = (5000 * 0.02 * 0.98) ** 0.5
+    for sampler in (TailSampler(normal_rate=0.02, key=KEY), TailSampler(normal_rate=0.02)):
+        for chosen in (chosen_kept, chosen_murmur, chosen_dropped):
+            kept = sum(sampler.hit(i) for i in chosen)
+            assert abs(kept - len(chosen) * 0.02) < 5 * sigma, kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_id_gets_one_stable_decision(request_id: str) -> None:
+    sampler = TailSampler(normal_rate=0.3, key=KEY)
+    decision = sampler.decide(request_id)
+    assert decision is sampler.decide(request_id)
+    assert decision.keep == sampler.hit(request_id)
+    assert TailSampler(normal_rate=0.3, key=KEY).decide(request_id).keep == decision.keep
+
+
+def test_sampling_key_is_a_secret_of_some_length() -> None:
+    with pytest.raises(ConfigurationError, match="at least 16") as raised:
+        TailSampler(key="short-secret")
+    assert "short-secret" not in str(raised.value)  # a secret is never echoed
+    with pytest.raises(ConfigurationError):
+        TailSampler(key=12345678901234567890)  # type: ignore[arg-type]
 
 
 def test_critical_routes_are_globs_on_route_or_path() -> None:
@@ -133,8 +189,11 @@ def test_explain_names_the_rule_and_the_reason() -> None:
     text = sampler.explain(normal)
     decision = sampler.decide("abc")
     assert text.startswith("kept" if decision.keep else "dropped")
-    assert "mmh3('abc')" in text
+    assert "this process's random hash of 'abc'" in text
+    assert "set sampling.key" in text
     assert "stands for 50" in text
+    keyed = TailSampler(normal_rate=0.02, key=KEY).explain(normal)
+    assert "the sampling key's hash of 'abc'" in keyed
 
 
 def test_top_level_explain_accepts_a_stored_event_and_a_sampler() -> None:
@@ -144,3 +203,39 @@ def test_top_level_explain_accepts_a_stored_event_and_a_sampler() -> None:
 
 def test_always_keep_rules_are_everything_but_normal() -> None:
     assert set(RULES) - ALWAYS_KEEP_RULES == {"normal"}
+
+
+def test_ids_a_client_picked_to_be_kept_are_kept_at_the_normal_rate(tmp_path: Any) -> None:
+    """Through a real app: a client sends X-Request-ID values that the unkeyed MurmurHash3
+    (what we used to use, and what anyone can compute) would keep; they are kept at the
+    normal rate, not all of them."""
+    import mmh3
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from wide_logging import WideEventHandler, WideEventMiddleware
+    from wide_logging.testing import capture_events
+
+    picked = [f"p-{n}" for n in range(60_000) if mmh3.hash(f"p-{n}", 0, False) < 0.05 * 2**32]
+    assert len(picked) > 2000
+    handler = WideEventHandler(
+        sink=f"file:{tmp_path}/e.jsonl",
+        fallback=f"file:{tmp_path}/s/e.jsonl",
+        sampling={"normal_rate": 0.05},
+    )
+
+    async def home(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/", home)])
+    app.add_middleware(WideEventMiddleware, handler=handler)
+    try:
+        with TestClient(app) as client, capture_events(keep_all=False) as events:
+            for request_id in picked[:2000]:
+                client.get("/", headers={"X-Request-ID": request_id})
+    finally:
+        handler.close()
+    sigma = (2000 * 0.05 * 0.95) ** 0.5
+    assert abs(len(events) - 100) < 5 * sigma, len(events)  # not 2000

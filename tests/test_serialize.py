@@ -4,6 +4,7 @@ import datetime
 import decimal
 import math
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -242,3 +243,74 @@ def test_flat_dicts_are_copied_redacted_and_capped() -> None:
     copied = serializer.clean(flat)
     assert copied == flat
     assert copied is not flat
+
+
+# -- big values are capped before they are converted ------------------------------------
+
+
+def _peak_bytes_of(call: Any) -> tuple[Any, int]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: b"\xff" * 10**8,
+        lambda: bytearray(b"a" * 10**8),
+        lambda: memoryview(b"z" * 10**8),
+        lambda: list(range(10**7)),
+        lambda: tuple(range(10**7)),
+        lambda: set(range(10**6)),
+        lambda: range(10**12),
+    ],
+    ids=["bytes", "bytearray", "memoryview", "list", "tuple", "set", "range"],
+)
+def test_a_huge_value_costs_what_the_cap_shows(make: Callable[[], Any]) -> None:
+    value = make()  # the app's own object: not ours to count
+    cleaned, peak = _peak_bytes_of(lambda: Serializer().clean({"v": value})["v"])
+    assert peak < 2 * 1024 * 1024, f"cleaning allocated {peak} bytes"
+    assert len(orjson.dumps(cleaned)) < 200_000
+
+
+class LyingStr(str):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+    def __getitem__(self, item: Any) -> str:
+        raise RuntimeError("no")
+
+
+def test_odd_strings_and_ints_are_read_safely() -> None:
+    serializer = Serializer(max_string=100)
+    assert serializer.clean({"s": LyingStr("a" * 1000)})["s"].startswith(
+        "a" * 100 + "...[truncated"
+    )
+    huge = 10**5000  # beyond Python's int-to-str limit
+    data = orjson.loads(serializer.encode({"n": huge}))
+    assert data["n"] == f"<int of {huge.bit_length()} bits>"
+    assert orjson.loads(serializer.encode({"k": {huge: 1}}))["k"]
+
+
+def test_the_truncated_marker_survives_the_key_cap() -> None:
+    serializer = Serializer(max_event_bytes=4096)
+    event = {"event_id": "e", "kind": "http.request"} | {f"k{i:03d}": "v" * 50 for i in range(300)}
+    data = orjson.loads(serializer.encode(event))
+    assert data["truncated"]["limit_bytes"] == 4096
+    assert data["event_id"] == "e"
+
+
+def test_queued_events_are_exact_size_objects() -> None:
+    """orjson keeps a 4 KiB buffer behind a 400-byte result; what we queue must not."""
+    import sys
+
+    data = Serializer().encode({"event_id": "e", "payload": "x" * 300})
+    assert sys.getsizeof(data) < len(data) + 64
+    _, peak = _peak_bytes_of(lambda: [Serializer().encode({"p": "x" * 300}) for _ in range(1000)])
+    assert peak < 1000 * 1024  # ~450 bytes each; orjson's own results took 4,097 each

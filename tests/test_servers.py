@@ -136,8 +136,12 @@ def gunicorn(app: str, *options: str) -> list[str]:
 def test_fastapi_under_uvicorn_keeps_every_error_and_exactly_the_sampled_share(
     tmp_path: Path,
 ) -> None:
+    key = "test-deployment-key-0123456789"
     server = AppServer(
-        uvicorn("apps.asgi_app:app"), tmp_path, WIDE_LOGGING_NORMAL_RATE="0.2"
+        uvicorn("apps.asgi_app:app"),
+        tmp_path,
+        WIDE_LOGGING_NORMAL_RATE="0.2",
+        WIDE_LOGGING_SAMPLING_KEY=key,  # the deployment's key: decisions we can predict
     ).start()
     statuses = load(server, ok=300, fail=25, tag="uv")
     # uvicorn >= 0.29 ends by re-raising SIGTERM (no atexit): the lifespan flush saves us
@@ -145,7 +149,7 @@ def test_fastapi_under_uvicorn_keeps_every_error_and_exactly_the_sampled_share(
     assert Counter(statuses.values()) == {200: 300, 500: 25}
     stored = by_id(server.stored())
     fails = {rid for rid in statuses if "-fail-" in rid}
-    sampler = TailSampler(normal_rate=0.2)
+    sampler = TailSampler(normal_rate=0.2, key=key)
     expected_normal = {rid for rid in statuses if "-ok-" in rid and sampler.hit(rid)}
     assert set(stored) == fails | expected_normal  # deterministic: exactly the hashed share
     assert max(stored.values()) == 1

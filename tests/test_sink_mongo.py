@@ -19,6 +19,7 @@ from pymongo.errors import AutoReconnect, BulkWriteError, PyMongoError
 from wide_logging import ConfigurationError
 from wide_logging.sinks import open_sink
 from wide_logging.sinks.mongo import INDEXES, MongoSink, to_document
+from wide_logging.typing import RejectedEvents
 
 pytestmark = pytest.mark.mongo
 
@@ -119,19 +120,37 @@ def test_duplicate_keys_on_retry_are_success(mockup: MockupDB, pool: ThreadPoolE
     sink.close()
 
 
-def test_other_write_errors_fail_the_batch(mockup: MockupDB, pool: ThreadPoolExecutor) -> None:
+def test_a_refused_document_is_named_and_the_rest_counts_as_stored(
+    mockup: MockupDB, pool: ThreadPoolExecutor
+) -> None:
     sink = sink_for(mockup)
-    future = pool.submit(sink.write, events(2))
+    future = pool.submit(sink.write, events(3))
     answer_indexes(mockup)
     mockup.receives(OpMsg("insert", "events")).ok(
         n=1,
         writeErrors=[
             {"index": 0, "code": 11000, "errmsg": "dup"},
-            {"index": 1, "code": 121, "errmsg": "Document failed validation"},
+            {"index": 2, "code": 121, "errmsg": "Document failed validation"},
         ],
     )
-    with pytest.raises(BulkWriteError):
+    with pytest.raises(RejectedEvents) as raised:
         future.result(timeout=10)
+    assert raised.value.reasons == {2: "MongoDB error 121: Document failed validation"}
+    sink.close()
+
+
+def test_write_errors_about_the_server_fail_the_whole_batch(
+    mockup: MockupDB, pool: ThreadPoolExecutor
+) -> None:
+    sink = sink_for(mockup)
+    future = pool.submit(sink.write, events(2))
+    answer_indexes(mockup)
+    mockup.receives(OpMsg("insert", "events")).ok(
+        n=1, writeErrors=[{"index": 1, "code": 91, "errmsg": "shutdown in progress"}]
+    )
+    with pytest.raises(BulkWriteError) as raised:
+        future.result(timeout=10)
+    assert sink.failure_kind(raised.value) == "unavailable"
     sink.close()
 
 

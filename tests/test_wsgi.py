@@ -136,7 +136,7 @@ def test_body_error_during_iteration_is_recorded(handler: WideEventHandler) -> N
     [event] = requests_of(events)
     assert event["error"]["type"] == "BrokenPipeError"
     assert event["http"]["response"]["status_code"] == 200
-    assert ("X-Request-Id", event["request_id"]) in headers
+    assert ("X-Request-ID", event["request_id"]) in headers
 
 
 def test_django_route_and_error(handler: WideEventHandler) -> None:

@@ -8,6 +8,7 @@ their annotations land on it.
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
@@ -21,6 +22,7 @@ from .event import WideEvent
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_internal = logging.getLogger("wide_logging.internal")
 _current: ContextVar[WideEvent | None] = ContextVar("wide_logging_event", default=None)
 _perf_ns = time.perf_counter_ns
 
@@ -83,14 +85,17 @@ class span:
         self._starts: list[int] = []
 
     def _record(self, start: int, exc: BaseException | None) -> None:
+        """Never raises: the exception passing through is the app's, and it must reach
+        the app unchanged whatever its ``str()`` or attributes do."""
         event = _current.get()
         if event is None:
             return
-        event.add_timing(self._key, (_perf_ns() - start) / 1e6)
-        if exc is not None and self._errors and isinstance(exc, Exception):
-            event.annotate(
-                **{self.name: {"error": {"type": type(exc).__name__, "message": str(exc)}}}
-            )
+        try:
+            event.add_timing(self._key, (_perf_ns() - start) / 1e6)
+            if exc is not None and self._errors and isinstance(exc, Exception):
+                event.record_call_error(self.name, exc)
+        except Exception:
+            _internal.exception("wide_logging could not record span %r", self.name)
 
     def __enter__(self) -> span:
         self._starts.append(_perf_ns())

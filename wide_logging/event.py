@@ -8,22 +8,25 @@ is sealed: late annotations are ignored rather than racing the writer.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import time
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from ._exception_info import exception_fields, exception_message, type_name
 from ._ids import uuid7_ms
-from .serialize import REDACTED, Serializer
+from .fields import GUARDED_KEYS, OWNED_FIELDS, OWNED_PATHS, REFUSED
+from .serialize import REDACTED, Serializer, safe_repr
 from .typing import EventDict
 
 _UTC = datetime.timezone.utc
-#: Parts of the event shared between events; annotations merge into copies of them.
-_SHARED_KEYS = frozenset({"service", "host", "process", "sampling"})
+#: Exceptions that end a request without being its error: a cancelled task, a closed
+#: generator. They pass through; the event is still written.
+CONTROL_FLOW = (asyncio.CancelledError, GeneratorExit)
 _perf_ns = time.perf_counter_ns
 _time = time.time
 
@@ -53,33 +56,6 @@ def _iso_ms(unix_ms: int) -> str:
     return text
 
 
-def exception_fields(exc: BaseException, serializer: Serializer) -> dict[str, Any]:
-    """``error.*`` fields for an exception: type, message and a capped stack."""
-    kind = type(exc)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
-    try:
-        message = str(exc)
-    except Exception:
-        message = f"<unprintable {kind.__name__}>"
-    try:
-        stack = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
-    except Exception:
-        stack = "<stack unavailable>"
-    fields: dict[str, Any] = {
-        "type": name,
-        "message": serializer.clip(message),
-        "stack": serializer.clip(stack, serializer.max_string * 4),
-    }
-    code = getattr(exc, "code", None)
-    if isinstance(code, (str, int)) and not isinstance(code, bool):
-        fields["code"] = code
-    return fields
-
-
 def get_path(node: Any, path: str, default: Any = None) -> Any:
     """The value at a dotted path (``"http.response.status_code"``) of nested mappings."""
     for part in path.split("."):
@@ -90,8 +66,11 @@ def get_path(node: Any, path: str, default: Any = None) -> Any:
 
 
 def deep_merge(target: dict[str, Any], source: Mapping[str, Any]) -> None:
-    """Merge ``source`` into ``target``; nested dicts merge, anything else replaces."""
-    for key, value in source.items():
+    """Merge ``source`` into ``target``; nested dicts merge, anything else replaces.
+
+    ``source`` is read through a snapshot of its items (one C-level copy): another thread
+    annotating late must not make this loop fail with "dictionary changed size"."""
+    for key, value in list(source.items()):
         existing = target.get(key)
         if isinstance(value, Mapping) and isinstance(existing, dict):
             deep_merge(existing, value)
@@ -129,6 +108,7 @@ class WideEvent:
         "_logs",
         "_logs_dropped",
         "_max_logs",
+        "_refused",
         "_sealed",
         "_serializer",
         "_start_ns",
@@ -139,6 +119,7 @@ class WideEvent:
         "kind",
         "method",
         "path",
+        "refused_paths",
         "request_id",
         "route",
         "start_time",
@@ -168,6 +149,9 @@ class WideEvent:
         self._logs: list[dict[str, Any]] | None = None
         self._logs_dropped = 0
         self._timings: dict[str, float] | None = None
+        self._refused: dict[str, Any] | None = None
+        #: Dotted paths of the annotations refused so far (the handler counts them).
+        self.refused_paths: list[str] | None = None
         self._sealed = False
         self.error: dict[str, Any] | None = None
         self.force_keep = False
@@ -184,17 +168,18 @@ class WideEvent:
         """Add fields (dotted keys and nested dicts allowed); ``force_keep=True`` keeps it.
 
         Values are cleaned copies (see ``Serializer.clean``): secrets redacted, sizes
-        capped, so later changes to the app's own objects do not reach the event.
+        capped, so later changes to the app's own objects do not reach the event. Values
+        for fields the library owns (``fields.OWNED_FIELDS``) go to ``refused_annotations``.
         """
         if self._sealed:
             return
         if "force_keep" in fields:
-            self.force_keep = bool(fields.pop("force_keep"))
+            self.force_keep = fields.pop("force_keep") is True
         serializer = self._serializer
         target = self._fields
         for key, value in fields.items():
-            if "." in key:
-                deep_merge(target, nest_dotted(serializer.clean({key: value})))
+            if key in GUARDED_KEYS or "." in key:
+                self._annotate_guarded(key, value)
                 continue
             value = REDACTED if serializer.is_secret(key) else serializer.clean(value)
             existing = target.get(key)
@@ -202,6 +187,44 @@ class WideEvent:
                 deep_merge(existing, value)
             else:
                 target[key] = value
+
+    def _annotate_guarded(self, key: str, value: Any) -> None:
+        """A dotted key, or a key that holds fields of the library's."""
+        for top, cleaned in nest_dotted(self._serializer.clean({key: value})).items():
+            if top in OWNED_FIELDS:
+                self._refuse((top,), cleaned)
+                continue
+            if top in _OWNED_BELOW:
+                if type(cleaned) is not dict:  # would replace the library's object
+                    self._refuse((top,), cleaned)
+                    continue
+                for path in _OWNED_BELOW[top]:
+                    found = _pop_path(cleaned, path)
+                    if found is not _MISSING:
+                        self._refuse((top, *path), found)
+                if not cleaned:
+                    continue
+            existing = self._fields.get(top)
+            if type(cleaned) is dict and type(existing) is dict:
+                deep_merge(existing, cleaned)
+            else:
+                self._fields[top] = cleaned
+
+    def _refuse(self, path: tuple[str, ...], value: Any) -> None:
+        """Keep an app's value for a library field apart, under ``refused_annotations``."""
+        refused = self._refused
+        if refused is None:
+            refused = self._refused = {}
+        node = refused
+        for part in path[:-1]:
+            child = node.get(part)
+            if type(child) is not dict:
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+        if self.refused_paths is None:
+            self.refused_paths = []
+        self.refused_paths.append(".".join(path))
 
     def set(self, path: str, value: Any) -> None:
         """Set one field by its dotted path, e.g. ``set("user.id", 42)``."""
@@ -231,9 +254,17 @@ class WideEvent:
     # -- what the middleware and handler call -----------------------------------------
 
     def record_exception(self, exc: BaseException) -> None:
-        """Record an exception as this event's error (the first one wins)."""
-        if self.error is None and not self._sealed:
+        """Record an exception as this event's error (the first one wins). Never raises,
+        whatever the exception's attributes or ``str()`` do."""
+        if self.error is None and not self._sealed and not isinstance(exc, CONTROL_FLOW):
             self.error = exception_fields(exc, self._serializer)
+
+    def record_call_error(self, name: str, exc: BaseException) -> None:
+        """``<name>.error.{type,message}``: a dependency call failed (``instrument()``)."""
+        if self._sealed:
+            return
+        error = {"type": type_name(exc), "message": exception_message(exc, self._serializer)}
+        self.annotate(**{name: {"error": error}})
 
     def add_log(self, record: logging.LogRecord) -> None:
         if self._sealed:
@@ -244,11 +275,13 @@ class WideEvent:
         if len(logs) >= self._max_logs:
             self._logs_dropped += 1
         else:
+            serializer = self._serializer
+            logger = record.name
             logs.append(
                 {
                     "level": record.levelname,
-                    "logger": record.name,
-                    "message": self._serializer.clip(record_message(record)),
+                    "logger": logger if len(logger) <= 256 else serializer.clip(logger, 256),
+                    "message": serializer.scrub(serializer.clip(record_message(record))),
                     "offset_ms": round((record.created - self.start_time) * 1000.0, 3),
                 }
             )
@@ -259,13 +292,15 @@ class WideEvent:
         if self._sealed:
             return
         if record.levelno >= logging.ERROR and self.error is None:
-            if record.exc_info and record.exc_info[1] is not None:
-                self.error = exception_fields(record.exc_info[1], self._serializer)
+            exc_info = record.exc_info
+            if exc_info and isinstance(exc_info[1], BaseException):
+                self.error = exception_fields(exc_info[1], self._serializer)
             else:
+                serializer = self._serializer
                 self.error = {
                     "type": "LoggedError",
-                    "message": self._serializer.clip(record_message(record)),
-                    "logger": record.name,
+                    "message": serializer.scrub(serializer.clip(record_message(record))),
+                    "logger": serializer.clip(record.name, 256),
                 }
 
     def end(self) -> float:
@@ -294,9 +329,10 @@ class WideEvent:
         """Seal the event and build its dict.
 
         ``resource`` (service/host/process) and ``sampling`` are shared between events and
-        never modified here: annotations that extend them merge into copies.
-        ``for_encoder``: the dict goes straight to orjson, so parts that repeat between
-        events (the ``http`` object) may be pre-encoded ``orjson.Fragment`` values.
+        never modified here (the app cannot annotate them). ``for_encoder``: the dict goes
+        straight to orjson, so parts that repeat between events (the ``http`` object) may
+        be pre-encoded ``orjson.Fragment`` values. Never raises: should building fail (a
+        bug of ours), the event keeps its identity, status, duration and error.
         """
         self._sealed = True
         start_ms = int(self.start_time * 1000)  # one clock reading names and dates the event
@@ -306,6 +342,19 @@ class WideEvent:
             "kind": self.kind,
             **resource,
         }
+        try:
+            self._request_fields(event, for_encoder)
+        except Exception as exc:
+            event = {key: event[key] for key in ("event_id", "timestamp", "kind", *resource)}
+            event["http"] = http_object(self.method or "", self.route, self.status)
+            event["duration_ms"] = self.duration_ms
+            if self.error is not None:
+                event["error"] = self.error
+            event["finalize_error"] = type(exc).__name__
+        event["sampling"] = sampling
+        return event
+
+    def _request_fields(self, event: EventDict, for_encoder: bool) -> None:
         if self.request_id is not None:
             event["request_id"] = self.request_id
         if self.trace_id is not None:
@@ -316,8 +365,11 @@ class WideEvent:
                 event["http"] = http_fragment(self.method, self.route, self.status)
             else:
                 event["http"] = http_object(self.method, self.route, self.status)
-        if self.path is not None:
-            event["url"] = {"path": self.path}
+        path = self.path
+        if path is not None:
+            if len(path) > 1024 or "=" in path or "eyJ" in path:  # ;jsessionid=..., a JWT
+                path = self._serializer.scrub(self._serializer.clip(path, 1024))
+            event["url"] = {"path": path}
         if self.client_address is not None:
             event["client"] = {"address": self.client_address}
         user_agent = self.user_agent
@@ -333,18 +385,55 @@ class WideEvent:
         if self.error is not None:
             event["error"] = self.error
         if self._logs:
-            event["logs"] = self._logs
+            event["logs"] = self._logs[:]  # a copy: a late add_log must not change it
             if self._logs_dropped:
                 event["logs_dropped"] = self._logs_dropped
-        if self._timings:
-            event["timings"] = {key: round(ms, 3) for key, ms in self._timings.items()}
-        event["sampling"] = sampling
+        timings = self._timings
+        if timings:
+            event["timings"] = {key: round(ms, 3) for key, ms in list(timings.items())}
         if fields:
-            for shared in fields.keys() & _SHARED_KEYS:
-                if isinstance(event.get(shared), dict):
-                    event[shared] = dict(event[shared])
-            deep_merge(event, fields)
-        return event
+            self._add_app_fields(event, fields, ())
+        if self._refused:
+            event[REFUSED] = self._refused
+
+    def _add_app_fields(
+        self, target: dict[str, Any], fields: Mapping[str, Any], path: tuple[str, ...]
+    ) -> None:
+        """Merge the app's fields into the library's: they add, never replace. A clash
+        (the app's ``error.type`` beside the library's) keeps the library's value and
+        moves the app's to ``refused_annotations``."""
+        for key, value in list(fields.items()):  # a snapshot: see deep_merge()
+            if key not in target:
+                target[key] = value
+                continue
+            existing = target[key]
+            if type(existing) is dict and type(value) is dict:
+                if not path and key == "error":  # the event's own error dict, not shared
+                    existing = target[key] = dict(existing)
+                self._add_app_fields(existing, value, (*path, key))
+            elif existing != value:
+                self._refuse((*path, key), value)
+
+
+#: Top-level keys holding library paths, and those paths below them.
+_OWNED_BELOW: dict[str, tuple[tuple[str, ...], ...]] = {}
+for _path in OWNED_PATHS:
+    _OWNED_BELOW[_path[0]] = (*_OWNED_BELOW.get(_path[0], ()), _path[1:])
+_MISSING = object()
+
+
+def _pop_path(node: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """Remove and return the value at ``path`` below ``node`` (``_MISSING`` if absent),
+    dropping dicts the removal leaves empty."""
+    if len(path) == 1:
+        return node.pop(path[0], _MISSING)
+    child = node.get(path[0])
+    if type(child) is not dict:
+        return _MISSING
+    found = _pop_path(child, path[1:])
+    if found is not _MISSING and not child:
+        del node[path[0]]
+    return found
 
 
 def http_object(method: str, route: str | None, status: int | None) -> dict[str, Any]:
@@ -393,8 +482,13 @@ def http_fragment(
 
 
 def record_message(record: logging.LogRecord) -> str:
-    """``record.getMessage()``, falling back to the raw message when its args do not fit."""
+    """``record.getMessage()``, falling back to the raw message when its args do not fit
+    (and to reprs when even ``str(msg)`` fails). Never raises."""
     try:
-        return record.getMessage()
+        message = record.getMessage()
+        if type(message) is str:
+            return message
     except Exception:
-        return f"{record.msg!s} (args: {record.args!r})"
+        pass
+    msg = record.msg
+    return f"{msg if type(msg) is str else safe_repr(msg)} (args: {safe_repr(record.args)})"

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -27,7 +29,7 @@ from typing import Any
 import orjson
 
 from . import metrics
-from ._errors import ConfigurationError, check_number
+from ._errors import ConfigurationError, check_bool, check_number
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent, uuid7
 from .context import current_event
 from .event import WideEvent, iso_timestamp, record_message
@@ -73,10 +75,13 @@ def _env_float(name: str) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        msg = f"environment variable {name} must be a number, got {value!r}"
+        number = math.nan
+    if not math.isfinite(number):
+        msg = f"environment variable {name} must be a finite number, got {value!r}"
         raise ConfigurationError(msg) from None
+    return number
 
 
 def _service_fields(service: str | Mapping[str, Any] | None) -> dict[str, str]:
@@ -145,6 +150,7 @@ class WideEventHandler(logging.Handler):
         retry_backoff: float = 0.1,
         breaker_cooldown: float = 5.0,
         replay_rate: float = 10_000.0,
+        sink_timeout: float = 5.0,
         fallback: str | Sink | Iterable[str | Sink] | None = None,
         redact: Iterable[str] = (),
         redact_pattern: str | None = DEFAULT_REDACT_PATTERN,
@@ -169,7 +175,8 @@ class WideEventHandler(logging.Handler):
         self.sampler = TailSampler.from_config(self._sampling_with_env(sampling))
         check_number("max_logs", max_logs, 0, integer=True)
         self.max_logs = max_logs
-        self.log_events = bool(log_events)
+        self.log_events = check_bool("log_events", log_events)
+        check_bool("metrics_events", metrics_events)
         self.service = _service_fields(service)
         self._host = {"name": socket.gethostname()}
         self._resource = {"service": self.service, "host": self._host, "process": _process}
@@ -177,6 +184,14 @@ class WideEventHandler(logging.Handler):
 
         if sink_options is not None and not isinstance(sink_options, Mapping):
             msg = f"sink_options must be a dict, got {type(sink_options).__name__}"
+            raise ConfigurationError(msg)
+        if (
+            sink is not None
+            and (not isinstance(sink, str) or not sink.strip())
+            and not (hasattr(sink, "write") and hasattr(sink, "close"))
+        ):
+            got = "an empty string" if isinstance(sink, str) else type(sink).__name__
+            msg = f"sink must be a sink URL (docs/configuration.md) or a sink object, got {got}"
             raise ConfigurationError(msg)
         primary = open_sink(sink or _env("WIDE_LOGGING_SINK") or DEFAULT_SINK, sink_options)
         env_fallback = (_env("WIDE_LOGGING_FALLBACK") or "").split()  # space-separated URLs
@@ -205,6 +220,7 @@ class WideEventHandler(logging.Handler):
             breaker_cooldown=breaker_cooldown,
             replay_rate=replay_rate,
             shutdown_timeout=shutdown_timeout,
+            sink_timeout=sink_timeout,
             tick=self._metrics_event if metrics_events else None,
             tick_interval=metrics_interval,
         )
@@ -225,6 +241,9 @@ class WideEventHandler(logging.Handler):
             value = _env_float(env)
             if key not in merged and value is not None:
                 merged[key] = value
+        secret = _env("WIDE_LOGGING_SAMPLING_KEY")
+        if "key" not in merged and secret is not None:
+            merged["key"] = secret
         return merged
 
     # -- events ------------------------------------------------------------------------
@@ -259,13 +278,14 @@ class WideEventHandler(logging.Handler):
             self.metrics.record_decision(decision.counter)
             if _taps:
                 self._tap(event, decision)
-                return decision
-            if not decision.keep:
+            elif not decision.keep:
                 event.seal()
-                return decision
-            # Kept: build, encode, hand off; expensive work only for kept events.
-            fields = event.finalize(self.resource(), decision.fields, for_encoder=True)
-            self.pipeline.put(self.serializer.encode(fields), decision.always_keep)
+            else:  # kept: build, encode, hand off; expensive work only for kept events
+                fields = event.finalize(self.resource(), decision.fields, for_encoder=True)
+                self.pipeline.put(self.serializer.encode(fields), decision)
+            if event.refused_paths is not None:
+                for path in event.refused_paths:
+                    self.metrics.inc(f"annotations_refused.{path}")
             return decision
         except Exception:
             self.metrics.inc("dropped.internal_error")
@@ -312,6 +332,9 @@ class WideEventHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         # No handler lock: emit is thread-safe on its own, and request threads must not
         # queue up behind each other to log.
+        if record.name.startswith("wide_logging"):
+            _show_if_nobody_else_does(record)  # never in an event: that would loop
+            return False
         result = self.filter(record)
         if isinstance(result, logging.LogRecord):
             record = result
@@ -320,8 +343,8 @@ class WideEventHandler(logging.Handler):
         return bool(result)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith("wide_logging") or in_writer_thread():
-            return  # our own diagnostics and sink libraries' logs would loop
+        if in_writer_thread():
+            return  # sink libraries' logs, from our own threads, would loop
         try:
             event = current_event()
             if event is not None and not event.sealed:
@@ -362,6 +385,43 @@ class WideEventHandler(logging.Handler):
             self.pipeline.close()
             metrics.unregister_counters(self.metrics)
         super().close()
+
+
+class _Stderr(logging.Handler):
+    """Our own warnings on ``sys.stderr`` (looked up per record: test runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+_stderr = _Stderr()
+
+
+def _show_if_nobody_else_does(record: logging.LogRecord) -> None:
+    """A warning of ours ("sink failed", "spool failed") that reached this handler goes to
+    stderr when no other handler on its way would show it — as ``logging.lastResort`` does
+    when there are no handlers at all. With the README's config (root -> only this handler)
+    it would otherwise vanish."""
+    if record.levelno < logging.WARNING or record.__dict__.get("_wide_logging_shown"):
+        return
+    record._wide_logging_shown = True
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        for handler in logger.handlers:
+            if not isinstance(handler, WideEventHandler) and record.levelno >= handler.level:
+                return  # somebody else shows it
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    _stderr.handle(record)
 
 
 def active_handler() -> WideEventHandler | None:

@@ -46,6 +46,13 @@ FAMILIES: tuple[Family, ...] = (
            "Events kept, by the sampling rule that kept them.", "rule", ("events", "kept", "{}")),
     Family("events.sampled_out", "events_sampled_out_total", "counter",
            "Events dropped by sampling, by rule.", "rule", ("events", "sampled_out", "{}")),
+    Family("events.lost", "events_lost_total", "counter",
+           "Kept events that will not reach the store (dropped or dead-lettered), by the rule "
+           "that kept them: re-weighted counts of a rule are low by this many.",
+           "rule", ("events", "lost", "{}")),
+    Family("annotations_refused", "annotations_refused_total", "counter",
+           "App annotations refused because the field is the library's, by field.",
+           "field", ("annotations_refused", "{}")),
     Family("written", "sink_written_events_total", "counter",
            "Events written, by sink.", "sink", ("sinks", "{}", "written")),
     Family("batches", "sink_batches_total", "counter",
@@ -58,6 +65,12 @@ FAMILIES: tuple[Family, ...] = (
     Family("write_failures", "sink_failed_batches_total", "counter",
            "Batches that failed every attempt on a sink.",
            "sink", ("sinks", "{}", "failed_batches")),
+    Family("timeouts", "sink_timeouts_total", "counter",
+           "Writes a sink did not answer within sink_timeout (the sink is then skipped).",
+           "sink", ("sinks", "{}", "timeouts")),
+    Family("dead_letters", "sink_dead_letters_total", "counter",
+           "Events a sink refused for good, kept in the dead-letter file, by sink.",
+           "sink", ("sinks", "{}", "dead_letters")),
     Family("circuit_open", "sink_circuit_open", "gauge",
            "1 while the sink's circuit breaker is open (the sink is skipped).",
            "sink", ("sinks", "{}", "circuit_open")),
@@ -223,7 +236,7 @@ def samples() -> list[Sample]:
 def snapshot() -> dict[str, Any]:
     """All of this process's metrics as a plain nested dict (see docs/metrics.md)."""
     out: dict[str, Any] = {
-        "events": {"seen": 0, "kept": {}, "sampled_out": {}},
+        "events": {"seen": 0, "kept": {}, "sampled_out": {}, "lost": {}},
         "queue": {"depth": 0, "capacity": 0, "bytes": 0, "capacity_bytes": 0},
         "sinks": {},
         "spooled": {},
@@ -239,6 +252,13 @@ def snapshot() -> dict[str, Any]:
     events = out["events"]
     kept, dropped = events["kept"].get("normal", 0), events["sampled_out"].get("normal", 0)
     events["normal_retention"] = kept / (kept + dropped) if kept + dropped else None
+    # What to multiply a rule's re-weighted count from the store by, when some of its
+    # kept events never got there (docs/sampling.md, "When events were lost").
+    events["correction"] = {
+        rule: events["kept"][rule] / (events["kept"][rule] - lost)
+        for rule, lost in events["lost"].items()
+        if lost and events["kept"].get(rule, 0) > lost
+    }
     for numbers in out.get("caches", {}).values():
         lookups = numbers.get("hits", 0) + numbers.get("misses", 0)
         numbers["hit_rate"] = numbers.get("hits", 0) / lookups if lookups else None

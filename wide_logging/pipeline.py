@@ -7,18 +7,31 @@ I/O: it appends to a deque under a short lock, bounded by count *and* bytes, and
 writer only when a full batch is waiting. When the queue is full, an event kept by an
 always-keep rule (an error, a slow request, ...) is appended to the spool file right there
 — the one, rare, bounded piece of I/O a request may do — and any other event is dropped
-and counted as ``dropped.queue_overflow``.
+and counted as ``dropped.queue_overflow`` (and ``events.lost.<rule>``).
 
 The writer thread (started lazily, restarted in a forked child) wakes every
 ``flush_interval`` or when a batch is full, and drains the queue in batches of
 ``batch_size``. Each batch goes down a chain of links: the primary sink, then any
-fallback sinks, each tried ``1 + max_retries`` times with exponential backoff and jitter
-behind its own circuit breaker; what no link takes is appended to the spool. A link whose
-breaker is open is skipped until ``breaker_cooldown`` has passed, then probed with one
-attempt. While the primary is healthy, spooled segments are replayed into it, oldest
-first, one batch per turn after the live traffic, at most ``replay_rate`` events a second.
+fallback sinks, each behind its own circuit breaker; what no link takes is appended to the
+spool. A batch has one deadline per link (``sink_timeout``), retries and backoff included.
+A failure is one of three kinds (``typing.FailureKind``):
 
-Every event therefore ends up written, spooled, or counted in ``dropped.<reason>``.
+- *timeout* — the sink hangs: its breaker opens at once, no retries;
+- *unavailable* — refused, reset, an error answer: retried with backoff, then the breaker
+  opens;
+- *content* — the sink refused what it was given: the batch is written in halves until the
+  event it refuses is alone; that event goes to the dead-letter file once the sink has
+  shown it takes others, and the rest is written.
+
+Network sinks run on a thread of their own (``_sink_worker``): while the writer waits for
+one, it spills the queue to the spool whenever the queue passes half its capacity, so a
+hung sink costs no events. A link whose breaker is open is skipped until
+``breaker_cooldown`` has passed, then probed with one attempt. While the primary is healthy,
+spooled segments are replayed into it, oldest first, one batch per turn after the live
+traffic, at most ``replay_rate`` events a second.
+
+Every event therefore ends up written, spooled, dead-lettered, or counted in
+``dropped.<reason>``.
 """
 
 from __future__ import annotations
@@ -28,39 +41,45 @@ import contextlib
 import logging
 import os
 import random
-import re
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
 
 from ._breaker import Breaker
 from ._errors import ConfigurationError, check_number
+from ._secrets import URL_MASK, scrub_text
+from ._sink_worker import SinkTimeout, SinkWorker, in_sink_thread, mark_sink_thread
 from .metrics import Metrics, register_gauges, unregister_gauges
-from .spool import SegmentReader, Spool
-from .typing import Sink
+from .spool import DeadLetters, SegmentReader, Spool
+from .typing import Decision, FailureKind, RejectedEvents, Sink
 
 _internal = logging.getLogger("wide_logging.internal")
-_writer_thread = threading.local()
-_URL_CREDENTIALS = re.compile(r"(//[^/@:\s]*:)[^@/\s]+@")
+#: The queue spills to the spool, while the writer waits on a sink, above this share of
+#: its capacity (count or bytes).
+HIGH_WATER = 0.5
+#: How often the writer looks at the queue while it waits on a sink.
+_WAIT_SLICE = 0.02
 
-
-def in_writer_thread() -> bool:
-    """True inside a pipeline's writer thread (whose own log records must not loop back)."""
-    return getattr(_writer_thread, "active", False)
+in_writer_thread = in_sink_thread
 
 
 def mask_credentials(text: str) -> str:
-    """Hide ``user:password@`` in any URL inside an error message."""
-    return _URL_CREDENTIALS.sub(r"\1***@", text)
+    """Hide passwords and tokens (URL userinfo, ``token=...``) inside an error message."""
+    return scrub_text(text, mask=URL_MASK)
 
 
 @dataclass
 class _Link:
     sink: Sink
     breaker: Breaker
+    #: None: a local sink, written on the writer thread itself.
+    worker: SinkWorker | None
+    #: When the sink last took a write (monotonic): proof that it is up.
+    last_success: float = field(default=-1.0)
 
 
 class Pipeline:
@@ -81,24 +100,34 @@ class Pipeline:
         breaker_cooldown: float = 5.0,
         replay_rate: float = 10_000.0,
         shutdown_timeout: float = 5.0,
+        sink_timeout: float = 5.0,
         tick: Callable[[], bytes] | None = None,
         tick_interval: float = 60.0,
     ) -> None:
-        check_number("batch_size", batch_size, 1, integer=True)
-        check_number("flush_interval", flush_interval, 0.001)
-        check_number("queue_size", queue_size, 1, integer=True)
-        check_number("queue_bytes", queue_bytes, 1024, integer=True)
-        check_number("max_retries", max_retries, 0, integer=True)
-        check_number("retry_backoff", retry_backoff, 0)
-        check_number("breaker_cooldown", breaker_cooldown, 0)
-        check_number("replay_rate", replay_rate, 1)
-        check_number("shutdown_timeout", shutdown_timeout, 0)
-        check_number("metrics_interval", tick_interval, 1)
+        check_number("batch_size", batch_size, 1, high=1_000_000, integer=True)
+        check_number("flush_interval", flush_interval, 0.001, high=3600)
+        check_number("queue_size", queue_size, 1, high=10**9, integer=True)
+        check_number("queue_bytes", queue_bytes, 1024, high=2**50, integer=True)
+        check_number("max_retries", max_retries, 0, high=100, integer=True)
+        check_number("retry_backoff", retry_backoff, 0, high=60)
+        check_number("breaker_cooldown", breaker_cooldown, 0, high=86400)
+        check_number("replay_rate", replay_rate, 1, high=10**9)
+        check_number("shutdown_timeout", shutdown_timeout, 0, high=3600)
+        check_number("sink_timeout", sink_timeout, 0.01, high=3600)
+        check_number("metrics_interval", tick_interval, 1, high=86400)
         if not sinks:
             msg = "a pipeline needs at least one sink"
             raise ConfigurationError(msg)
-        self.links = [_Link(sink, Breaker(breaker_cooldown)) for sink in sinks]
+        self.links = [
+            _Link(
+                sink,
+                Breaker(breaker_cooldown),
+                None if getattr(sink, "local", False) else SinkWorker(sink),
+            )
+            for sink in sinks
+        ]
         self.spool = spool
+        self.dead_letters = DeadLetters.beside(spool)
         self.metrics = metrics
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -108,9 +137,11 @@ class Pipeline:
         self.retry_backoff = retry_backoff
         self.replay_rate = replay_rate
         self.shutdown_timeout = shutdown_timeout
+        self.sink_timeout = sink_timeout
         #: Called by the writer every ``tick_interval`` s; its event joins the queue.
         self.tick = tick
         self.tick_interval = tick_interval
+        self._high_water = (int(queue_size * HIGH_WATER), int(queue_bytes * HIGH_WATER))
         self._init_process_state()
         _live_pipelines.add(self)
         register_gauges(self)
@@ -136,7 +167,7 @@ class Pipeline:
 
     # -- request thread ----------------------------------------------------------------
 
-    def put(self, data: bytes, always_keep: bool) -> None:
+    def put(self, data: bytes, decision: Decision) -> None:
         """Hand one encoded event to the writer. Never blocks on I/O, never raises."""
         # A forked child gets fresh state from the os.register_at_fork hook below.
         if self._thread is None:
@@ -163,10 +194,11 @@ class Pipeline:
                 self._wake.set()
             return
         reason = "closed" if self._closed else "queue_overflow"
-        if always_keep:
+        if decision.always_keep:
             self.spool.write([data], reason)
         else:
             self.metrics.inc(f"dropped.{reason}")
+            self.metrics.inc(f"events.lost.{decision.rule}")
 
     # -- control -----------------------------------------------------------------------
 
@@ -221,7 +253,7 @@ class Pipeline:
         flushed = self.flush(timeout)
         with self._lock:
             self._closed = True
-        self._stopping.set()
+        self._stopping.set()  # a writer waiting on a hung sink gives up now
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -231,8 +263,12 @@ class Pipeline:
         if self._replay is not None:
             self._replay.close()
         for link in self.links:
-            _close_quietly(link.sink)
+            if link.worker is not None:
+                link.worker.stop()
+            if link.worker is None or not link.worker.busy:  # a hung call keeps its client
+                _close_quietly(link.sink)
         _close_quietly(self.spool.sink)
+        self.dead_letters.close()
         _live_pipelines.discard(self)
         unregister_gauges(self)
         return flushed
@@ -262,7 +298,7 @@ class Pipeline:
             self._thread.start()
 
     def _run(self) -> None:
-        _writer_thread.active = True
+        mark_sink_thread()
         timeout = self.flush_interval
         while True:
             self._wake.wait(timeout)
@@ -285,7 +321,7 @@ class Pipeline:
         if self.tick is None or time.monotonic() < self._next_tick:
             return
         self._next_tick = time.monotonic() + self.tick_interval
-        self.put(self.tick(), True)
+        self.put(self.tick(), _METRICS_DECISION)
 
     def _drain_queue(self, limit: int | None = None) -> list[bytes]:
         with self._lock:
@@ -311,49 +347,150 @@ class Pipeline:
 
     def _deliver(self, batch: list[bytes]) -> None:
         for link in self.links:
-            if self._write_link(link, batch):
+            batch = self._write_link(link, batch)
+            if not batch:
                 return
         self.spool.write(batch, "sink_failure")
         self._replay_due = True
 
-    def _write_link(self, link: _Link, batch: list[bytes]) -> bool:
+    def _spill_if_high(self) -> None:
+        """While a sink keeps the writer waiting, a queue past its high-water mark goes to
+        the spool (replayed later) instead of overflowing."""
+        high_count, high_bytes = self._high_water
+        if len(self._queue) >= high_count or self._queued_bytes >= high_bytes:
+            spilled = self._drain_queue()
+            if spilled:
+                self.spool.write(spilled, "backpressure")
+                self._replay_due = True
+
+    def _wait(self, future: Future[None], deadline: float) -> bool:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self._stopping.is_set() and self._closed):
+                return future.done()
+            if wait([future], timeout=min(remaining, _WAIT_SLICE)).done:
+                return True
+            self._spill_if_high()
+
+    def _call(self, link: _Link, batch: Sequence[bytes], deadline: float) -> None:
+        if link.worker is None:
+            link.sink.write(batch)
+        else:
+            link.worker.write(batch, deadline, self._wait)
+
+    def _write_link(
+        self, link: _Link, batch: list[bytes], failed_since: float | None = None
+    ) -> list[bytes]:
+        """Write ``batch`` to one link; returns what it did not take (to the next link).
+
+        ``failed_since``: when this batch first failed (a replayed one), so that a sink which
+        has taken other events since can be told apart from a sink that is down.
+        """
         breaker = link.breaker
-        if not breaker.allows(time.monotonic()):
-            return False
+        started = time.monotonic()
+        if not breaker.allows(started):
+            return batch
+        if link.worker is not None and link.worker.busy:  # still stuck in an earlier call
+            breaker.failed(started)
+            return batch
+        deadline = started + self.sink_timeout
         attempts = 1 if breaker.probing or self._stopping.is_set() else 1 + self.max_retries
-        error: Exception | None = None
+        error: BaseException | None = None
+        tried = 0
         for attempt in range(attempts):
             if attempt:
                 self.metrics.inc(f"retries.{link.sink.name}")
-                delay = self.retry_backoff * 2 ** (attempt - 1)
-                if self._stopping.wait(delay * random.uniform(0.5, 1.5)):
-                    break  # shutting down: stop retrying, let the chain go on
-            started = time.perf_counter()
+                delay = self.retry_backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+                if time.monotonic() + delay >= deadline or self._stopping.wait(delay):
+                    break  # out of time, or shutting down: let the chain go on
+            tried += 1
             try:
-                link.sink.write(batch)
+                refused = self._timed_write(link, batch, deadline)
             except Exception as exc:
-                error = exc
+                error, kind = exc, _failure_kind(link.sink, exc)
+                if kind == "content":
+                    return self._isolate(link, batch, deadline, failed_since or started)
+                if kind == "timeout":
+                    self.metrics.inc(f"timeouts.{link.sink.name}")
+                    break  # a hung sink is skipped at once, like a dead one
                 continue
-            self.metrics.inc(f"written.{link.sink.name}", len(batch))
-            self.metrics.inc(f"batches.{link.sink.name}")
-            self.metrics.inc(
-                f"write_us.{link.sink.name}", int((time.perf_counter() - started) * 1e6)
-            )
-            if breaker.succeeded():
-                _internal.warning("sink %s recovered; replaying the spool", link.sink.name)
-                self._replay_due = True
-            return True
+            if refused:
+                self._dead_letter(link, batch, refused)
+            return []
         self.metrics.inc(f"write_failures.{link.sink.name}")
         if breaker.failed(time.monotonic()) and error is not None:
             _internal.error(
                 "sink %s failed after %d attempt(s) (%s: %s); circuit open for %.1fs",
                 link.sink.name,
-                attempts,
+                tried,
                 type(error).__name__,
                 mask_credentials(str(error))[:500],
                 breaker.cooldown,
             )
-        return False
+        return batch
+
+    def _timed_write(self, link: _Link, batch: Sequence[bytes], deadline: float) -> dict[int, str]:
+        """One write; counts what was stored and closes the breaker. Returns the events
+        the sink refused for good (``RejectedEvents``: it stored the rest)."""
+        started = time.perf_counter()
+        try:
+            self._call(link, batch, deadline)
+        except RejectedEvents as rejected:
+            refused = rejected.reasons
+        else:
+            refused = {}
+        link.last_success = time.monotonic()
+        name = link.sink.name
+        self.metrics.inc(f"written.{name}", len(batch) - len(refused))
+        self.metrics.inc(f"batches.{name}")
+        self.metrics.inc(f"write_us.{name}", int((time.perf_counter() - started) * 1e6))
+        if link.breaker.succeeded():
+            _internal.warning("sink %s recovered; replaying the spool", name)
+            self._replay_due = True
+        return refused
+
+    def _isolate(
+        self, link: _Link, batch: list[bytes], deadline: float, failed_since: float
+    ) -> list[bytes]:
+        """The sink refused ``batch`` for what is in it: write it in halves, down to the
+        events it refuses alone. Those are dead-lettered once the sink has taken anything
+        since ``failed_since`` (else it may simply be down: they go on down the chain).
+        Returns what was not written."""
+        unwritten: list[bytes] = []
+        refused: dict[int, str] = {}  # the sink said which (RejectedEvents)
+        suspects: dict[int, str] = {}  # alone, and still refused
+        parts = [(0, batch)]
+        while parts:
+            offset, part = parts.pop()
+            if time.monotonic() >= deadline:
+                unwritten.extend(part)
+                continue
+            try:
+                said = self._timed_write(link, part, deadline)
+            except Exception as exc:
+                if _failure_kind(link.sink, exc) != "content":
+                    unwritten.extend(part)
+                elif len(part) > 1:
+                    middle = len(part) // 2
+                    parts += [(offset + middle, part[middle:]), (offset, part[:middle])]
+                else:
+                    suspects[offset] = f"{type(exc).__name__}: {mask_credentials(str(exc))[:500]}"
+            else:
+                refused.update({offset + index: reason for index, reason in said.items()})
+        if suspects and link.last_success > failed_since:
+            refused.update(suspects)
+        else:
+            unwritten.extend(batch[index] for index in suspects)
+        if refused:
+            self._dead_letter(link, batch, refused)
+        return unwritten
+
+    def _dead_letter(self, link: _Link, batch: Sequence[bytes], reasons: dict[int, str]) -> None:
+        refused = [
+            (batch[i], reason) for i, reason in sorted(reasons.items()) if 0 <= i < len(batch)
+        ]
+        if refused:
+            self.dead_letters.write(link.sink.name, refused)
 
     def _replay_one_batch(self) -> bool:
         """Replay one spooled batch into the primary; True if more remain.
@@ -381,20 +518,12 @@ class Pipeline:
             self._replay = None
             self._replay_due = True  # there may be more segments
             return True
-        try:
-            primary.sink.write(batch)
-        except Exception as exc:
-            primary.breaker.failed(time.monotonic())
-            _internal.warning(
-                "replay into %s failed (%s); will retry after recovery",
-                primary.sink.name,
-                type(exc).__name__,
-            )
+        unwritten = self._write_link(primary, batch, reader.failed_since)
+        reader.sent(unwritten)
+        if unwritten:
+            if reader.failed_since is None:
+                reader.failed_since = time.monotonic()
             return False
-        self.metrics.inc(f"written.{primary.sink.name}", len(batch))
-        reader.sent()
-        if primary.breaker.succeeded():
-            _internal.warning("sink %s recovered; replaying the spool", primary.sink.name)
         return True
 
     # -- fork --------------------------------------------------------------------------
@@ -405,10 +534,36 @@ class Pipeline:
         self._init_process_state()
         self._replay_due = False
         self.metrics.reset()
-        for sink in (*(link.sink for link in self.links), self.spool.sink):
+        for sink in (*(link.sink for link in self.links), self.spool.sink, self.dead_letters.sink):
             after_fork = getattr(sink, "after_fork", None)
             if callable(after_fork):
                 after_fork()
+
+
+def _failure_kind(sink: Sink, error: BaseException) -> FailureKind:
+    """What a failed write means; the sink's own answer first (it knows its client)."""
+    if isinstance(error, (SinkTimeout, TimeoutError)):
+        return "timeout"
+    classify = getattr(sink, "failure_kind", None)
+    if callable(classify):
+        kind = classify(error)
+        if kind is not None:
+            return kind  # type: ignore[no-any-return]
+    if isinstance(error, OSError):
+        return "unavailable"
+    return "content"
+
+
+class _MetricsDecision:
+    """The decision a ``kind: metrics`` event carries into the queue: always kept."""
+
+    keep = True
+    rule = "metrics"
+    rate = 1.0
+    always_keep = True
+
+
+_METRICS_DECISION = _MetricsDecision()
 
 
 def _close_quietly(sink: Sink) -> None:

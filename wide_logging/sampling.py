@@ -1,10 +1,16 @@
 """Tail-aware sampling: keep every error, slow and critical request, and a share of the rest.
 
-Pure: no I/O, no clock, no global state. The same inputs give the same decision in every
-process, because the share of normal traffic is decided by a MurmurHash3 (not Python's
-randomised ``hash``) of the request's sampling key::
+Pure: no I/O, no clock. The share of normal traffic is decided by a keyed hash of the
+request's id, so that a client that sends its own ``X-Request-ID`` cannot choose to be kept
+(and amplify storage) or dropped (and hide)::
 
-    keep  <=>  mmh3_32(key) < normal_rate * 2**32
+    keep  <=>  hash_K(request_id) < normal_rate * 2**32
+
+With ``key`` (the deployment's secret, ``WIDE_LOGGING_SAMPLING_KEY``) ``hash_K`` is a
+BLAKE2b keyed with it: every process and service sharing the key decides alike for one id.
+Without it, the key is this process's own random one (Python's SipHash ``hash()``, or a
+random BLAKE2b key when hash randomisation is off): decisions cannot be steered or
+predicted, but another process may decide differently for the same id.
 
 Rules are tried in a fixed order; the first that matches decides and is recorded on the
 event as ``sampling.rule`` with its ``sampling.rate`` (1.0 for the always-keep rules), so
@@ -14,11 +20,13 @@ stored counts can be re-weighted by ``1 / rate``.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import math
+import os
 import re
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-
-import mmh3
 
 from ._errors import ConfigurationError
 from .event import get_path
@@ -30,6 +38,29 @@ ALWAYS_KEEP_RULES = frozenset(RULES[:-1])
 #: Log records outside any request: errors by ``error``, the rest by ``log`` at ``log_rate``.
 LOG_RULE = "log"
 _SPACE = 2**32
+#: Shortest sampling key accepted: 128 bits of a random hex or base64 string.
+MIN_KEY_LENGTH = 16
+_OPTIONS = ("normal_rate", "slow_ms", "critical_routes", "log_rate", "key")
+
+
+def keyed_hash(key: bytes) -> Callable[[str], int]:
+    """A 32-bit BLAKE2b of a string, keyed with ``key``: unpredictable without the key."""
+    blake2b = hashlib.blake2b
+    from_bytes = int.from_bytes
+
+    def sampling_hash(value: str) -> int:
+        digest = blake2b(value.encode("utf-8", "surrogatepass"), key=key, digest_size=4)
+        return from_bytes(digest.digest(), "little")
+
+    return sampling_hash
+
+
+def _process_hash() -> Callable[[str], int]:
+    """This process's own keyed hash: SipHash with the interpreter's random secret (the
+    cheapest keyed hash there is, cached on the string), else a random BLAKE2b key."""
+    if sys.flags.hash_randomization:
+        return hash
+    return keyed_hash(os.urandom(32))
 
 
 class Decision:
@@ -66,6 +97,7 @@ class TailSampler:
 
     __slots__ = (
         "_critical_re",
+        "_hash",
         "_keep_critical",
         "_keep_error",
         "_keep_forced",
@@ -78,6 +110,7 @@ class TailSampler:
         "_normal_keep",
         "_threshold",
         "critical_routes",
+        "keyed",
         "log_rate",
         "normal_rate",
         "slow_ms",
@@ -90,16 +123,34 @@ class TailSampler:
         slow_ms: float = 1000.0,
         critical_routes: Iterable[str] = (),
         log_rate: float = 1.0,
+        key: str | None = None,
     ) -> None:
         for name, rate in (("normal_rate", normal_rate), ("log_rate", log_rate)):
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
                 msg = f"sampling {name} must be a number between 0 and 1, got {rate!r}"
                 raise ConfigurationError(msg)
-        if isinstance(slow_ms, bool) or not isinstance(slow_ms, (int, float)) or slow_ms < 0:
-            msg = f"sampling slow_ms must be a number of milliseconds >= 0, got {slow_ms!r}"
+        if (
+            isinstance(slow_ms, bool)
+            or not isinstance(slow_ms, (int, float))
+            or not math.isfinite(slow_ms)
+            or slow_ms < 0
+        ):
+            msg = f"sampling slow_ms must be a finite number of milliseconds >= 0, got {slow_ms!r}"
             raise ConfigurationError(msg)
         if isinstance(critical_routes, str):
             critical_routes = [critical_routes]
+        if not isinstance(critical_routes, (list, tuple, set, frozenset)):
+            msg = (
+                "sampling critical_routes must be a list of glob patterns, "
+                f"got {type(critical_routes).__name__}"
+            )
+            raise ConfigurationError(msg)
+        if key is not None and (not isinstance(key, str) or len(key) < MIN_KEY_LENGTH):
+            msg = (
+                f"sampling key must be a secret string of at least {MIN_KEY_LENGTH} characters "
+                "(e.g. `openssl rand -hex 16`)"  # never the value itself: it is a secret
+            )
+            raise ConfigurationError(msg)
         patterns = list(critical_routes)
         for pattern in patterns:
             if not isinstance(pattern, str) or not pattern:
@@ -114,6 +165,10 @@ class TailSampler:
             else None
         )
         self.log_rate = float(log_rate)
+        #: True when decisions are reproducible: the same key gives the same decision in
+        #: every process that has it.
+        self.keyed = key is not None
+        self._hash = keyed_hash(key.encode("utf-8")) if key is not None else _process_hash()
         self._threshold = int(self.normal_rate * _SPACE)
         self._log_threshold = int(self.log_rate * _SPACE)
         # Decisions are immutable, so each rule's is built once and shared.
@@ -135,18 +190,15 @@ class TailSampler:
         if not isinstance(config, Mapping):
             msg = f"sampling must be a dict of options, got {type(config).__name__}"
             raise ConfigurationError(msg)
-        unknown = set(config) - {"normal_rate", "slow_ms", "critical_routes", "log_rate"}
+        unknown = set(config) - set(_OPTIONS)
         if unknown:
-            msg = (
-                f"unknown sampling option(s) {sorted(unknown)}; "
-                "allowed: normal_rate, slow_ms, critical_routes, log_rate"
-            )
+            msg = f"unknown sampling option(s) {sorted(unknown)}; allowed: {', '.join(_OPTIONS)}"
             raise ConfigurationError(msg)
         return cls(**config)
 
     def hit(self, key: str) -> bool:
         """True when ``key`` falls in the kept share of normal traffic."""
-        return mmh3.hash(key, 0, False) < self._threshold
+        return self._hash(key) & 0xFFFFFFFF < self._threshold
 
     def is_critical(self, route: str | None) -> bool:
         return (
@@ -176,14 +228,16 @@ class TailSampler:
             return self._keep_forced
         # self.hit(key), inlined: this line runs for every request
         return (
-            self._normal_keep if mmh3.hash(key, 0, False) < self._threshold else self._normal_drop
+            self._normal_keep
+            if self._hash(key) & 0xFFFFFFFF < self._threshold
+            else self._normal_drop
         )
 
     def decide_log(self, key: str, *, error: bool) -> Decision:
         """The decision for a log record outside any request."""
         if error:
             return self._keep_error
-        keep = mmh3.hash(key, 0, False) < self._log_threshold
+        keep = self._hash(key) & 0xFFFFFFFF < self._log_threshold
         return self._log_keep if keep else self._log_drop
 
     def decide_event(self, event: Mapping[str, Any]) -> Decision:
@@ -215,11 +269,19 @@ class TailSampler:
             return f"kept by rule '{decision.rule}' (rate 1.0): {reasons[decision.rule]}"
         key = sampling_key(event)
         verdict = "kept" if decision.keep else "dropped"
+        which = "the sampling key's hash" if self.keyed else "this process's random hash"
+        caveat = (
+            ""
+            if self.keyed
+            else " (another process may decide otherwise for this id: set sampling.key "
+            "to make decisions the same everywhere)"
+        )
         return (
             f"{verdict} by rule 'normal' (rate {self.normal_rate:g}): no always-keep rule "
-            f"matched, and mmh3({key!r}) = {mmh3.hash(key, 0, False)} is "
+            f"matched, and {which} of {key!r} is {self._hash(key) & 0xFFFFFFFF}, "
             f"{'<' if decision.keep else '>='} {self._threshold} (normal_rate * 2**32); "
-            f"each kept normal event stands for {1 / self.normal_rate if self.normal_rate else 0:g}"
+            f"each kept normal event stands for "
+            f"{1 / self.normal_rate if self.normal_rate else 0:g}{caveat}"
         )
 
 

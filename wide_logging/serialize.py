@@ -17,9 +17,11 @@ raises: the worst case is a small event that says it was truncated.
 
 from __future__ import annotations
 
+import collections.abc
 import datetime
 import decimal
 import enum
+import itertools
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -28,52 +30,44 @@ from typing import Any
 import orjson
 
 from ._errors import ConfigurationError, check_number
+from ._secrets import (
+    DEFAULT_REDACT_KEYS,
+    DEFAULT_REDACT_PATTERN,
+    REDACTED,
+    SecretNames,
+    needs_scrub,
+    scrub_text,
+)
+from .fields import CORE_FIELDS
 from .typing import EventDict
 
-REDACTED = "[REDACTED]"
-
-#: Header and field names that are always secrets, compared case-insensitively with
-#: ``_`` and ``-`` treated alike.
-DEFAULT_REDACT_KEYS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "api-key",
-        "apikey",
-        "x-auth-token",
-        "x-csrf-token",
-    }
-)
-#: Any key containing one of these words is a secret too.
-DEFAULT_REDACT_PATTERN = r"passw(?:or)?d|secret|token|api-?key|credential|private-?key"
+__all__ = ["DEFAULT_REDACT_KEYS", "DEFAULT_REDACT_PATTERN", "REDACTED", "Serializer", "safe_repr"]
 
 _MAX_INT = 2**64 - 1
 _MIN_INT = -(2**63)
-#: Fields that survive even the last-resort shrink of an oversized event.
-_CORE_FIELDS = (
-    "event_id",
-    "timestamp",
-    "kind",
-    "service",
-    "host",
-    "process",
-    "request_id",
-    "trace_id",
-    "http",
-    "url",
-    "duration_ms",
-    "sampling",
-)
-_KEY_CACHE_LIMIT = 4096
 #: Values that are already JSON-safe copies of themselves.
 _PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
+#: Collections we read (up to the cap) rather than repr: they can be iterated again, so
+#: reading them takes nothing from the app. Iterators and generators are left alone.
+_READABLE_COLLECTIONS = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    collections.abc.MappingView,
+    collections.abc.Sequence,
+    collections.abc.Set,
+)
+#: Longest dict key kept as it is; longer ones are cut like values.
+_MAX_KEY = 256
+#: orjson over-allocates its output (4 KiB for a 400-byte event); an event waits in the
+#: queue as an exact-size copy, so ``queue_bytes`` bounds real memory.
+_DUMPS_OPTION = orjson.OPT_APPEND_NEWLINE
 
 
-def _normalize_key(key: str) -> str:
-    return key.lower().replace("_", "-")
+def _dumps(value: Any, default: Any = None) -> bytes:
+    """orjson's bytes, as an exact-size object (a slice is a fresh, right-sized copy)."""
+    return orjson.dumps(value, default=default, option=_DUMPS_OPTION)[:-1]
 
 
 class Serializer:
@@ -81,9 +75,8 @@ class Serializer:
 
     __slots__ = (
         "_encode_default",
-        "_key_cache",
-        "_redact_keys",
-        "_redact_re",
+        "_known_secret",
+        "_names",
         "max_depth",
         "max_event_bytes",
         "max_items",
@@ -100,26 +93,28 @@ class Serializer:
         max_depth: int = 10,
         max_event_bytes: int = 256 * 1024,
     ) -> None:
-        if isinstance(redact, str):
-            msg = f"redact must be a list of key names, not the string {redact!r}"
+        if isinstance(redact, (str, bytes, Mapping)) or not isinstance(redact, Iterable):
+            msg = f"redact must be a list of key names, got {redact!r}"
             raise ConfigurationError(msg)
-        extra = set()
-        for key in redact:
+        extra = list(redact)
+        for key in extra:
             if not isinstance(key, str) or not key:
                 msg = f"redact entries must be non-empty strings, got {key!r}"
                 raise ConfigurationError(msg)
-            extra.add(_normalize_key(key))
         check_number("max_string", max_string, 16, integer=True)
         check_number("max_items", max_items, 1, integer=True)
         check_number("max_depth", max_depth, 1, integer=True)
         check_number("max_event_bytes", max_event_bytes, 1024, integer=True)
+        if redact_pattern is not None and not isinstance(redact_pattern, str):
+            msg = f"redact_pattern must be a regular expression or null, got {redact_pattern!r}"
+            raise ConfigurationError(msg)
         try:
-            self._redact_re = re.compile(redact_pattern, re.IGNORECASE) if redact_pattern else None
+            pattern = re.compile(redact_pattern, re.IGNORECASE) if redact_pattern else None
         except re.error as exc:
             msg = f"redact_pattern is not a valid regular expression: {exc}"
             raise ConfigurationError(msg) from None
-        self._redact_keys = DEFAULT_REDACT_KEYS | extra
-        self._key_cache: dict[str, bool] = {}
+        self._names = SecretNames(extra, pattern)
+        self._known_secret = self._names.known
         self._encode_default = self._default  # bound once, not per event
         self.max_string = max_string
         self.max_items = max_items
@@ -129,17 +124,16 @@ class Serializer:
     # -- redaction -------------------------------------------------------------------
 
     def is_secret(self, key: str) -> bool:
-        """True when values under ``key`` must never leave the process."""
-        cached = self._key_cache.get(key)
-        if cached is not None:
-            return cached
-        norm = _normalize_key(key)
-        secret = norm in self._redact_keys or (
-            self._redact_re is not None and self._redact_re.search(norm) is not None
-        )
-        if len(self._key_cache) < _KEY_CACHE_LIMIT:
-            self._key_cache[key] = secret
-        return secret
+        """True when values under ``key`` (or any dotted part of it) must never leave the
+        process."""
+        return self._names(key)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with secrets it names masked (see ``_secrets.scrub_text``); ordinary
+        text comes back as it is, after one cheap check."""
+        if text.isalnum() or not needs_scrub(text):
+            return text
+        return scrub_text(text, self._names)
 
     # -- cleaning --------------------------------------------------------------------
 
@@ -158,8 +152,10 @@ class Serializer:
         limit = max_string or self.max_string
         if not strict:  # the common annotations first: a number, a short string, a flat dict
             kind = type(value)
-            if kind in _PLAIN_SCALARS or (kind is str and len(value) <= limit):
+            if kind in _PLAIN_SCALARS:
                 return value
+            if kind is str and len(value) <= limit:
+                return value if value.isalnum() else self.scrub(value)
             if kind is dict:
                 flat = self._clean_flat_dict(value, limit)
                 if flat is not None:
@@ -171,7 +167,7 @@ class Serializer:
         any key or value needs the full treatment."""
         if len(value) > self.max_items:
             return None
-        known_secret = self._key_cache
+        known_secret = self._known_secret
         out: dict[str, Any] = {}
         for key, item in value.items():
             kind = type(item)
@@ -182,39 +178,44 @@ class Serializer:
             secret = known_secret.get(key)
             if secret is None:
                 secret = self.is_secret(key)
-            out[key] = REDACTED if secret else item
+            if secret:
+                item = REDACTED
+            elif kind is str and not item.isalnum():
+                item = self.scrub(item)
+            out[key] = item
         return out
 
     def _clean(self, value: Any, depth: int, seen: set[int], strict: bool, limit: int) -> Any:
         kind = type(value)
         if kind is str:
-            text = self.clip(value, limit)
+            text = self.scrub(self.clip(value, limit))
             return _repair_text(text) if strict else text
         if value is None or kind is bool or kind is float:
             return value
         if kind is int:
-            return value if not strict or _MIN_INT <= value <= _MAX_INT else str(value)
+            return value if not strict or _MIN_INT <= value <= _MAX_INT else _int_text(value)
         if kind is dict or isinstance(value, Mapping):
             return self._clean_mapping(value, depth, seen, strict, limit)
-        if kind is list or isinstance(value, (list, tuple, set, frozenset)):
-            return self._clean_sequence(value, depth, seen, strict, limit)
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return self.clip(bytes(value).decode("utf-8", "replace"), limit)
-        if isinstance(value, str):  # str subclasses
-            return self._clean(str(value), depth, seen, strict, limit)
+            return self.scrub(self._bytes_text(value, limit))
+        if isinstance(value, str):  # a subclass: its own methods may raise or lie
+            text = self.scrub(_plain_str(value, limit))
+            return _repair_text(text) if strict else text
         if isinstance(value, enum.Enum):
-            return self._clean(value.value, depth, seen, strict, limit)
+            return self._clean(_enum_value(value), depth, seen, strict, limit)
         if isinstance(value, int):  # int subclasses other than bool
-            return self._clean(int(value), depth, seen, strict, limit)
+            return self._clean(int.__int__(value), depth, seen, strict, limit)
         if isinstance(value, (datetime.datetime, datetime.date, datetime.time, uuid.UUID)):
             return value  # orjson encodes these natively
         if isinstance(value, decimal.Decimal):
-            return str(value)
+            return self.clip(str(value), limit)
         if strict and kind is orjson.Fragment:
             # Re-encoding a finalized event: its pre-encoded parts are ours, valid JSON.
             # (An app's own Fragment never gets here: annotate() made it a repr.)
             return value
-        return self.clip(safe_repr(value), limit)
+        if isinstance(value, _READABLE_COLLECTIONS):
+            return self._clean_sequence(value, depth, seen, strict, limit)
+        return self.scrub(self.clip(safe_repr(value), limit))
 
     def _clean_mapping(
         self, value: Mapping[Any, Any], depth: int, seen: set[int], strict: bool, limit: int
@@ -230,7 +231,7 @@ class Serializer:
                 if index >= self.max_items:
                     out["..."] = f"[{len(value) - index} more keys]"
                     break
-                name = key if type(key) is str else _key_to_str(key)
+                name = key if type(key) is str and len(key) <= _MAX_KEY else _key_to_str(key)
                 if strict:
                     name = _repair_text(name)
                 if self.is_secret(name):
@@ -244,24 +245,49 @@ class Serializer:
             seen.discard(id(value))
 
     def _clean_sequence(
-        self, value: Iterable[Any], depth: int, seen: set[int], strict: bool, limit: int
+        self, value: Any, depth: int, seen: set[int], strict: bool, limit: int
     ) -> Any:
         if id(value) in seen:
             return "[cycle]"
         if depth >= self.max_depth:
             return "[max depth]"
         seen.add(id(value))
+        cap = self.max_items
         try:
-            items = list(value)
-            out = [
-                self._clean(item, depth + 1, seen, strict, limit)
-                for item in items[: self.max_items]
-            ]
-            if len(items) > self.max_items:
-                out.append(f"[{len(items) - self.max_items} more items]")
+            # Never more than the cap (+1 to know there is more): a list of 10**7 items
+            # costs what a list of 200 does.
+            items = list(itertools.islice(value, cap + 1))
+            out = [self._clean_item(item, depth, seen, strict, limit) for item in items[:cap]]
+            if len(items) > cap:
+                total = len(value) if isinstance(value, collections.abc.Sized) else None
+                more = f"{total - cap}" if total is not None else "more than 0"
+                out.append(f"[{more} more items]")
             return out
+        except Exception as exc:  # a broken collection must not break logging
+            return f"[unreadable {type(value).__name__}: {type(exc).__name__}]"
         finally:
             seen.discard(id(value))
+
+    def _clean_item(self, item: Any, depth: int, seen: set[int], strict: bool, limit: int) -> Any:
+        """One item of a list; a ``(name, value)`` pair whose name is a secret's (a header
+        list: ``request.headers.items()``, ASGI's ``scope["headers"]``) keeps its name only."""
+        if (
+            type(item) in (tuple, list)
+            and len(item) == 2
+            and isinstance(item[0], (str, bytes))
+            and self.is_secret(_key_to_str(item[0]))
+        ):
+            return [self._clean(item[0], depth + 2, seen, strict, limit), REDACTED]
+        return self._clean(item, depth + 1, seen, strict, limit)
+
+    def _bytes_text(self, value: bytes | bytearray | memoryview, limit: int) -> str:
+        """Bytes as text, decoding at most what the cap can show (4 bytes per character)."""
+        total = value.nbytes if isinstance(value, memoryview) else len(value)
+        head = bytes(value[: limit * 4])
+        text = head.decode("utf-8", "replace")
+        if len(head) == total and len(text) <= limit:
+            return text
+        return f"{text[:limit]}...[truncated, {total} bytes in all]"
 
     # -- encoding --------------------------------------------------------------------
 
@@ -270,7 +296,7 @@ class Serializer:
         try:
             # No OPT_NON_STR_KEYS here: it halves orjson's speed, and every key that came
             # through clean() is already a str. A stray one takes the strict path below.
-            data = orjson.dumps(event, default=self._encode_default)
+            data = _dumps(event, self._encode_default)
         except Exception:
             data = self._encode_strict(event)
         if len(data) > self.max_event_bytes:
@@ -279,43 +305,45 @@ class Serializer:
 
     def _default(self, value: Any) -> Any:
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return self.clip(bytes(value).decode("utf-8", "replace"))
+            return self._bytes_text(value, self.max_string)
         if isinstance(value, (set, frozenset)):
-            return list(value)
+            return list(itertools.islice(value, self.max_items))
         if isinstance(value, decimal.Decimal):
             return str(value)
         return self.clip(safe_repr(value))
 
     def _encode_strict(self, event: Any, max_string: int | None = None) -> bytes:
         try:
-            return orjson.dumps(self.clean(event, strict=True, max_string=max_string))
+            return _dumps(self.clean(event, strict=True, max_string=max_string))
         except Exception as exc:  # pragma: no cover - clean() output is always encodable
-            return orjson.dumps({"encode_error": f"{type(exc).__name__}: {exc}"[:500]})
+            return _dumps({"encode_error": f"{type(exc).__name__}"})
 
     def _shrink(self, event: EventDict, original: int) -> bytes:
+        # The marker first: the key cap of clean() must never cut what explains the cut.
         marker = {"original_bytes": original, "limit_bytes": self.max_event_bytes}
-        smaller = dict(event)
+        smaller: EventDict = {"truncated": marker}
+        smaller.update((key, value) for key, value in event.items() if key != "truncated")
         logs = smaller.get("logs")
         if isinstance(logs, list) and len(logs) > 10:
             smaller["logs"] = [*logs[:5], *logs[-5:]]
-            smaller["logs_dropped"] = int(smaller.get("logs_dropped") or 0) + len(logs) - 10
-        smaller["truncated"] = marker
+            dropped = smaller.get("logs_dropped")
+            smaller["logs_dropped"] = (dropped if type(dropped) is int else 0) + len(logs) - 10
         data = self._encode_strict(smaller, max_string=1024)
         if len(data) <= self.max_event_bytes:
             return data
-        core: EventDict = {key: smaller[key] for key in _CORE_FIELDS if key in smaller}
-        if "error" in smaller:
-            core["error"] = smaller["error"]
-        core["truncated"] = marker
+        core: EventDict = {"truncated": marker}
+        core.update((key, event[key]) for key in CORE_FIELDS if key in event)
+        if "error" in event:
+            core["error"] = event["error"]
         data = self._encode_strict(core, max_string=256)
         if len(data) <= self.max_event_bytes:
             return data
-        return orjson.dumps(  # pathological: even the core fields are too big
-            {
+        return _dumps(  # pathological: even the core fields are too big
+            {"truncated": marker}
+            | {
                 key: self.clean(event.get(key), strict=True, max_string=64)
                 for key in ("event_id", "kind")
             }
-            | {"truncated": marker}
         )
 
 
@@ -328,17 +356,44 @@ def _repair_text(text: str) -> str:
     return text
 
 
+def _plain_str(value: str, limit: int) -> str:
+    """A ``str`` subclass as a plain, capped ``str``: read through ``str``'s own methods,
+    so an override of ``__str__`` or ``__getitem__`` can neither raise nor cost a copy of
+    a huge value."""
+    size = str.__len__(value)
+    head = str.__getitem__(value, slice(0, limit))
+    return head if size <= limit else f"{head}...[truncated {size - limit} chars]"
+
+
+def _enum_value(value: enum.Enum) -> Any:
+    try:
+        return value.value
+    except Exception:
+        return safe_repr(value)
+
+
+def _int_text(value: int) -> str:
+    """A big int as text; beyond Python's digit limit, its size only."""
+    try:
+        return str(value)
+    except ValueError:
+        return f"<int of {value.bit_length()} bits>"
+
+
 def _key_to_str(key: Any) -> str:
+    if isinstance(key, str):
+        return _plain_str(key, _MAX_KEY)
     if isinstance(key, (bytes, bytearray)):
-        return bytes(key).decode("utf-8", "replace")
-    if key is None or isinstance(key, (str, int, float)):
-        return str(key)
-    return safe_repr(key)
+        return bytes(key[: _MAX_KEY * 4]).decode("utf-8", "replace")[:_MAX_KEY]
+    if key is None or type(key) in (int, float, bool):
+        return str(key) if type(key) is not int or key.bit_length() < 64 else _int_text(key)
+    return safe_repr(key)[:_MAX_KEY]
 
 
 def safe_repr(value: Any) -> str:
     """``repr(value)``, or a placeholder when ``__repr__`` itself fails."""
     try:
-        return repr(value)
+        text = repr(value)
     except Exception:
         return f"<unrepresentable {type(value).__name__}>"
+    return text if type(text) is str else f"<unrepresentable {type(value).__name__}>"

@@ -68,6 +68,7 @@ class MemorySink:
     """
 
     name = "memory:"
+    local = True  # no I/O: written on the writer thread itself
 
     def __init__(self) -> None:
         self.batches: list[list[bytes]] = []

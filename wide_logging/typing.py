@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 #: A finalized event as a plain, JSON-like nested mapping.
 EventDict = dict[str, Any]
@@ -28,6 +28,39 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+#: How a failed write is treated: ``timeout`` (a hung sink: skip it at once),
+#: ``unavailable`` (retry, then skip it), ``content`` (the sink refused what it was given:
+#: find the event it refuses, dead-letter it, write the rest).
+FailureKind = Literal["timeout", "unavailable", "content"]
+
+
+class RejectedEvents(Exception):
+    """Raised by ``Sink.write``: every event of the batch was stored except these, which
+    the sink refuses for good (``index in the batch -> reason``). The pipeline keeps them in
+    its dead-letter file instead of retrying them forever."""
+
+    def __init__(self, reasons: Mapping[int, str]) -> None:
+        self.reasons = dict(reasons)
+        super().__init__(
+            f"{len(self.reasons)} event(s) refused: {next(iter(self.reasons.values()), '')}"
+        )
+
+
+class ClassifiesFailures(Protocol):
+    """A sink that knows its client's errors: says which kind a write failure is (None:
+    let the pipeline decide from the exception's type)."""
+
+    def failure_kind(self, error: BaseException) -> FailureKind | None: ...
+
+
+class Local(Protocol):
+    """A sink that writes to local files or streams (``local = True``): called on the writer
+    thread itself. Every other sink runs on a thread of its own, so the writer can stop
+    waiting for it at ``sink_timeout``."""
+
+    local: bool
+
+
 class ForkAware(Protocol):
     """A sink that must drop inherited handles in a forked child."""
 
@@ -38,6 +71,7 @@ class Decision(Protocol):
     keep: bool
     rule: str
     rate: float
+    always_keep: bool
 
 
 class Sampler(Protocol):

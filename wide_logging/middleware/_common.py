@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from .._errors import ConfigurationError
+from ..event import CONTROL_FLOW, WideEvent
 from ..handler import WideEventHandler, resolve_handler
+
+_internal = logging.getLogger("wide_logging.internal")
+
+#: The request id header read, and echoed on the response as spelled here.
+DEFAULT_REQUEST_ID_HEADER = "X-Request-ID"
 
 
 class HandlerRef:
@@ -29,8 +37,26 @@ class HandlerRef:
         return handler
 
 
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
 def check_header_name(name: str) -> str:
-    if not isinstance(name, str) or not name or not name.isascii() or " " in name:
-        msg = f"request_id_header must be an ASCII header name, got {name!r}"
+    """``name`` if it is a valid HTTP header name (an RFC 9110 token), as given."""
+    if not isinstance(name, str) or not name or not set(name) <= _TOKEN_CHARS:
+        msg = f"request_id_header must be an HTTP header name (letters, digits, -), got {name!r}"
         raise ConfigurationError(msg)
-    return name.lower()
+    return name
+
+
+def record_failure(event: WideEvent, exc: BaseException) -> None:
+    """An exception escaped the app: the event's error, and a 500 if nothing was sent.
+    Never raises — the caller re-raises ``exc`` itself, so the server sees the app's own
+    exception object whatever it does when read."""
+    try:
+        if event.status is None and not isinstance(exc, CONTROL_FLOW):
+            event.status = 500
+        event.record_exception(exc)
+    except Exception:  # even a bug of ours must not replace the app's exception
+        _internal.exception("wide_logging could not record an exception")

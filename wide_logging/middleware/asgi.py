@@ -11,11 +11,12 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from .._errors import check_bool
 from ..context import _current
 from ..event import WideEvent
 from ..handler import WideEventHandler, active_handler
 from ..pipeline import flush_all
-from ._common import HandlerRef, check_header_name
+from ._common import DEFAULT_REQUEST_ID_HEADER, HandlerRef, check_header_name, record_failure
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,8 +31,8 @@ class WideEventMiddleware:
     """Wrap an ASGI app (or ``app.add_middleware(WideEventMiddleware)``).
 
     Options: ``handler`` (default: the configured ``WideEventHandler``),
-    ``request_id_header`` (``x-request-id``), ``echo_request_id`` (True: the id is sent
-    back on the response).
+    ``request_id_header`` (``X-Request-ID``), ``echo_request_id`` (True: the id is sent
+    back on the response, under the header name as configured).
     """
 
     def __init__(
@@ -39,13 +40,15 @@ class WideEventMiddleware:
         app: ASGIApp,
         *,
         handler: WideEventHandler | None = None,
-        request_id_header: str = "x-request-id",
+        request_id_header: str = DEFAULT_REQUEST_ID_HEADER,
         echo_request_id: bool = True,
     ) -> None:
         self.app = app
         self._handler = HandlerRef(handler)
-        self._header_name = check_header_name(request_id_header).encode("latin-1")
-        self._echo = bool(echo_request_id)
+        name = check_header_name(request_id_header)
+        self._header_name = name.lower().encode("latin-1")  # ASGI request headers: lowercase
+        self._echo_name = name.encode("latin-1")
+        self._echo = check_bool("echo_request_id", echo_request_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,15 +64,17 @@ class WideEventMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = (event.request_id or "").encode("latin-1")
-        echo = (self._header_name, request_id) if self._echo else None
+        echo = (self._echo_name, request_id) if self._echo else None
         entry_root_path = scope.get("root_path", "")
 
         # A plain function returning the server's awaitable: no coroutine of our own per
         # message (two per request), which is measurable under a real server.
         def send_wrapper(message: Message) -> Awaitable[None]:
-            kind = message["type"]
+            kind = message.get("type")
             if kind == "http.response.start":
-                event.status = message["status"]
+                status = message.get("status")
+                if type(status) is int:
+                    event.status = status
                 if echo is not None:
                     message = _with_header(message, echo)
             elif kind == "http.response.body" and not message.get("more_body", False):
@@ -79,10 +84,8 @@ class WideEventMiddleware:
         token = _current.set(event)
         try:
             await self.app(scope, receive, send_wrapper)
-        except Exception as exc:
-            event.record_exception(exc)
-            if event.status is None:
-                event.status = 500
+        except BaseException as exc:
+            record_failure(event, exc)  # never raises: the server gets exc itself
             raise
         finally:
             _current.reset(token)
@@ -140,9 +143,9 @@ def _flush_at_shutdown() -> None:
 def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
     """``message`` plus ``header`` unless the app set it; a copy, never the app's list."""
     headers = message.get("headers") or ()
-    name = header[0]
+    name = header[0].lower()
     for existing, _ in headers:
-        if existing == name:  # ASGI response header names are lowercase
+        if existing.lower() == name:  # the app's own value wins
             return message
     # Copies: the app's response object (dict and list) may be sent again.
     message = {**message}

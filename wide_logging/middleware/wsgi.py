@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
+from .._errors import check_bool
 from ..context import _current, current_event, deactivate
 from ..event import WideEvent
 from ..handler import WideEventHandler
-from ._common import HandlerRef, check_header_name
+from ._common import DEFAULT_REQUEST_ID_HEADER, HandlerRef, check_header_name, record_failure
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -43,15 +44,15 @@ class WideEventWSGIMiddleware:
         app: WSGIApp,
         *,
         handler: WideEventHandler | None = None,
-        request_id_header: str = "x-request-id",
+        request_id_header: str = DEFAULT_REQUEST_ID_HEADER,
         echo_request_id: bool = True,
     ) -> None:
         self.app = app
         self._handler = HandlerRef(handler)
         header = check_header_name(request_id_header)
         self._environ_key = "HTTP_" + header.upper().replace("-", "_")
-        self._response_header = "-".join(part.capitalize() for part in header.split("-"))
-        self._echo = bool(echo_request_id)
+        self._response_header = header  # echoed as configured, as the ASGI middleware does
+        self._echo = check_bool("echo_request_id", echo_request_id)
         self._resolve_route = _install_framework_hooks(app)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -67,9 +68,10 @@ class WideEventWSGIMiddleware:
         def start_response_wrapper(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
-            with contextlib.suppress(ValueError):
+            # An app's malformed status or headers are for the server to refuse, not us.
+            with contextlib.suppress(Exception):
                 event.status = int(status[:3])
-            if echo is not None and not any(name.lower() == lowered for name, _ in headers):
+            if echo is not None and not _has_header(headers, lowered):
                 headers = [*headers, echo]  # type: ignore[list-item]
             return start_response(status, headers, exc_info)
 
@@ -77,10 +79,8 @@ class WideEventWSGIMiddleware:
         finish = _Finisher(handler, event, token, environ, self._resolve_route)
         try:
             body = self.app(environ, start_response_wrapper)
-        except Exception as exc:
-            event.record_exception(exc)
-            if event.status is None:
-                event.status = 500
+        except BaseException as exc:
+            record_failure(event, exc)  # never raises: the server gets exc itself
             finish()
             raise
         return _ClosingBody(body, finish)
@@ -134,8 +134,9 @@ class _ClosingBody:
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield from self._body
-        except Exception as exc:
-            self._finish.event.record_exception(exc)
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):  # the server stopped reading: no error
+                record_failure(self._finish.event, exc)
             self._finish()
             raise
         # The body is complete: finish now rather than at close(), which some clients
@@ -149,6 +150,13 @@ class _ClosingBody:
                 close()
         finally:
             self._finish()
+
+
+def _has_header(headers: Iterable[tuple[str, str]], lowered: str) -> bool:
+    try:
+        return any(type(name) is str and name.lower() == lowered for name, _ in headers)
+    except Exception:  # not a list of pairs: the server will say so
+        return True
 
 
 def _open_event(handler: WideEventHandler, environ: Environ, environ_key: str) -> WideEvent:
@@ -185,7 +193,7 @@ def _hook_flask(flask_app: Any) -> None:
     def record_exception(sender: Any, exception: BaseException, **_: Any) -> None:
         event = current_event()
         if event is not None:
-            event.record_exception(exception)
+            record_failure(event, exception)
 
     flask_app.before_request(record_route)
     got_request_exception.connect(record_exception, flask_app, weak=False)
@@ -201,7 +209,7 @@ def _hook_django() -> RouteResolver:
         event = current_event()
         exc = sys.exc_info()[1]
         if event is not None and exc is not None:
-            event.record_exception(exc)
+            record_failure(event, exc)
 
     got_request_exception.connect(record_exception, weak=False, dispatch_uid="wide_logging")
 

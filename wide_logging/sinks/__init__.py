@@ -14,39 +14,17 @@ Any object with ``name``, ``write(batch)`` and ``close()`` is accepted as a sink
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._errors import ConfigurationError
+from .._secrets import mask_url
 from ..typing import Sink
 from .file import RotatingFileSink
 from .stream import StreamSink
 
 __all__ = ["RotatingFileSink", "StreamSink", "mask_url", "open_sink"]
-
-_SECRET_QUERY = re.compile(
-    r"pass|secret|token|credential|api_?key|(?:^|_)key$|^auth(?:orization)?$|^sig(?:nature)?$",
-    re.IGNORECASE,
-)
-_MASK = "***"
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^@/?#]*)@")
-_QUERY_PAIR = re.compile(r"([?&])([^=&#]+)=([^&#]*)")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password, token or key replaced by ``***``; safe to print."""
-
-    def userinfo(match: re.Match[str]) -> str:
-        user, colon, _ = match.group(2).partition(":")
-        return f"{match.group(1)}{user}:{_MASK}@" if colon else f"{match.group(1)}{_MASK}@"
-
-    def query(match: re.Match[str]) -> str:
-        secret = _SECRET_QUERY.search(match.group(2))
-        return f"{match.group(1)}{match.group(2)}={_MASK if secret else match.group(3)}"
-
-    return _QUERY_PAIR.sub(query, _USERINFO.sub(userinfo, url, count=1))
 
 
 def _int_option(name: str, value: str) -> int:

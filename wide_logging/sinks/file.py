@@ -4,8 +4,12 @@ Each batch is appended with one ``write`` on an ``O_APPEND`` descriptor while ho
 ``flock`` on the file, so processes sharing a path (gunicorn workers) never interleave
 lines and only one of them rotates. A file is rotated by renaming it to a time-stamped
 segment, ``events.20261127T092631.123456-4242.jsonl``; every writer notices the rename
-(the inode changes) and reopens. A failed write is cut back to where it began, so a reader
-never sees a partial line.
+(the inode changes) and reopens. A failed write is cut back to where it began.
+
+A process killed in the middle of a ``write`` (SIGKILL, the OOM killer) can leave a line
+without its newline, and the kernel does not undo it. So a writer, under the lock, makes
+sure the file ends with a newline before it appends: the fragment stays a line of its own
+(readers skip it as corrupt and count it) and the next writer's events are intact.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class RotatingFileSink:
     spool uses it to count what it had to give up.
     """
 
+    #: Written on the writer thread itself (see ``typing.Local``).
+    local = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -49,6 +56,7 @@ class RotatingFileSink:
         if self.path.is_dir() or not self.path.name:
             msg = f"file sink path must name a file, got a directory: {str(path)!r}"
             raise ConfigurationError(msg)
+        _check_writable(self.path)
         self.name = f"file:{self.path}"
         self.max_bytes = max_bytes
         self.backups = backups
@@ -62,6 +70,10 @@ class RotatingFileSink:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._pid = os.getpid()
+        #: (inode, size) of the file right after our last append: if it is still that, the
+        #: file ends with our newline and need not be checked.
+        self._after_last_write: tuple[int, int] = (-1, -1)
+        self._inode = -1
 
     # -- Sink ------------------------------------------------------------------------
 
@@ -76,7 +88,14 @@ class RotatingFileSink:
                 fd, size = self._follow_rename(fd)
                 if size and size + len(data) > self.max_bytes:
                     fd, size = self._rotate_locked(fd)
+                if (
+                    size
+                    and (self._inode, size) != self._after_last_write
+                    and os.pread(fd, 1, size - 1) != b"\n"  # a killed writer's torn line
+                ):
+                    data = b"\n" + data
                 _append(fd, data, size)
+                self._after_last_write = (self._inode, size + len(data))
             finally:
                 _unlock_file(fd)
 
@@ -90,6 +109,7 @@ class RotatingFileSink:
         # The lock may have been held by a thread that does not exist in the child.
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._after_last_write = (-1, -1)
 
     # -- segments (used by the spool) --------------------------------------------------
 
@@ -126,7 +146,8 @@ class RotatingFileSink:
 
     def _open(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        # Readable too: the torn-line check reads the last byte (writes still append).
+        return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
 
     def _follow_rename(self, fd: int) -> tuple[int, int]:
         """Reopen when another process (or a replay) renamed our file away; returns the
@@ -137,6 +158,7 @@ class RotatingFileSink:
         except FileNotFoundError:
             same = False
         if same:
+            self._inode = current.st_ino
             return fd, current.st_size
         _unlock_file(fd)
         os.close(fd)
@@ -164,6 +186,21 @@ class RotatingFileSink:
                 self.on_discard(old)
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
+
+
+def _check_writable(path: Path) -> None:
+    """Fail at configuration time, not at the first write: create the directory, and make
+    sure this process may write there (a read-only mount, another user's file)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"file sink directory {str(path.parent)!r} cannot be created: {exc.strerror or exc}"
+        raise ConfigurationError(msg) from None
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        msg = f"file sink {str(path)!r} is not writable by this process"
+        raise ConfigurationError(msg)
 
 
 def _append(fd: int, data: bytes, size_before: int) -> None:

@@ -18,15 +18,29 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from .._errors import ConfigurationError
+from .._secrets import without_secret_parts
+from ..typing import FailureKind, RejectedEvents
 from ._url import non_negative_int, positive_int, split_options
 
 try:
     import pymongo
-    from pymongo.errors import BulkWriteError, OperationFailure
+    from bson.errors import InvalidDocument
+    from pymongo.errors import (
+        AutoReconnect,
+        BulkWriteError,
+        DocumentTooLarge,
+        ExecutionTimeout,
+        NetworkTimeout,
+        OperationFailure,
+        PyMongoError,
+        ServerSelectionTimeoutError,
+        WTimeoutError,
+    )
     from pymongo.errors import ConfigurationError as MongoConfigurationError
     from pymongo.uri_parser import parse_uri
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -38,6 +52,11 @@ _internal = logging.getLogger("wide_logging.internal")
 DEFAULT_DATABASE = "wide_logging"
 DEFAULT_COLLECTION = "events"
 DUPLICATE_KEY = 11000
+#: Per-document write errors that say nothing about the document: the server was busy,
+#: stepping down or shutting down. The whole batch is retried (duplicates are then fine).
+_TRANSIENT_CODES = frozenset(
+    {6, 7, 50, 64, 89, 91, 112, 133, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+)
 #: The indexes most queries over wide events need (dotted paths, MongoDB dot notation).
 INDEXES = ("timestamp", "error.type", "http.route", "request_id")
 _INDEX_RETRY_SECONDS = 300.0
@@ -79,9 +98,12 @@ class MongoSink:
             raise ConfigurationError(msg)
         parsed.update(options)
         try:
+            if not urlsplit(clean_url).netloc:
+                msg = "a mongodb URL needs a host, as in mongodb://mongo:27017/logs"
+                raise ValueError(msg)
             uri = parse_uri(clean_url) if clean_url.startswith("mongodb://") else {}
         except (MongoConfigurationError, ValueError) as exc:
-            msg = f"invalid mongodb URL {mask_url(url)!r}: {exc}"
+            msg = f"invalid mongodb URL {mask_url(url)!r}: {without_secret_parts(str(exc), url)}"
             raise ConfigurationError(msg) from None
         self.database: str = parsed.get("database") or uri.get("database") or DEFAULT_DATABASE
         self.collection: str = parsed.get("collection", DEFAULT_COLLECTION)
@@ -113,10 +135,19 @@ class MongoSink:
             try:
                 collection.insert_many(documents, ordered=False)
             except BulkWriteError as exc:
+                # Unordered: every document not named in writeErrors was stored.
                 errors = exc.details.get("writeErrors", [])
-                others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-                if others or exc.details.get("writeConcernErrors"):
-                    raise  # a real failure; duplicates alone mean "already stored"
+                if exc.details.get("writeConcernErrors") or any(
+                    e.get("code") in _TRANSIENT_CODES for e in errors
+                ):
+                    raise  # not about the documents: retry the batch
+                refused = {
+                    int(e.get("index", -1)): f"MongoDB error {e.get('code')}: {e.get('errmsg')}"
+                    for e in errors
+                    if e.get("code") != DUPLICATE_KEY  # duplicates mean "already stored"
+                }
+                if refused:
+                    raise RejectedEvents(refused) from None
 
     def _ensure_indexes(self, collection: Any) -> None:
         """Create the documented indexes once; a failure is logged and tried again later."""
@@ -136,6 +167,17 @@ class MongoSink:
             _internal.warning("could not create indexes on %s: %s", self.name, exc)
             return
         self._indexes_ready = True
+
+    def failure_kind(self, error: BaseException) -> FailureKind | None:
+        if isinstance(
+            error, (NetworkTimeout, ExecutionTimeout, WTimeoutError, ServerSelectionTimeoutError)
+        ):
+            return "timeout"
+        if isinstance(error, (InvalidDocument, DocumentTooLarge)):
+            return "content"  # one document pymongo cannot encode: find it, keep the rest
+        if isinstance(error, (AutoReconnect, OperationFailure, PyMongoError)):
+            return "unavailable"
+        return None
 
     def close(self) -> None:
         with self._lock:

@@ -10,10 +10,14 @@ spooling are the pipeline's job, and a hung Redis must not hold the writer for l
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from .._errors import ConfigurationError
+from .._secrets import without_secret_parts
+from ..typing import FailureKind
 from ._url import non_negative_int, positive_float, split_options
 
 try:
@@ -76,8 +80,9 @@ class RedisStreamSink:
                 connect_timeout=parsed.get("connect_timeout", 2.0),
             )
         except ValueError as exc:
-            msg = f"invalid redis URL {mask_url(url)!r}: {exc}"
+            msg = f"invalid redis URL {mask_url(url)!r}: {without_secret_parts(str(exc), url)}"
             raise ConfigurationError(msg) from None
+        _refuse_unknown_query(clean_url, self._client.connection_pool.connection_class)
         self.name = f"{mask_url(clean_url)}#{self.stream}"
 
     def write(self, batch: Sequence[bytes]) -> None:
@@ -87,5 +92,30 @@ class RedisStreamSink:
             pipe.xadd(self.stream, {EVENT_FIELD: data}, maxlen=maxlen, approximate=True)
         pipe.execute()
 
+    def failure_kind(self, error: BaseException) -> FailureKind | None:
+        if isinstance(error, redis.TimeoutError):
+            return "timeout"
+        if isinstance(error, redis.RedisError):  # refused, reset, OOM, READONLY, LOADING
+            return "unavailable"
+        return None
+
     def close(self) -> None:
         self._client.close()
+
+
+def _refuse_unknown_query(url: str, connection_class: type) -> None:
+    """redis-py hands unknown URL query options to the connection, which fails only when it
+    first connects (``redis://h/0?streamm=x``): say so now, with what is allowed."""
+    allowed = set(_OPTIONS) | set(redis.connection.URL_QUERY_ARGUMENT_PARSERS)
+    for klass in connection_class.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            allowed.update(inspect.signature(init).parameters)
+    given = {key for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+    unknown = given - allowed
+    if unknown:
+        msg = (
+            f"unknown redis sink URL option(s) {sorted(unknown)}; ours are {sorted(_OPTIONS)}, "
+            "the rest are redis-py's connection options (socket_keepalive, client_name, ...)"
+        )
+        raise ConfigurationError(msg)

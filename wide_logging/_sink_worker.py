@@ -1,0 +1,92 @@
+"""A thread per network sink, so the writer thread can stop waiting for a hung one.
+
+A sink that accepts a connection and never answers holds its caller until the client's own
+socket timeout — per attempt. If the writer thread were that caller, the queue would fill
+behind it and normal events would be dropped (measured: 10% of them in a minute). So each
+non-local sink runs its ``write`` on a worker thread of its own; the writer waits for the
+result with a deadline, in short slices, and uses the slices to spill the queue to the
+spool when it rises. A call that outlives the deadline is abandoned, not killed: the worker
+stays *busy* until the client gives up, and the sink counts as down meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from queue import SimpleQueue
+
+from .typing import Sink
+
+_local = threading.local()
+
+
+def in_sink_thread() -> bool:
+    """True on a pipeline's writer or sink thread (their log records must not loop back)."""
+    return getattr(_local, "active", False)
+
+
+def mark_sink_thread() -> None:
+    _local.active = True
+
+
+class SinkTimeout(Exception):
+    """A sink did not answer within the batch's deadline."""
+
+
+class SinkWorker:
+    """Runs ``sink.write`` calls one at a time on a daemon thread, started on first use and
+    again in a forked child."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self._pid = -1
+        self._jobs: SimpleQueue[tuple[Sequence[bytes], Future[None]] | None] = SimpleQueue()
+        self._current: Future[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A call is still running (perhaps one the writer gave up waiting for)."""
+        current = self._current
+        return current is not None and not current.done() and self._pid == os.getpid()
+
+    def write(
+        self, batch: Sequence[bytes], deadline: float, wait: Callable[[Future[None], float], bool]
+    ) -> None:
+        """Write ``batch`` on the worker; ``wait(future, deadline)`` returns True once the
+        call is done, False when the deadline passed first (``SinkTimeout``)."""
+        if self.busy:
+            msg = f"sink {self.sink.name} is still busy with an earlier batch"
+            raise SinkTimeout(msg)
+        if self._pid != os.getpid():  # first use, or a forked child: a thread of our own
+            self._pid = os.getpid()
+            self._jobs = SimpleQueue()
+            threading.Thread(
+                target=self._run, args=(self._jobs,), name="wide_logging.sink", daemon=True
+            ).start()
+        future: Future[None] = Future()
+        self._current = future
+        self._jobs.put((batch, future))
+        if not wait(future, deadline):
+            msg = f"sink {self.sink.name} did not answer in time"
+            raise SinkTimeout(msg)
+        future.result()  # the sink's own exception, if any
+
+    def stop(self) -> None:
+        if self._pid == os.getpid():
+            self._jobs.put(None)
+
+    def _run(self, jobs: SimpleQueue[tuple[Sequence[bytes], Future[None]] | None]) -> None:
+        mark_sink_thread()
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            batch, future = job
+            try:
+                self.sink.write(batch)
+            except BaseException as exc:  # handed to the writer, which decides
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
