@@ -12,7 +12,7 @@ loguru) beside wide_logging keeping every event. With all ten alternated in the 
 rounds, the light variants read higher and moved more on our 2-vCPU VM (keep-all +8.6 to
 +12.0 µs against +8.5 to +9.9 in 24 of 27 grouped runs; docs/benchmarks.md).
 
-    python benchmarks/compare.py [--rounds 15] [--requests 2000] [--json]
+    python benchmarks/compare.py [--rounds 15] [--requests 2000] [--json] [--ours-only]
 """
 
 from __future__ import annotations
@@ -274,10 +274,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--ours-only", action="store_true", help="only the first group (ours, floor, stdlib)"
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        groups = build_groups(Path(tmp))
+        groups = [build_variants(Path(tmp))] if args.ours_only else build_groups(Path(tmp))
         runs = {name: 0 for group in groups for name in group}
         for number, variants in enumerate(groups, 1):
             samples = measure(variants, args.rounds, args.requests)

@@ -343,8 +343,48 @@ class WideEvent:
             **resource,
         }
         try:
-            self._request_fields(event, for_encoder)
-        except Exception as exc:
+            if self.request_id is not None:
+                event["request_id"] = self.request_id
+            if self.trace_id is not None:
+                event["trace_id"] = self.trace_id
+            fields = self._fields
+            if self.method is not None:
+                if for_encoder and "http" not in fields:  # annotations merge into a dict
+                    event["http"] = http_fragment(self.method, self.route, self.status)
+                else:
+                    event["http"] = http_object(self.method, self.route, self.status)
+            path = self.path
+            if path is not None:
+                # ;jsessionid=..., a JWT in a link: only paths long enough to hold one
+                if len(path) > 16 and ("=" in path or "eyJ" in path or len(path) > 1024):
+                    path = self._serializer.scrub(self._serializer.clip(path, 1024))
+                event["url"] = {"path": path}
+            if self.client_address is not None:
+                event["client"] = {"address": self.client_address}
+            user_agent = self.user_agent
+            if user_agent is not None:
+                if len(user_agent) > 1024:
+                    user_agent = self._serializer.clip(user_agent, 1024)
+                event["user_agent"] = {"original": user_agent}
+            end_ns = self._end_ns
+            if not end_ns:  # self.end(), inlined: the clock has usually stopped already
+                end_ns = self._end_ns = _perf_ns()
+            # whole microseconds, as milliseconds: integer steps, 4x cheaper than round()
+            event["duration_ms"] = (end_ns - self._start_ns) // 1000 / 1000
+            if self.error is not None:
+                event["error"] = self.error
+            if self._logs:
+                event["logs"] = self._logs[:]  # a copy: a late add_log must not change it
+                if self._logs_dropped:
+                    event["logs_dropped"] = self._logs_dropped
+            timings = self._timings
+            if timings:
+                event["timings"] = {key: round(ms, 3) for key, ms in list(timings.items())}
+            if fields:
+                self._add_app_fields(event, fields, ())
+            if self._refused:
+                event[REFUSED] = self._refused
+        except Exception as exc:  # a bug of ours must not cost the event
             event = {key: event[key] for key in ("event_id", "timestamp", "kind", *resource)}
             event["http"] = http_object(self.method or "", self.route, self.status)
             event["duration_ms"] = self.duration_ms
@@ -353,48 +393,6 @@ class WideEvent:
             event["finalize_error"] = type(exc).__name__
         event["sampling"] = sampling
         return event
-
-    def _request_fields(self, event: EventDict, for_encoder: bool) -> None:
-        if self.request_id is not None:
-            event["request_id"] = self.request_id
-        if self.trace_id is not None:
-            event["trace_id"] = self.trace_id
-        fields = self._fields
-        if self.method is not None:
-            if for_encoder and "http" not in fields:  # annotations merge into a dict
-                event["http"] = http_fragment(self.method, self.route, self.status)
-            else:
-                event["http"] = http_object(self.method, self.route, self.status)
-        path = self.path
-        if path is not None:
-            if len(path) > 1024 or "=" in path or "eyJ" in path:  # ;jsessionid=..., a JWT
-                path = self._serializer.scrub(self._serializer.clip(path, 1024))
-            event["url"] = {"path": path}
-        if self.client_address is not None:
-            event["client"] = {"address": self.client_address}
-        user_agent = self.user_agent
-        if user_agent is not None:
-            if len(user_agent) > 1024:
-                user_agent = self._serializer.clip(user_agent, 1024)
-            event["user_agent"] = {"original": user_agent}
-        end_ns = self._end_ns
-        if not end_ns:  # self.end(), inlined: the clock has usually stopped already
-            end_ns = self._end_ns = _perf_ns()
-        # whole microseconds, as milliseconds: integer steps, 4x cheaper than round()
-        event["duration_ms"] = (end_ns - self._start_ns) // 1000 / 1000
-        if self.error is not None:
-            event["error"] = self.error
-        if self._logs:
-            event["logs"] = self._logs[:]  # a copy: a late add_log must not change it
-            if self._logs_dropped:
-                event["logs_dropped"] = self._logs_dropped
-        timings = self._timings
-        if timings:
-            event["timings"] = {key: round(ms, 3) for key, ms in list(timings.items())}
-        if fields:
-            self._add_app_fields(event, fields, ())
-        if self._refused:
-            event[REFUSED] = self._refused
 
     def _add_app_fields(
         self, target: dict[str, Any], fields: Mapping[str, Any], path: tuple[str, ...]

@@ -45,11 +45,12 @@ _OPTIONS = ("normal_rate", "slow_ms", "critical_routes", "log_rate", "key")
 
 def keyed_hash(key: bytes) -> Callable[[str], int]:
     """A 32-bit BLAKE2b of a string, keyed with ``key``: unpredictable without the key."""
-    blake2b = hashlib.blake2b
+    keyed = hashlib.blake2b(key=key, digest_size=4)  # copied per call: the key set up once
     from_bytes = int.from_bytes
 
     def sampling_hash(value: str) -> int:
-        digest = blake2b(value.encode("utf-8", "surrogatepass"), key=key, digest_size=4)
+        digest = keyed.copy()
+        digest.update(value.encode("utf-8", "surrogatepass"))
         return from_bytes(digest.digest(), "little")
 
     return sampling_hash

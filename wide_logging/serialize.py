@@ -296,7 +296,8 @@ class Serializer:
         try:
             # No OPT_NON_STR_KEYS here: it halves orjson's speed, and every key that came
             # through clean() is already a str. A stray one takes the strict path below.
-            data = _dumps(event, self._encode_default)
+            # _dumps(), inlined: this runs for every kept event.
+            data = orjson.dumps(event, default=self._encode_default, option=_DUMPS_OPTION)[:-1]
         except Exception:
             data = self._encode_strict(event)
         if len(data) > self.max_event_bytes:

@@ -32,7 +32,7 @@ class WideEventMiddleware:
 
     Options: ``handler`` (default: the configured ``WideEventHandler``),
     ``request_id_header`` (``X-Request-ID``), ``echo_request_id`` (True: the id is sent
-    back on the response, under the header name as configured).
+    back on the response under that name, lowercased as ASGI requires of header names).
     """
 
     def __init__(
@@ -45,9 +45,9 @@ class WideEventMiddleware:
     ) -> None:
         self.app = app
         self._handler = HandlerRef(handler)
-        name = check_header_name(request_id_header)
-        self._header_name = name.lower().encode("latin-1")  # ASGI request headers: lowercase
-        self._echo_name = name.encode("latin-1")
+        # ASGI header names are lowercase, in the request and (the spec requires it) in the
+        # response too; WSGI echoes the name as configured. HTTP names ignore case.
+        self._header_name = check_header_name(request_id_header).lower().encode("latin-1")
         self._echo = check_bool("echo_request_id", echo_request_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,7 +64,7 @@ class WideEventMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = (event.request_id or "").encode("latin-1")
-        echo = (self._echo_name, request_id) if self._echo else None
+        echo = (self._header_name, request_id) if self._echo else None
         entry_root_path = scope.get("root_path", "")
 
         # A plain function returning the server's awaitable: no coroutine of our own per
@@ -143,9 +143,9 @@ def _flush_at_shutdown() -> None:
 def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
     """``message`` plus ``header`` unless the app set it; a copy, never the app's list."""
     headers = message.get("headers") or ()
-    name = header[0].lower()
+    name = header[0]
     for existing, _ in headers:
-        if existing.lower() == name:  # the app's own value wins
+        if existing == name:  # ASGI response header names are lowercase
             return message
     # Copies: the app's response object (dict and list) may be sent again.
     message = {**message}
