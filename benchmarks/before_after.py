@@ -76,7 +76,7 @@ def main() -> None:
     for name in names:
         before = [run[name] for run in runs["before"]]
         after = [run[name] for run in runs["after"]]
-        ratios = [a / b if b else float("nan") for a, b in zip(after, before)]
+        ratios = [a / b if b else float("nan") for a, b in zip(after, before, strict=True)]
         print(
             f"{name:58} {statistics.median(before):10.3f} {statistics.median(after):10.3f} "
             f"{statistics.median(ratios):6.3f}  " + " ".join(f"{r:.3f}" for r in ratios)

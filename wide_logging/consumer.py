@@ -8,8 +8,13 @@ is delivered to one consumer. A turn of the loop takes, in this order of prefere
 1. this consumer's own pending entries, after a failed write or at start
    (``XREADGROUP ... 0``): what it read but never acknowledged;
 2. entries another consumer has left pending for ``claim_idle_ms`` — it crashed —
-   claimed with ``XAUTOCLAIM``;
+   claimed with ``XAUTOCLAIM``, looked for at least every second (and a blocking read
+   never waits past the next look), so they are taken within ``claim_idle_ms`` + ~1 s;
 3. new entries (``XREADGROUP ... >``, blocking up to ``block_ms``).
+
+After any Redis error (a restart from its AOF, a failover) the consumer reads its own
+pending list again first: what it had read but not acknowledged is written at once, not
+after ``claim_idle_ms``.
 
 Entries are parsed; the batch is written to the sink and acknowledged (``XACK``) only after
 the sink succeeded. An entry that cannot be parsed, has no ``event`` field, or has been
@@ -39,7 +44,7 @@ from .incidents import IncidentAggregator, Rule
 from .metrics import Metrics, register_gauges, unregister_counters, unregister_gauges
 from .sinks import mask_url, open_sink
 from .sinks.redis_stream import DEFAULT_STREAM, EVENT_FIELD, connect
-from .typing import EventDict, Sink
+from .typing import EventDict, RejectedEvents, Sink
 
 _internal = logging.getLogger("wide_logging.internal")
 #: Incident announcements, for alerting (a handler on this logger can page someone).
@@ -48,6 +53,8 @@ _incident_log = logging.getLogger("wide_logging.incidents")
 DEFAULT_GROUP = "wide_logging"
 #: Entries larger than this are not parsed: they go to the dead letters.
 MAX_ENTRY_BYTES = 16 * 1024 * 1024
+#: Longest wait between two looks for a dead consumer's entries (seconds).
+CLAIM_CHECK_EVERY = 1.0
 
 
 @dataclass
@@ -155,6 +162,10 @@ class StreamConsumer:
                     continue
                 self._failed(exc)
             except redis.RedisError as exc:
+                # Redis restarted (from its AOF), or failed over: our own unacknowledged
+                # entries are back in its pending list; take them first, not after the
+                # claim idle time.
+                self._pending_first = True
                 self._failed(exc)
         self.sink.close()
         unregister_gauges(self)
@@ -192,12 +203,23 @@ class StreamConsumer:
         entries = self._next_entries()
         if not entries:
             return 0
-        good_ids, events, dead = self._sort(entries)
+        good, events, dead = self._sort(entries)
         if dead:
             self._dead_letter(dead)
         if events:
             try:
-                self.sink.write(events)
+                try:
+                    self.sink.write(events)
+                except RejectedEvents as rejected:  # the rest was stored
+                    refused = set(rejected.reasons)
+                    self._dead_letter(
+                        [
+                            (good[i], f"refused by {self.sink.name}: {r}")
+                            for i, r in rejected.reasons.items()
+                        ]
+                    )
+                    events = [data for i, data in enumerate(events) if i not in refused]
+                    good = [entry for i, entry in enumerate(good) if i not in refused]
             except Exception as exc:
                 # Not acknowledged: read again from our pending list after a pause, and
                 # dead-lettered once delivered max_deliveries times.
@@ -212,8 +234,11 @@ class StreamConsumer:
                 )
                 self._stop.wait(self._backoff())
                 return 0
-            self._redis.xack(self.stream, self.group, *good_ids)
+            # Counted once the sink has them: an XACK that fails below leaves them pending,
+            # written again later (the store dedupes), and counted again then.
             self.metrics.inc("consumer.written", len(events))
+            if good:
+                self._redis.xack(self.stream, self.group, *(entry.entry_id for entry in good))
             if self.incidents is not None:
                 for data in events:
                     self.incidents.observe(orjson.loads(data))
@@ -250,12 +275,13 @@ class StreamConsumer:
             self._pending_first = False
         now = time.monotonic()
         if now >= self._next_claim:
-            self._next_claim = now + min(self.claim_idle_ms / 1000 / 2, 30.0)
+            self._next_claim = now + min(self.claim_idle_ms / 1000 / 4, CLAIM_CHECK_EVERY)
             claimed = self._claim()
             if claimed:
                 self.metrics.inc("consumer.claimed", len(claimed))
                 return self._with_delivery_counts(claimed)
-        return self._read(b">", block=self.block_ms)
+        until_claim = max(1, int((self._next_claim - time.monotonic()) * 1000))
+        return self._read(b">", block=min(self.block_ms, until_claim))
 
     def _read(self, start: bytes, block: int | None) -> list[Entry]:
         reply = self._redis.xreadgroup(
@@ -295,9 +321,10 @@ class StreamConsumer:
 
     def _sort(
         self, entries: Sequence[Entry]
-    ) -> tuple[list[bytes], list[bytes], list[tuple[Entry, str]]]:
-        """Split a batch into (ids to ack after writing, events, dead letters with reasons)."""
-        good_ids: list[bytes] = []
+    ) -> tuple[list[Entry], list[bytes], list[tuple[Entry, str]]]:
+        """Split a batch into (entries to ack after writing, their events, dead letters with
+        reasons)."""
+        good: list[Entry] = []
         events: list[bytes] = []
         dead: list[tuple[Entry, str]] = []
         for entry in entries:
@@ -322,9 +349,9 @@ class StreamConsumer:
             if not isinstance(parsed, dict):
                 dead.append((entry, "event is not a JSON object"))
                 continue
-            good_ids.append(entry.entry_id)
+            good.append(entry)
             events.append(data)
-        return good_ids, events, dead
+        return good, events, dead
 
     def _dead_letter(self, dead: list[tuple[Entry, str]]) -> None:
         pipe = self._redis.pipeline(transaction=False)

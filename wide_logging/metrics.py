@@ -97,7 +97,8 @@ FAMILIES: tuple[Family, ...] = (
            "Cache store calls that failed (the app saw a miss or a skipped write), by cache.",
            "cache", ("caches", "{}", "errors")),
     Family("consumer.written", "consumer_written_events_total", "counter",
-           "Events a stream consumer wrote to its sink and acknowledged.",
+           "Events a stream consumer wrote to its sink (counted when the sink took them; an "
+           "entry written again after a failed acknowledgement counts again).",
            path=("consumer", "written")),
     Family("consumer.claimed", "consumer_claimed_entries_total", "counter",
            "Entries claimed from consumers that stopped acknowledging.",

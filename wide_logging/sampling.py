@@ -4,7 +4,10 @@ Pure: no I/O, no clock. The share of normal traffic is decided by a keyed hash o
 request's id, so that a client that sends its own ``X-Request-ID`` cannot choose to be kept
 (and amplify storage) or dropped (and hide)::
 
-    keep  <=>  hash_K(request_id) < normal_rate * 2**32
+    keep  <=>  hash_K(request_id) < normal_rate * 2**64 - 2**63
+
+(a signed 64-bit hash, the range Python's ``hash()`` gives, so the common case compares
+its result with no arithmetic.)
 
 With ``key`` (the deployment's secret, ``WIDE_LOGGING_SAMPLING_KEY``) ``hash_K`` is a
 BLAKE2b keyed with it: every process and service sharing the key decides alike for one id.
@@ -37,21 +40,24 @@ RULES = ("error", "server_error", "slow", "critical_route", "force_keep", "norma
 ALWAYS_KEEP_RULES = frozenset(RULES[:-1])
 #: Log records outside any request: errors by ``error``, the rest by ``log`` at ``log_rate``.
 LOG_RULE = "log"
-_SPACE = 2**32
+#: Hashes are signed 64-bit integers, uniform over [-2**63, 2**63).
+_SPACE = 2**64
+_LOWEST = -(2**63)
 #: Shortest sampling key accepted: 128 bits of a random hex or base64 string.
 MIN_KEY_LENGTH = 16
 _OPTIONS = ("normal_rate", "slow_ms", "critical_routes", "log_rate", "key")
 
 
 def keyed_hash(key: bytes) -> Callable[[str], int]:
-    """A 32-bit BLAKE2b of a string, keyed with ``key``: unpredictable without the key."""
-    keyed = hashlib.blake2b(key=key, digest_size=4)  # copied per call: the key set up once
+    """A signed 64-bit BLAKE2b of a string, keyed with ``key``: unpredictable without the
+    key."""
+    keyed = hashlib.blake2b(key=key, digest_size=8)  # copied per call: the key set up once
     from_bytes = int.from_bytes
 
     def sampling_hash(value: str) -> int:
         digest = keyed.copy()
         digest.update(value.encode("utf-8", "surrogatepass"))
-        return from_bytes(digest.digest(), "little")
+        return from_bytes(digest.digest(), "little", signed=True)
 
     return sampling_hash
 
@@ -170,8 +176,8 @@ class TailSampler:
         #: every process that has it.
         self.keyed = key is not None
         self._hash = keyed_hash(key.encode("utf-8")) if key is not None else _process_hash()
-        self._threshold = int(self.normal_rate * _SPACE)
-        self._log_threshold = int(self.log_rate * _SPACE)
+        self._threshold = _LOWEST + int(self.normal_rate * _SPACE)
+        self._log_threshold = _LOWEST + int(self.log_rate * _SPACE)
         # Decisions are immutable, so each rule's is built once and shared.
         self._keep_error = Decision(True, "error", 1.0)
         self._keep_server_error = Decision(True, "server_error", 1.0)
@@ -199,7 +205,7 @@ class TailSampler:
 
     def hit(self, key: str) -> bool:
         """True when ``key`` falls in the kept share of normal traffic."""
-        return self._hash(key) & 0xFFFFFFFF < self._threshold
+        return self._hash(key) < self._threshold
 
     def is_critical(self, route: str | None) -> bool:
         return (
@@ -228,17 +234,13 @@ class TailSampler:
         if force_keep:
             return self._keep_forced
         # self.hit(key), inlined: this line runs for every request
-        return (
-            self._normal_keep
-            if self._hash(key) & 0xFFFFFFFF < self._threshold
-            else self._normal_drop
-        )
+        return self._normal_keep if self._hash(key) < self._threshold else self._normal_drop
 
     def decide_log(self, key: str, *, error: bool) -> Decision:
         """The decision for a log record outside any request."""
         if error:
             return self._keep_error
-        keep = self._hash(key) & 0xFFFFFFFF < self._log_threshold
+        keep = self._hash(key) < self._log_threshold
         return self._log_keep if keep else self._log_drop
 
     def decide_event(self, event: Mapping[str, Any]) -> Decision:
@@ -279,8 +281,8 @@ class TailSampler:
         )
         return (
             f"{verdict} by rule 'normal' (rate {self.normal_rate:g}): no always-keep rule "
-            f"matched, and {which} of {key!r} is {self._hash(key) & 0xFFFFFFFF}, "
-            f"{'<' if decision.keep else '>='} {self._threshold} (normal_rate * 2**32); "
+            f"matched, and {which} of {key!r} is {self._hash(key)}, "
+            f"{'<' if decision.keep else '>='} {self._threshold} (normal_rate * 2**64 - 2**63); "
             f"each kept normal event stands for "
             f"{1 / self.normal_rate if self.normal_rate else 0:g}{caveat}"
         )
