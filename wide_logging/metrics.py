@@ -85,9 +85,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("queue.capacity", "queue_capacity_events", "gauge",
            "Most events the queue holds (queue_size).", path=("queue", "capacity")),
     Family("queue.bytes", "queue_bytes", "gauge",
-           "Encoded bytes waiting for the writer thread.", path=("queue", "bytes")),
+           "Memory of the events waiting for the writer thread (encoded bytes + per-event "
+           "overhead).", path=("queue", "bytes")),
     Family("queue.capacity_bytes", "queue_capacity_bytes", "gauge",
-           "Most encoded bytes the queue holds (queue_bytes).", path=("queue", "capacity_bytes")),
+           "Most memory the queue holds (queue_bytes).", path=("queue", "capacity_bytes")),
     Family("cache.hits", "cache_hits_total", "counter",
            "Cache lookups that found a value, by cache.", "cache", ("caches", "{}", "hits")),
     Family("cache.misses", "cache_misses_total", "counter",

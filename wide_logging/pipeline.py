@@ -41,6 +41,7 @@ import contextlib
 import logging
 import os
 import random
+import sys
 import threading
 import time
 import weakref
@@ -63,6 +64,10 @@ _internal = logging.getLogger("wide_logging.internal")
 HIGH_WATER = 0.5
 #: How often the writer looks at the queue while it waits on a sink.
 _WAIT_SLICE = 0.02
+#: What a queued event costs beyond its encoded bytes: the bytes object's header and the
+#: deque's pointer, rounded up for the allocator. Counted in ``queue_bytes``, so that the
+#: option bounds the memory really held (measured: benchmarks/queue_memory.py).
+EVENT_OVERHEAD = sys.getsizeof(b"") + 16
 
 in_writer_thread = in_sink_thread
 
@@ -172,7 +177,7 @@ class Pipeline:
         # A forked child gets fresh state from the os.register_at_fork hook below.
         if self._thread is None:
             self._start()
-        size = len(data)
+        size = len(data) + EVENT_OVERHEAD
         lock = self._lock
         lock.acquire()  # not ``with``: in CPython 3.11 it costs twice as much
         try:
@@ -331,7 +336,7 @@ class Pipeline:
                 queue.clear()
             else:
                 items = [queue.popleft() for _ in range(limit)]
-            self._queued_bytes -= sum(map(len, items))
+            self._queued_bytes -= sum(map(len, items)) + EVENT_OVERHEAD * len(items)
         return items
 
     def _write_queued(self) -> None:
