@@ -370,3 +370,24 @@ def test_direct_asgi_call_without_starlette(handler: WideEventHandler) -> None:
     event = only_request(events)
     assert event["http"] == {"request": {"method": "DELETE"}, "response": {"status_code": 204}}
     assert "client" not in event
+
+
+def test_response_headers_given_as_any_iterable_all_reach_the_server(
+    handler: WideEventHandler,
+) -> None:
+    import asyncio
+
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = iter([(b"content-type", b"text/plain"), (b"set-cookie", b"a=1")])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    asyncio.run(WideEventMiddleware(app)(scope, None, send))
+    names = [name for name, _ in sent[0]["headers"]]
+    assert names == [b"content-type", b"set-cookie", b"x-request-id"]

@@ -107,23 +107,68 @@ def test_bad_entries_go_to_the_dead_letter_stream_with_a_reason(
     assert consumer.metrics.get("consumer.dead_letters") == 4
 
 
-def test_failing_sink_keeps_entries_pending_then_dead_letters_them(
+def test_a_sink_outage_keeps_entries_pending_and_never_dead_letters_them(
     redis_url: str, redis_server: RedisServer
 ) -> None:
+    """Retried from memory, not read again: a sink down for many retries does not use up
+    max_deliveries (an outage of ~8 s used to send healthy entries to the dead letters)."""
     sink = ControlledSink("flaky")
     sink.failing = True
     consumer = StreamConsumer(redis_url, sink, block_ms=50, max_deliveries=3, retry_backoff=0.001)
     consumer.ensure_group()
     ids = publish(redis_url, 5)
     client = redis_server.client()
-    for _ in range(3):  # delivered 3 times, failed 3 times: still pending, not lost
+    for _ in range(10):  # ten failed writes: still pending, delivered once, not lost
         consumer.process_once()
         assert client.xpending(STREAM, "wide_logging")["pending"] == 5
     assert client.xlen(f"{STREAM}:dead") == 0
-    consumer.process_once()  # the 4th delivery is over max_deliveries
+    details = client.xpending_range(STREAM, "wide_logging", min="-", max="+", count=10)
+    assert {d["times_delivered"] for d in details} == {1}
+    sink.failing = False
+    consumer.process_once()
+    assert request_ids(sink.events) == Counter(ids)
+    assert client.xpending(STREAM, "wide_logging")["pending"] == 0
+
+
+def test_entries_delivered_too_often_go_to_the_dead_letters(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """Redelivered again and again (consumers that crash on an entry): dead-lettered."""
+    consumer = StreamConsumer(
+        redis_url, ControlledSink("store"), block_ms=50, max_deliveries=3, consumer="c1"
+    )
+    consumer.ensure_group()
+    ids = publish(redis_url, 5)
+    client = redis_server.client()
+    read = client.xreadgroup("wide_logging", "c1", {STREAM: ">"}, count=10)
+    entry_ids = [entry_id for entry_id, _ in read[0][1]]
+    client.xclaim(STREAM, "wide_logging", "c1", 0, entry_ids, retrycount=3)  # 3 crashes
+    consumer.process_once()  # reads its pending list: the 4th delivery
     dead = client.xrange(f"{STREAM}:dead")
     assert [f[b"reason"] for _, f in dead] == [b"delivered 4 times"] * 5
     assert sorted(orjson.loads(f[b"event"])["request_id"] for _, f in dead) == sorted(ids)
+    assert client.xpending(STREAM, "wide_logging")["pending"] == 0
+
+
+def test_an_entry_the_sink_refuses_alone_is_dead_lettered_and_the_rest_stored(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    class Picky(ControlledSink):
+        def write(self, batch: Any) -> None:
+            if any(b"bad-2" in data for data in batch):
+                raise ValueError("document failed validation")
+            super().write(batch)
+
+    sink = Picky("picky")
+    consumer = StreamConsumer(redis_url, sink, block_ms=50, retry_backoff=0.001)
+    consumer.ensure_group()
+    ids = publish(redis_url, 5, tag="bad")
+    consumer.process_once()
+    assert sorted(request_ids(sink.events)) == sorted(set(ids) - {"bad-2"})
+    client = redis_server.client()
+    [(_, letter)] = client.xrange(f"{STREAM}:dead")
+    assert orjson.loads(letter[b"event"])["request_id"] == "bad-2"
+    assert b"document failed validation" in letter[b"reason"]
     assert client.xpending(STREAM, "wide_logging")["pending"] == 0
 
 

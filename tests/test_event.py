@@ -390,3 +390,9 @@ def test_a_log_record_whose_message_cannot_be_built_is_kept_as_text() -> None:
     fields = event.finalize(RESOURCE, SAMPLING)
     assert fields["logs"][0]["message"].startswith("<unrepresentable Unprintable>")
     assert fields["error"]["type"] == "LoggedError"
+
+
+def test_short_paths_with_secrets_are_scrubbed_too() -> None:
+    event = make_event()
+    event.method, event.path = "GET", "/a;sid=PathPW3z"
+    assert "PathPW3z" not in json.dumps(event.finalize(RESOURCE, SAMPLING))

@@ -393,3 +393,219 @@ def test_both_middlewares_echo_the_configured_header(make_handler: Any) -> None:
     )
     list(body)
     assert ("X-Trace-Id", "t-2") in headers  # WSGI: as configured
+
+
+# -- the crash-tester's findings ---------------------------------------------------------
+
+LOCK_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_APPEND)
+fcntl.flock(fd, fcntl.LOCK_EX)  # a frozen worker, or a hung NFS server, holding the lock
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_request_never_waits_long_for_another_process_holding_the_spool(
+    tmp_path: Path,
+) -> None:
+    """Queue full, an always-keep event spooled from the request thread, and another
+    process holds the spool's lock: the request waits a bounded moment (it waited 14.75 s),
+    and the event is counted as lost, never silently."""
+    spool = tmp_path / "spool" / "events.jsonl"
+    sink = ControlledSink("stuck", local=True)
+    sink.release.clear()  # the writer is stuck: the queue fills
+    handler = WideEventHandler(
+        sink=sink,
+        fallback=f"file:{spool}",
+        sampling={"normal_rate": 1.0},
+        queue_size=10,
+        batch_size=1,
+        flush_interval=0.05,
+    )
+    holder = _hold_lock(spool, 30)
+    try:
+        for n in range(12):
+            handler.submit(handler.new_event(request_id=f"fill-{n}"))
+        slowest = 0.0
+        for n in range(20):
+            event = handler.new_event(request_id=f"err-{n}")
+            event.annotate(force_keep=True)
+            started = time.monotonic()
+            handler.submit(event)
+            slowest = max(slowest, time.monotonic() - started)
+        assert slowest < 0.5, slowest
+        lost = handler.metrics.get("events.lost.force_keep")
+        assert lost == handler.metrics.get("dropped.spool_failure")
+        assert lost >= 18  # all that found the queue full (one or two may have fitted)
+    finally:
+        holder.kill()
+        holder.wait(10)
+        sink.release.set()
+        handler.close()
+
+
+def test_exit_does_not_wait_for_another_process_holding_the_sink_file(tmp_path: Path) -> None:
+    """A file sink whose lock another process holds for ever: the batch times out and is
+    spooled, and close() returns (it waited as long as the lock was held)."""
+    out = tmp_path / "out" / "events.jsonl"
+    holder = _hold_lock(out, 60)
+    try:
+        handler = WideEventHandler(
+            sink=f"file:{out}",
+            fallback=f"file:{tmp_path}/spool/events.jsonl",
+            sampling={"normal_rate": 1.0},
+            flush_interval=0.05,
+            shutdown_timeout=2,
+        )
+        for n in range(30):
+            handler.submit(handler.new_event(request_id=f"x-{n}"))
+        started = time.monotonic()
+        handler.close()
+        assert time.monotonic() - started < 12
+        spooled = read_jsonl(tmp_path / "spool" / "events.jsonl")
+        assert {e["request_id"] for e in spooled} == {f"x-{n}" for n in range(30)}
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_the_queue_spills_while_a_refused_sink_is_retried(tmp_path: Path) -> None:
+    """Retries back off for seconds: the queue must spill meanwhile, not overflow (1,110
+    normal events were dropped during a Redis restart)."""
+    sink = ControlledSink("refusing")
+    sink.failing = True  # refused at once (ConnectionError): retried with backoff
+    handler = WideEventHandler(
+        sink=sink,
+        fallback=f"file:{tmp_path}/spool/events.jsonl",
+        sampling={"normal_rate": 1.0},
+        queue_size=200,
+        batch_size=50,
+        max_retries=3,
+        retry_backoff=0.5,
+        flush_interval=0.05,
+    )
+    try:
+        for n in range(3000):
+            handler.submit(handler.new_event(request_id=f"r-{n}"))
+            if n % 100 == 0:
+                time.sleep(0.01)  # a steady stream over the backoffs
+        assert handler.flush(60)
+        snapshot = handler.metrics.snapshot()
+    finally:
+        handler.close()
+    assert not {k: v for k, v in snapshot.items() if k.startswith("dropped.")}
+    assert snapshot.get("spooled.backpressure", 0) > 0
+
+
+def test_dead_letters_beyond_the_files_kept_are_counted(tmp_path: Path) -> None:
+    class RefusesBad(ControlledSink):
+        def write(self, batch: Sequence[bytes]) -> None:
+            if any(b'"bad"' in data for data in batch):
+                raise ValueError("refused")
+            super().write(batch)
+
+    handler = WideEventHandler(
+        sink=RefusesBad("refuses-bad", local=True),
+        fallback=f"file:{tmp_path}/spool/events.jsonl?max_bytes=4096&backups=2",
+        sampling={"normal_rate": 1.0},
+        batch_size=10,
+        flush_interval=0.05,
+    )
+    try:
+        for n in range(400):
+            event = handler.new_event(request_id=f"e-{n}")
+            event.annotate(kind_of="bad" if n % 2 else "good", pad="p" * 200)
+            handler.submit(event)
+        assert handler.flush(30)
+        snapshot = handler.metrics.snapshot()
+    finally:
+        handler.close()
+    on_disk = read_jsonl(tmp_path / "spool" / "dead-letters.jsonl")
+    assert snapshot["dead_letters.refuses-bad"] == 200
+    assert len(on_disk) + snapshot["dropped.dead_letters_full"] == 200
+    assert snapshot["dropped.dead_letters_full"] > 0
+
+
+REPLAYER = """
+import sys, time
+from wide_logging import WideEventHandler
+handler = WideEventHandler(
+    sink="file:" + sys.argv[1], fallback="file:" + sys.argv[2],
+    sampling={"normal_rate": 1.0}, batch_size=200, flush_interval=0.01, replay_rate=20000,
+)
+handler.submit(handler.new_event(request_id="wake"))  # starts the writer, and so the replay
+time.sleep(600)
+"""
+
+
+def test_a_replay_killed_mid_segment_resumes_where_it_was(tmp_path: Path) -> None:
+    """Each process that died replaying a segment used to send it again from its start
+    (20,600 duplicates after 5 kills); now the next one resumes from a checkpoint."""
+    out, spool = tmp_path / "out" / "events.jsonl", tmp_path / "spool" / "events.jsonl"
+    spool.parent.mkdir(parents=True)
+    lines = [orjson.dumps({"event_id": f"e{n}", "request_id": f"s-{n}"}) for n in range(30_000)]
+    spool.write_bytes(b"\n".join(lines) + b"\n")
+    kills = 0
+    for _ in range(4):
+        child = subprocess.Popen([sys.executable, "-c", REPLAYER, str(out), str(spool)])
+        target = len(read_jsonl(out)) + 2000
+        wait_for(lambda t=target: len(read_jsonl(out)) > t, timeout=60, what="replay progress")
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        kills += 1
+        if len({e["request_id"] for e in read_jsonl(out)}) > 30_000:
+            break
+    child = subprocess.Popen([sys.executable, "-c", REPLAYER, str(out), str(spool)])
+    try:
+        wanted = {f"s-{n}" for n in range(30_000)}
+        wait_for(
+            lambda: wanted <= {e["request_id"] for e in read_jsonl(out)}, timeout=120, what="all"
+        )
+    finally:
+        child.kill()
+        child.wait(10)
+    stored = Counter(e["request_id"] for e in read_jsonl(out) if e["request_id"] != "wake")
+    duplicates = sum(stored.values()) - len(stored)
+    assert duplicates <= kills * 200, duplicates  # at most the batch in flight per kill
+
+
+def test_a_full_disk_is_reported_once_in_a_while_not_per_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = ControlledSink("down")
+    sink.failing = True
+    handler = WideEventHandler(
+        sink=sink,
+        fallback=f"file:{tmp_path}/spool/events.jsonl",
+        sampling={"normal_rate": 1.0},
+        batch_size=10,
+        max_retries=0,
+        breaker_cooldown=60,
+        flush_interval=0.05,
+    )
+    (tmp_path / "spool").rmdir()
+    (tmp_path / "spool").write_text("the disk is gone")
+    try:
+        for n in range(500):
+            handler.submit(handler.new_event(request_id=f"f-{n}"))
+        assert handler.flush(30)
+        assert handler.metrics.get("dropped.spool_failure") == 500
+    finally:
+        handler.close()
+    reports = [
+        r for r in caplog.records if "spool" in r.getMessage() and "failed" in r.getMessage()
+    ]
+    assert 1 <= len(reports) <= 2, [r.getMessage() for r in reports]

@@ -105,6 +105,22 @@ def test_dict_config_round_trip(tmp_path: Path) -> None:
         ({"sink": "mongodb://"}, "invalid mongodb URL"),
         ({"sink": "mongodb://h/db?colection=x"}, "invalid mongodb URL"),
         ({"sink": "file:/proc/wide-logging/events.jsonl"}, "cannot be created"),
+        # an attacker's pass found these accepted, and failing at the first write
+        ({"sink": "redis://127.0.0.1:1/0", "sink_options": {"maxlen": -1}}, "maxlen"),
+        ({"sink": "redis://127.0.0.1:1/0", "sink_options": {"maxlen": "many"}}, "maxlen"),
+        ({"sink": "redis://127.0.0.1:1/0", "sink_options": {"stream": ""}}, "stream"),
+        (
+            {"sink": "redis://127.0.0.1:1/0", "sink_options": {"socket_timeout": -1}},
+            "socket_timeout",
+        ),
+        ({"sink": "redis://127.0.0.1:1/0?connect_timeout=inf"}, "connect_timeout"),
+        ({"sink": "mongodb://h/db", "sink_options": {"collection": ""}}, "collection"),
+        ({"sink": "mongodb://h/db", "sink_options": {"retention_days": -3}}, "retention_days"),
+        ({"sink": "redis://[::1/0"}, "invalid sink URL"),
+        ({"redact_pattern": ""}, "null to turn it off"),
+        ({"service": {"name": 0}}, "service name"),
+        ({"level": True}, "level must be a logging level"),
+        ({"max_string": 10**12}, "max_string"),
     ],
 )
 def test_malformed_config_fails_at_configuration_time(
@@ -115,6 +131,26 @@ def test_malformed_config_fails_at_configuration_time(
     cause = info.value.__cause__
     assert isinstance(cause, ConfigurationError)
     assert re.search(message, str(cause))
+
+
+def test_an_unknown_level_is_refused_directly_and_through_dict_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="level must be a logging level"):
+        WideEventHandler(level="loud", sink=f"file:{tmp_path}/e.jsonl")
+    with pytest.raises(ValueError, match="Unable to configure handler") as info:
+        logging.config.dictConfig(dict_config(tmp_path, level="loud"))
+    assert "loud" in str(info.value.__cause__)  # dictConfig checks it before we see it
+
+
+def test_a_dotted_redact_name_redacts_its_last_part(tmp_path: Path) -> None:
+    handler = WideEventHandler(
+        sink=f"file:{tmp_path}/e.jsonl", fallback=f"file:{tmp_path}/s/e.jsonl", redact=["user.ssn "]
+    )
+    try:
+        assert handler.serializer.clean({"user": {"ssn": "123-45-6789"}}) == {
+            "user": {"ssn": REDACTED}
+        }
+    finally:
+        handler.close()
 
 
 def test_spool_must_differ_from_the_sink(tmp_path: Path) -> None:

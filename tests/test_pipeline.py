@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,24 @@ def test_a_spool_directory_that_cannot_be_made_is_a_configuration_error(tmp_path
 def test_invalid_options_are_rejected(build, option: str, value: object) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigurationError, match=option):
         build(ControlledSink(), **{option: value})
+
+
+def test_no_writer_thread_is_started_after_close_or_during_interpreter_shutdown(
+    build, spool_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """An event finished at exit (a response body a test client never closed, collected
+    while the interpreter shuts down) must not start the writer then: a thread started
+    during finalisation never runs, and the process hung."""
+    closed_first = build(ControlledSink())
+    closed_first.close(timeout=1)
+    closed_first.put(ev("late", rule="error"), ERROR)
+    closed_first.put(ev("late-normal"), NORMAL)
+    assert closed_first._thread is None
+    assert ids(read_jsonl(spool_path)) == ["late"]
+    assert closed_first.metrics.get("dropped.closed") == 1
+
+    monkeypatch.setattr(sys, "is_finalizing", lambda: True)
+    finalizing = build(ControlledSink())
+    finalizing.put(ev("at-exit", rule="error"), ERROR)
+    assert finalizing._thread is None
+    assert "at-exit" in ids(read_jsonl(spool_path))

@@ -239,3 +239,21 @@ def test_ids_a_client_picked_to_be_kept_are_kept_at_the_normal_rate(tmp_path: An
         handler.close()
     sigma = (2000 * 0.05 * 0.95) ** 0.5
     assert abs(len(events) - 100) < 5 * sigma, len(events)  # not 2000
+
+
+def test_a_fixed_hash_seed_is_not_used_as_the_secret() -> None:
+    """PYTHONHASHSEED=42 keeps hash randomisation "on" but makes hash() public: decisions
+    must then come from a random key, different in each process."""
+    outputs = {_decisions_in_a_new_process("42", None, 3000) for _ in range(3)}
+    assert len(outputs) == 3
+
+
+def test_made_up_paths_that_match_no_route_are_not_critical() -> None:
+    """With no route template, critical_routes match the raw path — but not on a 404/405,
+    where a client could make any made-up /admin/... path always kept."""
+    sampler = TailSampler(normal_rate=0.0, critical_routes=["/admin/*"])
+    event = {"request_id": "r", "url": {"path": "/admin/anything"}}
+    assert sampler.decide_event({**event, "http": {"response": {"status_code": 200}}}).keep
+    for status in (404, 405):
+        decision = sampler.decide_event({**event, "http": {"response": {"status_code": status}}})
+        assert (decision.keep, decision.rule) == (False, "normal")

@@ -193,3 +193,39 @@ def _urlpatterns() -> list[Any]:
 
 
 urlpatterns = _urlpatterns()
+
+
+def test_a_body_whose_close_raises_is_an_error(handler: WideEventHandler) -> None:
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"partial"
+
+        def close(self) -> None:
+            raise OSError("connection pool broken")
+
+    def app(environ: dict[str, Any], start_response: Any) -> Body:
+        start_response("200 OK", [])
+        return Body()
+
+    with capture_events() as events:
+        body = WideEventWSGIMiddleware(app)(
+            {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda *a: None
+        )
+        with pytest.raises(OSError, match="pool broken"):
+            body.close()  # type: ignore[attr-defined]
+    [event] = requests_of(events)
+    assert event["error"]["type"] == "OSError"
+    assert event["sampling"]["rule"] == "error"
+
+
+def test_flask_test_client_sees_the_event_without_reading_the_body(
+    handler: WideEventHandler,
+) -> None:
+    client = flask_app().test_client()
+    with capture_events() as events:
+        client.get("/products/3")  # never read, never closed: as in users' tests
+        client.get("/crash")
+    ok, crash = requests_of(events)
+    assert ok["http"]["response"]["status_code"] == 200
+    assert crash["http"]["response"]["status_code"] == 500
+    assert crash["error"]["type"] == "LookupError"

@@ -4,9 +4,12 @@ An exception is the app's object, and it is hostile by accident more often than 
 think: a ``code`` property that raises, a ``__str__`` that fails or returns a megabyte, args
 that hold a cycle, a ``__cause__`` chain that loops. Whatever it does, the app must get
 its own exception back and the event must still say an error happened. So every read here
-is guarded and falls back to the type name; the core attributes (``args``, ``__cause__``,
-``__context__``, ``__traceback__``) are read through ``BaseException``'s own descriptors, so
-a subclass property cannot intercept them; and sizes are capped *before* text is built.
+is guarded — against ``BaseException`` too: a ``__str__`` that raises ``gevent.Timeout``
+must not replace the app's exception — and falls back to the type name; the core
+attributes (``args``, ``__cause__``, ``__context__``, ``__traceback__``) are read through
+``BaseException``'s own descriptors and the type through ``type()``, so a subclass property
+(even ``__class__``) cannot intercept them; and sizes are capped *before* text is built.
+The whole stack, source lines included, is scrubbed of secrets.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def type_name(exc: BaseException) -> str:
         if type(qualname) is not str:
             raise TypeError(qualname)
         name = qualname if module == "builtins" else f"{module}.{qualname}"
-    except Exception:
+    except BaseException:
         name = type.__getattribute__(kind, "__name__")
     return name[:_MAX_TYPE_NAME]
 
@@ -65,7 +68,7 @@ def exception_fields(exc: BaseException, text: TextPolicy) -> dict[str, Any]:
         code = _code(exc)
         if code is not None:
             fields["code"] = code
-    except Exception:  # a failure of ours: the type alone still marks the error
+    except BaseException:  # a failure of ours: the type alone still marks the error
         fields.setdefault("message", f"<unprintable {fields['type']}>")
     return fields
 
@@ -80,7 +83,7 @@ def exception_message(exc: BaseException, text: TextPolicy) -> str:
             message = str(exc)  # the app's own __str__: all we can do is call it, guarded
             if type(message) is not str:
                 message = f"<unprintable {type_name(exc)}>"
-    except Exception:
+    except BaseException:
         message = f"<unprintable {type_name(exc)}>"
     return text.scrub(text.clip(message, limit))
 
@@ -116,7 +119,7 @@ def _code(exc: BaseException) -> str | int | None:
     """The exception's ``code`` attribute when it is a string or an integer."""
     try:
         code = getattr(exc, "code", None)
-    except Exception:  # a property that raises: no code, the error is still recorded
+    except BaseException:  # a property that raises: no code, the error is still recorded
         return None
     if isinstance(code, bool) or code is None:
         return None
@@ -152,7 +155,7 @@ def _stack(exc: BaseException, text: TextPolicy) -> str:
         try:
             frames = traceback.extract_tb(_traceback_of(item))[-MAX_FRAMES:]
             parts.extend(traceback.format_list(frames))
-        except Exception:
+        except BaseException:
             parts.append("  <frames unavailable>\n")
         parts.append(f"{type_name(item)}: {exception_message(item, text)}\n")
         parts.extend(_notes(item, text))
@@ -161,7 +164,7 @@ def _stack(exc: BaseException, text: TextPolicy) -> str:
     stack = "".join(parts)
     if len(stack) > limit:
         stack = f"...[truncated {len(stack) - limit} chars]\n{stack[-limit:]}"
-    return stack
+    return text.scrub(stack)  # source lines too: connect("postgres://app:pw@db")
 
 
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
@@ -172,7 +175,7 @@ def _notes(exc: BaseException, text: TextPolicy) -> list[str]:
     """``add_note()`` texts (Python 3.11+), when they are what they should be: strings."""
     try:
         notes = getattr(exc, "__notes__", None)
-    except Exception:
+    except BaseException:
         return []
     if not isinstance(notes, (list, tuple)):
         return []

@@ -3,25 +3,34 @@
 Theory of operation
 -------------------
 A value is a secret when its *key* says so (``authorization``, ``api_key``,
-``user.session`` with ``redact=["session"]``): :class:`SecretNames` decides, per dotted
-part of the key, from a set of exact names and a pattern. That covers dicts, dotted
-annotation keys and header lists, and it is cheap (cached per key).
+``user.session`` with ``redact=["session"]``, ``HTTP_AUTHORIZATION``, ``authHeader``):
+:class:`SecretNames` decides, per dotted part of the key, from a set of exact names and a
+pattern, after normalising case, camelCase, ``_``/``-``/spaces and URL encoding. That
+covers dicts, dotted annotation keys and header lists, and it is cheap (cached per key).
 
 Free text is the other way in: a log message that prints a URL with ``?token=``, an
-exception whose message holds ``user:pass@host``, a logged ``dict(request.headers)``.
-:func:`scrub_text` finds the places where text *names* a value — ``key=value``,
-``Key: value``, ``'key': 'value'``, ``('key', 'value')``, URL userinfo, ``Bearer <token>``,
-a JWT — and masks the value when the name is a secret's. A cheap gate
-(:func:`needs_scrub`) lets ordinary strings through without running the patterns.
+exception whose message holds ``user:pass@host``, a logged ``dict(request.headers)``, a
+dataclass repr. :func:`scrub_text` finds the places where text *names* a value —
+``key=value``, ``key='value'``, ``Key: value``, ``'key': 'value'`` (any value: a string, a
+number, a list or dict), ``('key', 'value')``, ``<key>value</key>``, URL userinfo (with or
+without a scheme), ``Bearer <token>``, ``Basic <user:pass>``, a JWT, a PEM private key —
+and masks the value when the name is a secret's. A cheap gate (:func:`needs_scrub`) lets
+ordinary strings through untouched.
+
+Every pass runs in linear time: names are found at token starts only (a look-behind), and
+values are read by hand up to their end, so text crafted to make a regular expression
+backtrack (``"://" + "a." * 4000``) costs what its length does.
 
 :func:`mask_url` is the one masker for URLs in our own messages, metric labels and CLI
 output. It reads userinfo the way the clients do (everything up to the last ``@`` of the
 authority), and also masks what only looks like a password because the user wrote an
-unencoded ``/`` or ``@`` into it.
+unencoded ``/``, ``#``, ``?`` or ``@`` into it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import re
 from collections.abc import Callable, Iterable
@@ -30,8 +39,8 @@ from urllib.parse import unquote
 REDACTED = "[REDACTED]"
 URL_MASK = "***"
 
-#: Header and field names that are always secrets, compared case-insensitively with
-#: ``_`` and ``-`` treated alike, against each dotted part of a key.
+#: Header and field names that are always secrets, compared after normalising (lowercase,
+#: camelCase and ``_`` as ``-``) against each dotted part of a key.
 DEFAULT_REDACT_KEYS = frozenset(
     {
         "authorization",
@@ -47,6 +56,7 @@ DEFAULT_REDACT_KEYS = frozenset(
         "x-xsrf-token",
         "auth",
         "pwd",
+        "pass",
         "passphrase",
         "jwt",
         "bearer",
@@ -56,22 +66,33 @@ DEFAULT_REDACT_KEYS = frozenset(
         "sid",
         "session-id",
         "sessionid",
+        "phpsessid",
         "private-key",
         "client-secret",
     }
 )
-#: Any key part containing one of these is a secret too. The short words only count as a
-#: whole word (``x-auth``, ``auth-header``, never ``author``).
+#: Any key part containing one of these is a secret too. Plural ``tokens`` and
+#: ``sessions`` are counts (LLM usage, analytics), not secrets; the short words only count
+#: as a whole word (``x-auth``, ``basic-auth``, never ``author`` or ``auth-method``).
 DEFAULT_REDACT_PATTERN = (
-    r"passw(?:or)?d|passphrase|secret|token|api-?key|credential|private-?key|cookie|"
-    r"session|jwt|bearer|signature|(?:^|-)(?:auth|pwd|dsn|sig|sid)(?:-|$)"
+    r"passw(?:or)?d|passphrase|secret(?!ary)|token(?!s)|api-?key|credential|private-?key|"
+    r"cookie(?!-consent)|session(?!s|-count)|sessid|jwt|bearer|signature|authorization|"
+    r"(?:^|-)(?<!is-)(?<!has-)(?:auth(?!-(?:method|type|provider|required|mode|status|scheme|mechanism|source|db|url|host|"
+    r"server|realm|domain|enabled))"
+    r"|pwd|pass|dsn|sig|sid)(?:-|$)"
 )
 #: Query parameters that carry keys or signatures although their names are generic.
 _SECRET_QUERY_NAMES = frozenset({"key", "sig", "code", "access-key-id"})
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_SEPARATORS = re.compile(r"[_\s]+")
 
 
 def normalize_key(key: str) -> str:
-    return key.lower().replace("_", "-")
+    """``HTTP_AUTHORIZATION``, ``authHeader``, ``Api Key``, ``user%5Bpassword%5D`` ->
+    ``http-authorization``, ``auth-header``, ``api-key``, ``user[password]``."""
+    if "%" in key:
+        key = unquote(key)
+    return _SEPARATORS.sub("-", _CAMEL.sub("-", key)).lower()
 
 
 class SecretNames:
@@ -82,7 +103,10 @@ class SecretNames:
     _CACHE_LIMIT = 4096
 
     def __init__(self, extra: Iterable[str] = (), pattern: re.Pattern[str] | None = None) -> None:
-        self._keys = DEFAULT_REDACT_KEYS | {normalize_key(key) for key in extra}
+        # A dotted name ("user.ssn") redacts its last part wherever it appears.
+        self._keys = DEFAULT_REDACT_KEYS | {
+            normalize_key(key.strip()).rsplit(".", 1)[-1] for key in extra
+        }
         self._pattern = pattern
         self._cache: dict[str, bool] = {}
 
@@ -102,8 +126,10 @@ class SecretNames:
         return self._cache
 
     def _part_is_secret(self, part: str) -> bool:
-        # Form fields and query arrays: user[password], credentials[0]
-        part = part.strip("[]'\" ")
+        # Form fields and query arrays: user[password], credentials[0]; "Authorization:"
+        part = part.strip("[]'\" :")
+        if "[" in part:
+            return any(self._part_is_secret(piece) for piece in re.split(r"[\[\]]+", part))
         if part in self._keys:
             return True
         pattern = self._pattern
@@ -119,22 +145,37 @@ DEFAULT_SECRET_NAMES = SecretNames(pattern=re.compile(DEFAULT_REDACT_PATTERN, re
 # -- free text ------------------------------------------------------------------------
 
 #: Text without any of these cannot hold a secret in a form we recognise.
-_GATE = re.compile(r"://|=|:\s|[\"'][\s:,]|[Bb]earer|BEARER|eyJ")
-#: ``scheme://userinfo@host``: userinfo runs to the last ``@`` before the path, as
-#: urllib and redis-py read it.
-_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)([^\s/?#\"'<>\\]*)@")
-#: ``name=`` of ``name=value`` in query strings, form bodies, ``key=value`` log lines (only
-#: the name is matched: ``url=http://h/?token=x`` must find ``token=`` as well).
-_ASSIGNMENT_NAME = re.compile(r"(?<![\w.\-\[\]])([A-Za-z_][\w.\-\[\]]*)\s*=\s*")
-_ASSIGNMENT_VALUE_END = re.compile(r"[\s&#\"'<>\\]")
-#: ``'name': 'value'``, ``"name": "value"``, ``('name', 'value')``, ``(b'name', b'value')``.
-_QUOTED = re.compile(r"([\"'])([^\"'\\\s]{1,128})\1(\s*[:,]\s*b?)([\"'])((?:\\.|[^\\\n])*?)\4")
-#: ``Name: `` of ``Name: value`` (an HTTP header line, YAML); the value runs to the end of
-#: the line (or a quote). Only the name is matched, so ``raw: Authorization: x`` finds both.
-_HEADER_NAME = re.compile(r"(?<![\w\-])([A-Za-z_][\w.\-]*):[ \t]+")
-_HEADER_VALUE_END = re.compile(r"[\r\n\"'\\]")
+_GATE = re.compile(r"://|[=@<]|:|[\"'][\s:,]|[Bb]earer|BEARER|Basic |eyJ|PRIVATE KEY")
+#: Ends of a URL's authority, and of free-text tokens.
+_NETLOC_END = re.compile(r"[/?#\s\"'<>\\]")
+_TOKEN_END = re.compile(r"[\s\"'<>\\]")
+#: ``user:pass@host`` with no scheme (``bob:pw@db:5432``), at a token start.
+_BARE_USERINFO = re.compile(
+    r"(?<![\w.:/@%+\-])(?!(?:mailto|tel|sips?|urn|xmpp|news|data):)"
+    r"([\w.+\-]{1,64}):([^\s@/:\"'<>]{1,256})@(?=[\w\[])"
+)
+#: ``'name'`` / ``"name"`` / ``\"name\"`` followed by ``:``, ``,`` or ``=``: a dict or
+#: tuple repr, JSON (also JSON inside a JSON string).
+_QUOTED_NAME = re.compile(r"(\\*[\"'])([^\"'\\\s]{1,128})\1(\s*[:,=]\s*b?)")
+#: ``Name:`` of ``Name: value`` (a header line, YAML), at a token start.
+_HEADER_NAME = re.compile(r"(?<![\w.\-%])([A-Za-z_][\w.\-]{0,127}):(?!//)[ \t]*")
+#: ``name=`` of ``name=value`` (queries, forms, logfmt, kwargs in a repr), at a token start.
+_ASSIGNMENT_NAME = re.compile(r"(?<![\w.\-\[\]%])([A-Za-z_%][\w.\-\[\]%]{0,127})\s*=\s*")
 _BEARER = re.compile(r"\b([Bb]earer|BEARER)(\s+)[A-Za-z0-9\-._~+/]+=*")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
+_BASIC = re.compile(r"\bBasic\s+([A-Za-z0-9+/]{6,}={0,2})")
+_JWT = re.compile(r"(?<![A-Za-z0-9_\-.])eyJ[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]*){1,2}")
+_XML = re.compile(r"<([A-Za-z_][\w.\-:]{0,63})>([^<]{1,4096})</\1>")
+_PEM = re.compile(
+    r"(-----BEGIN [A-Z ]{0,20}PRIVATE KEY-----)[\s\S]{0,20000}?"
+    r"(-----END [A-Z ]{0,20}PRIVATE KEY-----)"
+)
+_CLOSERS = {"[": "]", "{": "}", "(": ")"}
+_QUOTE_START = re.compile(r"\\*[\"']")
+_LINE_VALUE_END = re.compile(r"[\r\n\"'\\]")
+_NEXT_LINE = re.compile(r"\r?\n([ \t]+)([^\r\n]*)")
+_TOKEN_VALUE_END = re.compile(r"[\s&#\"'<>\\,;)\]}]")
+#: ``Authorization=Basic abc``: a scheme word is not the secret, the token after it is.
+_AUTH_SCHEMES = frozenset({"basic", "bearer", "digest", "token", "negotiate", "ntlm", "hmac"})
 
 
 def needs_scrub(text: str) -> bool:
@@ -145,100 +186,202 @@ def needs_scrub(text: str) -> bool:
 def scrub_text(
     text: str, is_secret: Callable[[str], bool] | None = None, mask: str = REDACTED
 ) -> str:
-    """``text`` with the values of secret-named keys, URL passwords, bearer tokens and
-    JWTs replaced by ``mask``. ``is_secret`` decides names (default: the default names)."""
+    """``text`` with the values of secret-named keys, URL passwords, bearer and basic
+    credentials, JWTs and private keys replaced by ``mask``. ``is_secret`` decides names
+    (default: the default names)."""
     if not needs_scrub(text):
         return text
     names = is_secret if is_secret is not None else DEFAULT_SECRET_NAMES
     in_query = names.in_query if isinstance(names, SecretNames) else names
 
     if "://" in text:
-        text = _USERINFO.sub(lambda m: m.group(1) + _masked_userinfo(m.group(2), mask), text)
+        text = _mask_url_userinfo(text, mask)
+    if "@" in text and ":" in text:
+        text = _BARE_USERINFO.sub(lambda m: f"{m.group(1)}:{mask}@", text)
     if "'" in text or '"' in text:
-
-        def quoted(m: re.Match[str]) -> str:
-            if not names(m.group(2)):
-                return m.group(0)
-            return f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{m.group(4)}{mask}{m.group(4)}"
-
-        text = _QUOTED.sub(quoted, text)
+        text = _mask_values(text, _QUOTED_NAME, names, mask, name_group=2)
     if ":" in text:
-        text = _mask_values(text, _HEADER_NAME, _HEADER_VALUE_END, names, mask)
+        text = _mask_values(text, _HEADER_NAME, names, mask, to_line_end=True)
     if "=" in text:
-        text = _mask_values(text, _ASSIGNMENT_NAME, _ASSIGNMENT_VALUE_END, in_query, mask)
+        text = _mask_values(text, _ASSIGNMENT_NAME, in_query, mask)
     if "earer" in text or "EARER" in text:
         text = _BEARER.sub(lambda m: m.group(1) + m.group(2) + mask, text)
+    if "Basic " in text:
+        text = _BASIC.sub(lambda m: _masked_basic(m, mask), text)
     if "eyJ" in text:
-        text = _JWT.sub(mask, text)
+        text = _JWT.sub(lambda m: mask if len(m.group(0)) >= 16 else m.group(0), text)
+    if "</" in text:
+        text = _XML.sub(
+            lambda m: f"<{m.group(1)}>{mask}</{m.group(1)}>" if names(m.group(1)) else m.group(0),
+            text,
+        )
+    if "PRIVATE KEY" in text:
+        text = _PEM.sub(lambda m: f"{m.group(1)}{mask}{m.group(2)}", text)
     return text
 
 
 def _mask_values(
     text: str,
     name_pattern: re.Pattern[str],
-    value_end: re.Pattern[str],
     names: Callable[[str], bool],
     mask: str,
+    *,
+    name_group: int = 1,
+    to_line_end: bool = False,
 ) -> str:
-    """Mask the value after each ``name`` + separator found by ``name_pattern`` whose name
-    is a secret's, up to ``value_end``."""
+    """Mask the value after each name (+ separator) found by ``name_pattern`` that is a
+    secret's name. The value is read by hand: a quoted string to its closing quote, a
+    bracketed list or dict to its closing bracket, anything else to the end of the token
+    (``to_line_end``: of the line; an empty value there is the next, indented line)."""
     parts: list[str] = []
     done = 0
     for match in name_pattern.finditer(text):
-        if match.start() < done or not names(match.group(1)):
+        if match.start() < done or not names(match.group(name_group)):
             continue
-        end = value_end.search(text, match.end())
-        stop = len(text) if end is None else end.start()
-        if stop == match.end():
+        start = match.end()
+        stop = _value_end(text, start, to_line_end)
+        if stop == start:
             continue  # an empty value: nothing to hide
-        parts += [text[done : match.end()], mask]
+        parts += [text[done:start], mask]
         done = stop
     return "".join([*parts, text[done:]]) if parts else text
 
 
+def _value_end(text: str, start: int, to_line_end: bool) -> int:
+    if start >= len(text):
+        return start
+    first = text[start]
+    quote = _QUOTE_START.match(text, start, start + 8)
+    if quote is not None:  # 'value', "value", \"value\" (JSON inside a string)
+        closing = text.find(quote.group(0), start + len(quote.group(0)))
+        return len(text) if closing == -1 else closing + len(quote.group(0))
+    if first in _CLOSERS:  # ['a', 'b'] or {"k": "v"}: to the matching bracket
+        depth = 0
+        for index in range(start, min(len(text), start + 4096)):
+            char = text[index]
+            if char in _CLOSERS:
+                depth += 1
+            elif char in _CLOSERS.values():
+                depth -= 1
+                if depth == 0:
+                    return index + 1
+        return min(len(text), start + 4096)
+    if to_line_end:
+        end = _LINE_VALUE_END.search(text, start)
+        stop = len(text) if end is None else end.start()
+        if stop == start and text.startswith(("\n", "\r\n"), start):  # YAML: next line
+            line = _NEXT_LINE.match(text, start)
+            if line is not None and ":" not in line.group(2):
+                return line.end()
+        return stop
+    end = _TOKEN_VALUE_END.search(text, start)
+    stop = len(text) if end is None else end.start()
+    if text[start:stop].lower() in _AUTH_SCHEMES and text[stop : stop + 1] == " ":
+        end = _TOKEN_VALUE_END.search(text, stop + 1)
+        stop = len(text) if end is None else end.start()
+    return stop
+
+
+def _masked_basic(match: re.Match[str], mask: str) -> str:
+    """``Basic <base64 of user:password>`` -> ``Basic ***``; any other word after "Basic"
+    (prose: "Basic plan") is left alone."""
+    token = match.group(1)
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    if b":" not in decoded:
+        return match.group(0)
+    return match.group(0).replace(token, mask)
+
+
+def _mask_url_userinfo(text: str, mask: str) -> str:
+    """Every ``scheme://userinfo@host`` in ``text`` with the password masked. Token by
+    token, each ``://`` looking only at its own authority: no scan is repeated."""
+    return _TOKEN.sub(
+        lambda m: _mask_token_userinfo(m.group(0), mask) if "://" in m.group(0) else m.group(0),
+        text,
+    )
+
+
+_TOKEN = re.compile(r"[^\s\"'<>\\]+")
+
+
+def _mask_token_userinfo(token: str, mask: str) -> str:
+    parts: list[str] = []
+    done = 0
+    last_at = token.rfind("@")
+    position = token.find("://")
+    while position != -1:
+        start = position + 3
+        if start >= done:
+            at = _userinfo_end(token, start, len(token), last_at)
+            if at is not None:
+                parts += [token[done:start], _masked_userinfo(token[start:at], mask), "@"]
+                done = at + 1
+        position = token.find("://", start)
+    return "".join([*parts, token[done:]]) if parts else token
+
+
+_PORT_ONLY = re.compile(r"[^:@/]*:\d*")
+
+
+def _userinfo_end(text: str, start: int, token_end: int, last_at: int | None = None) -> int | None:
+    """Where the userinfo that starts at ``start`` ends (its ``@``), or None.
+
+    As clients read it: the last ``@`` before the authority ends. Beyond that, a password
+    with an unencoded ``/``, ``#`` or ``?``: the last ``@`` of the token, when what comes
+    before it has a ``user:password`` shape (and not a ``host:port/path/`` one).
+    """
+    end = _NETLOC_END.search(text, start, token_end)
+    netloc_end = token_end if end is None else end.start()
+    at = text.rfind("@", start, netloc_end)
+    if at != -1:
+        return at
+    late = text.rfind("@", start, token_end) if last_at is None else last_at
+    if late < netloc_end:
+        return None
+    authority = text[start:netloc_end]
+    if ":" not in authority or _PORT_ONLY.fullmatch(authority):
+        return None
+    return late
+
+
 def _masked_userinfo(userinfo: str, mask: str) -> str:
     if not userinfo:
-        return "@"
+        return ""
     user, colon, _ = userinfo.partition(":")
-    return f"{user}:{mask}@" if colon else f"{mask}@"
+    return f"{user}:{mask}" if colon else mask
 
 
 # -- URLs in our own messages -----------------------------------------------------------
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-_PORT_ONLY = re.compile(r"^[^:@/]*:\d*$")
 
 
 def mask_url(url: str) -> str:
     """``url`` with any password, token or key replaced by ``***``; safe to print.
 
     Userinfo is what a client reads (up to the last ``@`` of the authority), or, when the
-    password itself holds an unencoded ``/`` (``redis://:pa/ss@host``), everything up to
-    the last ``@`` before the query. Secret-named query values are masked, and so are
-    secret-named entries of list-valued options (``authMechanismProperties=
-    AWS_SESSION_TOKEN:...``).
+    password itself holds an unencoded ``/``, ``#`` or ``?`` (``redis://:pa/ss@host``),
+    everything up to the last ``@``. A string that is not quite a URL (``redis:/u:pw@h``)
+    loses everything between its first ``:`` and its last ``@``. Secret-named query values
+    are masked, and so are secret-named entries of list-valued options
+    (``authMechanismProperties=AWS_SESSION_TOKEN:...``).
     """
     if not isinstance(url, str):
         return mask_url(str(url))
     scheme = _SCHEME.match(url)
     if scheme is not None:
         start = scheme.end()
-        rest = url[start:]
-        end_of_netloc = len(rest)
-        for stop in "/?#":
-            found = rest.find(stop)
-            if found != -1:
-                end_of_netloc = min(end_of_netloc, found)
-        at = rest.rfind("@", 0, end_of_netloc)
-        if at == -1:
-            # Not userinfo to a client; but ``:pa/ss@host`` is a password with a slash in it.
-            end_of_query = min(i for i in (rest.find("?"), rest.find("#"), len(rest)) if i != -1)
-            late_at = rest.rfind("@", 0, end_of_query)
-            authority = rest[:end_of_netloc]
-            if late_at != -1 and ":" in authority and not _PORT_ONLY.match(authority):
-                at = late_at
-        if at != -1:
-            url = url[:start] + _masked_userinfo(rest[:at], URL_MASK) + rest[at + 1 :]
+        end = _TOKEN_END.search(url, start)
+        at = _userinfo_end(url, start, len(url) if end is None else end.start())
+        if at is not None:
+            url = url[:start] + _masked_userinfo(url[start:at], URL_MASK) + url[at:]
+    elif "@" in url:  # not a URL we can parse: hide whatever could be a password
+        colon, at = url.find(":"), url.rfind("@")
+        if 0 <= colon < at:
+            url = url[: colon + 1] + URL_MASK + url[at:]
     return _mask_query(url)
 
 
@@ -275,7 +418,7 @@ def secret_parts(url: str) -> list[str]:
     for tag, start, end, _, _ in matcher.get_opcodes():
         if tag in ("replace", "delete"):
             hidden.append(url[start:end])
-    pieces = {piece for text in hidden for piece in re.split(r"[:/@%]", text) if len(piece) >= 2}
+    pieces = {piece for text in hidden for piece in re.split(r"[:/@%#?]", text) if len(piece) >= 2}
     return sorted(pieces, key=len, reverse=True)
 
 

@@ -42,6 +42,7 @@ from ._ids import uuid7
 from .event import iso_timestamp
 from .incidents import IncidentAggregator, Rule
 from .metrics import Metrics, register_gauges, unregister_counters, unregister_gauges
+from .pipeline import failure_kind, mask_credentials
 from .sinks import mask_url, open_sink
 from .sinks.redis_stream import DEFAULT_STREAM, EVENT_FIELD, connect
 from .typing import EventDict, RejectedEvents, Sink
@@ -121,6 +122,10 @@ class StreamConsumer:
         self._group_info: tuple[float, list[tuple[str, float]]] = (0.0, [])
         register_gauges(self)
         self._pending_first = True  # at start, finish what an earlier run of us left
+        #: A batch the sink failed, written again before anything new is read.
+        self._retry: tuple[list[Entry], list[bytes]] | None = None
+        #: The sink has taken a write: a refusal is then about the events, not the sink.
+        self._sink_ok = False
         self._next_claim = 0.0
         self._failures = 0
 
@@ -199,41 +204,39 @@ class StreamConsumer:
     # -- one turn ----------------------------------------------------------------------
 
     def process_once(self) -> int:
-        """Take one batch (pending, claimed or new), write it, ack it. Returns its size."""
-        entries = self._next_entries()
-        if not entries:
-            return 0
-        good, events, dead = self._sort(entries)
-        if dead:
-            self._dead_letter(dead)
+        """Take one batch (pending, claimed or new), write it, ack it. Returns its size.
+
+        A batch the sink failed is kept and written again on the next turn (not read again
+        from Redis: that would count a delivery per retry, and a sink outage of a few
+        retries would send healthy entries to the dead letters). Entries the sink refuses
+        for their content are found and dead-lettered with the reason."""
+        if self._retry is not None:
+            good, events = self._retry
+            size = len(good)
+        else:
+            entries = self._next_entries()
+            if not entries:
+                return 0
+            size = len(entries)
+            good, events, dead = self._sort(entries)
+            if dead:
+                self._dead_letter(dead)
         if events:
             try:
-                try:
-                    self.sink.write(events)
-                except RejectedEvents as rejected:  # the rest was stored
-                    refused = set(rejected.reasons)
-                    self._dead_letter(
-                        [
-                            (good[i], f"refused by {self.sink.name}: {r}")
-                            for i, r in rejected.reasons.items()
-                        ]
-                    )
-                    events = [data for i, data in enumerate(events) if i not in refused]
-                    good = [entry for i, entry in enumerate(good) if i not in refused]
+                good, events = self._write(good, events)
             except Exception as exc:
-                # Not acknowledged: read again from our pending list after a pause, and
-                # dead-lettered once delivered max_deliveries times.
-                self._pending_first = True
+                self._retry = (good, events)
                 self.metrics.inc("consumer.write_failures")
                 _internal.warning(
                     "consumer %s: sink %s failed (%s: %s); will retry",
                     self.name,
                     self.sink.name,
                     type(exc).__name__,
-                    str(exc)[:300],
+                    mask_credentials(str(exc))[:300],
                 )
                 self._stop.wait(self._backoff())
                 return 0
+            self._retry = None
             # Counted once the sink has them: an XACK that fails below leaves them pending,
             # written again later (the store dedupes), and counted again then.
             self.metrics.inc("consumer.written", len(events))
@@ -243,7 +246,45 @@ class StreamConsumer:
                 for data in events:
                     self.incidents.observe(orjson.loads(data))
         self._failures = 0
-        return len(entries)
+        return size
+
+    def _write(self, good: list[Entry], events: list[bytes]) -> tuple[list[Entry], list[bytes]]:
+        """Write ``events``; returns the entries and events stored, after dead-lettering any
+        the sink refuses for good. Raises when the sink is unavailable."""
+        refused: dict[int, str] = {}
+        try:
+            self.sink.write(events)
+        except RejectedEvents as rejected:  # the sink named them, and stored the rest
+            refused = rejected.reasons
+        except Exception as exc:
+            alone_and_unproven = len(events) == 1 and not self._sink_ok
+            if failure_kind(self.sink, exc) != "content" or alone_and_unproven:
+                raise
+            refused = self._isolate(events, exc)
+        self._sink_ok = True
+        if refused:
+            self._dead_letter(
+                [(good[i], f"refused by {self.sink.name}: {r}") for i, r in refused.items()]
+            )
+            good = [entry for i, entry in enumerate(good) if i not in refused]
+            events = [data for i, data in enumerate(events) if i not in refused]
+        return good, events
+
+    def _isolate(self, events: list[bytes], error: Exception) -> dict[int, str]:
+        """The sink refused the batch for what is in it: write the events one by one; those
+        it refuses alone, while it takes others, are the bad ones. Raises when it takes none
+        (then it is down, whatever it says)."""
+        refused: dict[int, str] = {}
+        for index, data in enumerate(events):
+            try:
+                self.sink.write([data])
+            except Exception as exc:
+                if failure_kind(self.sink, exc) != "content":
+                    raise
+                refused[index] = f"{type(exc).__name__}: {mask_credentials(str(exc))[:300]}"
+        if len(refused) == len(events) and not self._sink_ok:
+            raise error
+        return refused
 
     def _emit_incident(self, incident: EventDict) -> None:
         """An incident opened, escalated or resolved: to the sink, and to a logger."""

@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -31,11 +32,12 @@ import orjson
 from . import metrics
 from ._errors import ConfigurationError, check_bool, check_number
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent, uuid7
+from ._secrets import URL_MASK, scrub_text
 from .context import current_event
 from .event import WideEvent, iso_timestamp, record_message
 from .metrics import Metrics
 from .pipeline import Pipeline, in_writer_thread
-from .sampling import Decision, TailSampler
+from .sampling import Decision, TailSampler, route_for_rules
 from .serialize import DEFAULT_REDACT_PATTERN, Serializer
 from .sinks import open_sink
 from .sinks.file import RotatingFileSink
@@ -96,6 +98,10 @@ def _service_fields(service: str | Mapping[str, Any] | None) -> dict[str, str]:
     if unknown:
         msg = f"unknown service field(s) {sorted(unknown)}; allowed: name, version, environment"
         raise ConfigurationError(msg)
+    for key, value in service.items():
+        if value is not None and (not isinstance(value, str) or not value):
+            msg = f"service {key} must be a non-empty string, got {value!r}"
+            raise ConfigurationError(msg)
     fields = {
         "name": service.get("name")
         or _env("WIDE_LOGGING_SERVICE")
@@ -104,11 +110,20 @@ def _service_fields(service: str | Mapping[str, Any] | None) -> dict[str, str]:
         "version": service.get("version") or _env("WIDE_LOGGING_SERVICE_VERSION"),
         "environment": service.get("environment") or _env("WIDE_LOGGING_ENVIRONMENT"),
     }
-    for key, value in fields.items():
-        if value is not None and not isinstance(value, str):
-            msg = f"service {key} must be a string, got {value!r}"
-            raise ConfigurationError(msg)
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def _check_level(level: object) -> int | str:
+    """A logging level as ``logging`` takes it, or a ConfigurationError naming the option
+    (``logging`` itself raises a bare ValueError, or takes ``True`` as level 1)."""
+    if isinstance(level, str) and isinstance(logging.getLevelName(level.upper()), int):
+        return level.upper()  # a standard name, or one registered with addLevelName()
+    if isinstance(level, int) and not isinstance(level, bool) and level >= 0:
+        return level
+    msg = (
+        f"level must be a logging level (DEBUG, INFO, WARNING, ...) or a number >= 0, got {level!r}"
+    )
+    raise ConfigurationError(msg)
 
 
 def _sink_list(value: str | Sink | Iterable[str | Sink] | None) -> list[str | Sink]:
@@ -165,7 +180,7 @@ class WideEventHandler(logging.Handler):
         # Closed until fully built: logging.shutdown() may flush a handler whose
         # configuration was rejected halfway.
         self.closed = True
-        super().__init__(level)
+        super().__init__(_check_level(level))
         self.serializer = Serializer(
             redact=redact,
             redact_pattern=redact_pattern,
@@ -267,12 +282,13 @@ class WideEventHandler(logging.Handler):
                 decision = self.sampler.decide_log(new_request_id(), error=event.has_error)
             else:
                 route = event.route
+                status = event.status
                 decision = self.sampler.decide(
                     event.request_id or "",
                     event.has_error,
-                    event.status,
+                    status,
                     event.end(),
-                    event.path if route is None else route,
+                    route if route is not None else route_for_rules(event.path, status),
                     event.force_keep,
                 )
             self.metrics.record_decision(decision.counter)
@@ -371,6 +387,20 @@ class WideEventHandler(logging.Handler):
         event.error_from_record(record)
         return event
 
+    def setLevel(self, level: int | str) -> None:
+        """As ``logging.Handler.setLevel`` (dictConfig calls it with the ``level`` option),
+        but ``True`` or an unknown name is a ConfigurationError naming the option."""
+        super().setLevel(_check_level(level))
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Never the standard report: it prints the record's arguments (they may hold
+        secrets) and the app's exception (which may break formatting)."""
+        _internal.error(
+            "wide_logging could not handle a record of logger %s (%s)",
+            str(record.name)[:200],
+            type(sys.exc_info()[1]).__name__,
+        )
+
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Wait until every event handed off so far is written or spooled (False: timeout).
 
@@ -385,6 +415,30 @@ class WideEventHandler(logging.Handler):
             self.pipeline.close()
             metrics.unregister_counters(self.metrics)
         super().close()
+
+
+class _ScrubInternal(logging.Filter):
+    """On ``wide_logging.internal``: our own records leave with their text scrubbed of
+    secrets (an exception message may quote a URL with its password, or a token) and with a
+    traceback formatted here, guarded — the app's exception in it may break formatting."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.msg = scrub_text(record_message(record), mask=URL_MASK)
+            record.args = None
+            if record.exc_info:
+                try:
+                    text = "".join(traceback.format_exception(*record.exc_info))
+                except BaseException:
+                    text = "<traceback unavailable>"
+                record.exc_text = scrub_text(text, mask=URL_MASK)
+                record.exc_info = None
+        except BaseException:
+            record.msg, record.args, record.exc_info = "wide_logging internal error", None, None
+        return True
+
+
+_internal.addFilter(_ScrubInternal())
 
 
 class _Stderr(logging.Handler):

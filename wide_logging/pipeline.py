@@ -64,6 +64,9 @@ _internal = logging.getLogger("wide_logging.internal")
 HIGH_WATER = 0.5
 #: How often the writer looks at the queue while it waits on a sink.
 _WAIT_SLICE = 0.02
+#: The longest a request thread waits for the spool's lock when the queue is full (then the
+#: event is counted as lost): the app must not wait on another process's lock.
+REQUEST_SPOOL_WAIT = 0.05
 #: What a queued event costs beyond its encoded bytes: the bytes object's header and the
 #: deque's pointer, rounded up for the allocator. Counted in ``queue_bytes``, so that the
 #: option bounds the memory really held (measured: benchmarks/queue_memory.py).
@@ -175,7 +178,7 @@ class Pipeline:
     def put(self, data: bytes, decision: Decision) -> None:
         """Hand one encoded event to the writer. Never blocks on I/O, never raises."""
         # A forked child gets fresh state from the os.register_at_fork hook below.
-        if self._thread is None:
+        if self._thread is None and not self._closed:
             self._start()
         size = len(data) + EVENT_OVERHEAD
         lock = self._lock
@@ -200,7 +203,7 @@ class Pipeline:
             return
         reason = "closed" if self._closed else "queue_overflow"
         if decision.always_keep:
-            self.spool.write([data], reason)
+            self.spool.write([data], reason, timeout=REQUEST_SPOOL_WAIT)
         else:
             self.metrics.inc(f"dropped.{reason}")
             self.metrics.inc(f"events.lost.{decision.rule}")
@@ -233,8 +236,8 @@ class Pipeline:
         """Wait until everything handed off so far is written or spooled; False on timeout."""
         timeout = self.shutdown_timeout if timeout is None else timeout
         thread = self._thread
-        if thread is None or not thread.is_alive() or self._pid != os.getpid():
-            return not self._queue
+        if self._closed or thread is None or not thread.is_alive() or self._pid != os.getpid():
+            return not self._queue  # closed: close() already waited (logging.shutdown asks again)
         deadline = time.monotonic() + timeout
         with self._progress:
             while self._queue or self._in_flight:
@@ -296,6 +299,9 @@ class Pipeline:
     def _start(self) -> None:
         with self._lock:
             if self._thread is not None:
+                return
+            if sys.is_finalizing():  # no new thread can start now: take what comes as closed
+                self._closed = True
                 return
             self._thread = threading.Thread(
                 target=self._run, name="wide_logging.writer", daemon=True
@@ -368,6 +374,15 @@ class Pipeline:
                 self.spool.write(spilled, "backpressure")
                 self._replay_due = True
 
+    def _pause(self, seconds: float) -> bool:
+        """A retry's backoff, spilling the queue meanwhile; True when shutting down."""
+        until = time.monotonic() + seconds
+        while (remaining := until - time.monotonic()) > 0:
+            if self._stopping.wait(min(remaining, _WAIT_SLICE)):
+                return True
+            self._spill_if_high()
+        return False
+
     def _wait(self, future: Future[None], deadline: float) -> bool:
         while True:
             remaining = deadline - time.monotonic()
@@ -406,13 +421,13 @@ class Pipeline:
             if attempt:
                 self.metrics.inc(f"retries.{link.sink.name}")
                 delay = self.retry_backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-                if time.monotonic() + delay >= deadline or self._stopping.wait(delay):
+                if time.monotonic() + delay >= deadline or self._pause(delay):
                     break  # out of time, or shutting down: let the chain go on
             tried += 1
             try:
                 refused = self._timed_write(link, batch, deadline)
             except Exception as exc:
-                error, kind = exc, _failure_kind(link.sink, exc)
+                error, kind = exc, failure_kind(link.sink, exc)
                 if kind == "content":
                     return self._isolate(link, batch, deadline, failed_since or started)
                 if kind == "timeout":
@@ -473,7 +488,7 @@ class Pipeline:
             try:
                 said = self._timed_write(link, part, deadline)
             except Exception as exc:
-                if _failure_kind(link.sink, exc) != "content":
+                if failure_kind(link.sink, exc) != "content":
                     unwritten.extend(part)
                 elif len(part) > 1:
                     middle = len(part) // 2
@@ -516,7 +531,9 @@ class Pipeline:
             claimed = self.spool.claim()
             if claimed is None:
                 return False
-            reader = self._replay = SegmentReader(claimed, self.batch_size, self.metrics)
+            reader = self._replay = SegmentReader(
+                claimed, self.batch_size, self.metrics, self.spool.checkpoint_for(claimed)
+            )
         batch = reader.next_batch()
         if not batch:
             reader.finish()
@@ -545,8 +562,10 @@ class Pipeline:
                 after_fork()
 
 
-def _failure_kind(sink: Sink, error: BaseException) -> FailureKind:
-    """What a failed write means; the sink's own answer first (it knows its client)."""
+def failure_kind(sink: Sink, error: BaseException) -> FailureKind:
+    """What a failed write means (``typing.FailureKind``); the sink's own answer first (it
+    knows its client); else a timeout or an OS error is the sink's state, anything else the
+    batch's content."""
     if isinstance(error, (SinkTimeout, TimeoutError)):
         return "timeout"
     classify = getattr(sink, "failure_kind", None)

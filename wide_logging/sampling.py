@@ -64,8 +64,10 @@ def keyed_hash(key: bytes) -> Callable[[str], int]:
 
 def _process_hash() -> Callable[[str], int]:
     """This process's own keyed hash: SipHash with the interpreter's random secret (the
-    cheapest keyed hash there is, cached on the string), else a random BLAKE2b key."""
-    if sys.flags.hash_randomization:
+    cheapest keyed hash there is, cached on the string), else a random BLAKE2b key — when
+    hash randomisation is off, or its seed was fixed (``PYTHONHASHSEED=42``: public)."""
+    seed = os.environ.get("PYTHONHASHSEED", "random")
+    if sys.flags.hash_randomization and seed == "random":
         return hash
     return keyed_hash(os.urandom(32))
 
@@ -253,7 +255,11 @@ class TailSampler:
             error=bool(event.get("error")),
             status=status if isinstance(status, int) else None,
             duration_ms=float(duration) if isinstance(duration, (int, float)) else 0.0,
-            route=get_path(event, "url.path") if route is None else route,
+            route=route
+            if route is not None
+            else route_for_rules(
+                get_path(event, "url.path"), status if isinstance(status, int) else None
+            ),
             force_keep=get_path(event, "sampling.rule") == "force_keep",
         )
 
@@ -286,6 +292,13 @@ class TailSampler:
             f"each kept normal event stands for "
             f"{1 / self.normal_rate if self.normal_rate else 0:g}{caveat}"
         )
+
+
+def route_for_rules(path: str | None, status: int | None) -> str | None:
+    """What ``critical_routes`` match when the framework gave no route template: the raw
+    path — but not for a 404/405, where nothing matched: a client could otherwise make any
+    made-up ``/admin/...`` path an always-kept request (and amplify storage)."""
+    return None if status in (404, 405) else path
 
 
 def sampling_key(event: Mapping[str, Any]) -> str:

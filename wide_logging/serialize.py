@@ -23,6 +23,7 @@ import decimal
 import enum
 import itertools
 import re
+import reprlib
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -101,12 +102,17 @@ class Serializer:
             if not isinstance(key, str) or not key:
                 msg = f"redact entries must be non-empty strings, got {key!r}"
                 raise ConfigurationError(msg)
-        check_number("max_string", max_string, 16, integer=True)
-        check_number("max_items", max_items, 1, integer=True)
-        check_number("max_depth", max_depth, 1, integer=True)
-        check_number("max_event_bytes", max_event_bytes, 1024, integer=True)
-        if redact_pattern is not None and not isinstance(redact_pattern, str):
-            msg = f"redact_pattern must be a regular expression or null, got {redact_pattern!r}"
+        check_number("max_string", max_string, 16, high=10**7, integer=True)
+        check_number("max_items", max_items, 1, high=10**5, integer=True)
+        check_number("max_depth", max_depth, 1, high=100, integer=True)
+        check_number("max_event_bytes", max_event_bytes, 1024, high=16 * 1024**2, integer=True)
+        if redact_pattern is not None and (
+            not isinstance(redact_pattern, str) or not redact_pattern
+        ):
+            msg = (
+                "redact_pattern must be a regular expression, or null to turn it off, "
+                f"got {redact_pattern!r}"
+            )
             raise ConfigurationError(msg)
         try:
             pattern = re.compile(redact_pattern, re.IGNORECASE) if redact_pattern else None
@@ -238,6 +244,8 @@ class Serializer:
                     out[name] = REDACTED
                 else:
                     out[name] = self._clean(item, depth + 1, seen, strict, limit)
+            if "value" in out and _names_a_secret(out, self.is_secret):
+                out["value"] = REDACTED  # {"name": "Authorization", "value": ...} (HAR, AWS)
             return out
         except Exception as exc:  # a broken Mapping must not break logging
             return f"[unreadable mapping: {type(exc).__name__}]"
@@ -269,15 +277,18 @@ class Serializer:
             seen.discard(id(value))
 
     def _clean_item(self, item: Any, depth: int, seen: set[int], strict: bool, limit: int) -> Any:
-        """One item of a list; a ``(name, value)`` pair whose name is a secret's (a header
-        list: ``request.headers.items()``, ASGI's ``scope["headers"]``) keeps its name only."""
+        """One item of a list. A ``(name, value, ...)`` pair whose name is a secret's (a
+        header list: ``request.headers.items()``, ASGI's ``scope["headers"]``) keeps its name
+        only."""
         if (
-            type(item) in (tuple, list)
-            and len(item) == 2
+            isinstance(item, (tuple, list))
+            and 2 <= len(item) <= 8
             and isinstance(item[0], (str, bytes))
             and self.is_secret(_key_to_str(item[0]))
         ):
-            return [self._clean(item[0], depth + 2, seen, strict, limit), REDACTED]
+            return [self._clean(item[0], depth + 2, seen, strict, limit)] + [REDACTED] * (
+                len(item) - 1
+            )
         return self._clean(item, depth + 1, seen, strict, limit)
 
     def _bytes_text(self, value: bytes | bytearray | memoryview, limit: int) -> str:
@@ -381,6 +392,21 @@ def _int_text(value: int) -> str:
         return f"<int of {value.bit_length()} bits>"
 
 
+def _names_a_secret(mapping: dict[str, Any], is_secret: Any) -> bool:
+    """A ``{"name": ..., "value": ...}`` (or ``"key"``) entry whose name is a secret's."""
+    for field in ("name", "key", "Name", "Key"):
+        name = mapping.get(field)
+        if isinstance(name, str) and is_secret(name):
+            return True
+    return False
+
+
+#: A repr of a key that stops early (a tuple of a million items as a dict key).
+_KEY_REPR = reprlib.Repr()
+_KEY_REPR.maxstring = _KEY_REPR.maxother = _MAX_KEY
+_KEY_REPR.maxtuple = _KEY_REPR.maxset = _KEY_REPR.maxfrozenset = 20
+
+
 def _key_to_str(key: Any) -> str:
     if isinstance(key, str):
         return _plain_str(key, _MAX_KEY)
@@ -388,7 +414,10 @@ def _key_to_str(key: Any) -> str:
         return bytes(key[: _MAX_KEY * 4]).decode("utf-8", "replace")[:_MAX_KEY]
     if key is None or type(key) in (int, float, bool):
         return str(key) if type(key) is not int or key.bit_length() < 64 else _int_text(key)
-    return safe_repr(key)[:_MAX_KEY]
+    try:
+        return _KEY_REPR.repr(key)[:_MAX_KEY]
+    except Exception:
+        return f"<unrepresentable {type(key).__name__}>"
 
 
 def safe_repr(value: Any) -> str:

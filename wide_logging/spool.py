@@ -18,6 +18,7 @@ import datetime
 import logging
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -46,29 +47,46 @@ def count_lost(metrics: Metrics, reason: str, batch: Iterable[bytes]) -> int:
     return total
 
 
+#: A disk that stays full fails every batch: one message per this many seconds, not one
+#: per batch.
+_REPORT_EVERY = 10.0
+
+
 class Spool:
     def __init__(self, sink: RotatingFileSink, metrics: Metrics) -> None:
         self.sink = sink
         self.metrics = metrics
         sink.on_discard = self._count_discarded
+        self._last_report = -_REPORT_EVERY
+        self._unreported = 0
+
+    def _report_failure(self, exc: Exception, lost: int) -> None:
+        self._unreported += lost
+        now = time.monotonic()
+        if now - self._last_report < _REPORT_EVERY:
+            return
+        _internal.error(
+            "spool %s failed (%s: %s); %d events dropped since the last report",
+            self.name,
+            type(exc).__name__,
+            exc,
+            self._unreported,
+        )
+        self._last_report, self._unreported = now, 0
 
     @property
     def name(self) -> str:
         return self.sink.name
 
-    def write(self, batch: Sequence[bytes], reason: str) -> bool:
-        """Append ``batch``; True on success. On failure the events are counted as dropped."""
+    def write(self, batch: Sequence[bytes], reason: str, timeout: float | None = None) -> bool:
+        """Append ``batch`` (waiting at most ``timeout`` s for the file's locks); True on
+        success. On failure the events are counted as dropped, and the error logged — at
+        most once every ``_REPORT_EVERY`` seconds, with how many failures it stands for."""
         try:
-            self.sink.write(batch)
+            self.sink.write(batch, timeout)
         except Exception as exc:
-            count_lost(self.metrics, "spool_failure", batch)
-            _internal.error(
-                "spool %s failed (%s: %s); %d events dropped",
-                self.name,
-                type(exc).__name__,
-                exc,
-                len(batch),
-            )
+            lost = count_lost(self.metrics, "spool_failure", batch)
+            self._report_failure(exc, lost)
             return False
         self.metrics.inc("spooled", len(batch))
         self.metrics.inc(f"spooled.{reason}", len(batch))
@@ -91,6 +109,13 @@ class Spool:
                 continue  # another process claimed it first
             return claimed
         return None
+
+    def checkpoint_for(self, claimed: Path) -> Path:
+        """Where the replay position of a claimed segment is kept (named after the segment,
+        so that whoever takes the claim over finds it; hidden from segment listings)."""
+        match = _CLAIM_RE.fullmatch(claimed.name)
+        segment = match.group("segment") if match is not None else claimed.name
+        return claimed.with_name(f".{segment}.offset")
 
     def _orphaned_claim(self) -> Path | None:
         directory = self.sink.path.parent
@@ -123,13 +148,23 @@ class Spool:
 
 
 class SegmentReader:
-    """Reads a claimed segment in batches; the unsent batch is kept until it is written."""
+    """Reads a claimed segment in batches; the unsent batch is kept until it is written.
 
-    def __init__(self, path: Path, batch_size: int, metrics: Metrics) -> None:
+    With a ``checkpoint`` file, the position after each batch sent is saved there, and a
+    reader of the same segment (the next process, after a crash mid-replay) starts from it:
+    a segment is not sent again from its start by every process that dies replaying it.
+    """
+
+    def __init__(
+        self, path: Path, batch_size: int, metrics: Metrics, checkpoint: Path | None = None
+    ) -> None:
         self.path = path
         self.batch_size = batch_size
         self.metrics = metrics
+        self.checkpoint = checkpoint
         self._file: IO[bytes] | None = open(path, "rb")  # noqa: SIM115 - kept across calls
+        if checkpoint is not None:
+            self._file.seek(_saved_position(checkpoint))
         self.pending: list[bytes] = []
         #: When the pending batch first failed (monotonic): a sink that takes other events
         #: since then is healthy, and what it still refuses here is the events' fault.
@@ -166,17 +201,39 @@ class SegmentReader:
         self.pending = list(unwritten)
         if not unwritten:
             self.failed_since = None
+            if self.checkpoint is not None:
+                _save_position(self.checkpoint, self.position)
 
     def finish(self) -> None:
-        """Close and delete the fully replayed segment."""
+        """Close and delete the fully replayed segment (and its checkpoint)."""
         self.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        if self.checkpoint is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.checkpoint.unlink()
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _saved_position(checkpoint: Path) -> int:
+    try:
+        return max(0, int(checkpoint.read_text()))
+    except (OSError, ValueError):  # none yet, or unreadable: from the start (at least once)
+        return 0
+
+
+def _save_position(checkpoint: Path, position: int) -> None:
+    """Atomically (a crash never leaves half a number): write beside, then rename."""
+    temporary = checkpoint.with_name(checkpoint.name + ".tmp")
+    try:
+        temporary.write_text(str(position))
+        os.replace(temporary, checkpoint)
+    except OSError as exc:  # a lost checkpoint means only repeats after a crash
+        _internal.warning("could not save replay position %s: %s", checkpoint, exc)
 
 
 def _alive(pid: int) -> bool:
@@ -208,7 +265,20 @@ class DeadLetters:
     @classmethod
     def beside(cls, spool: Spool) -> DeadLetters:
         path = spool.sink.path.with_name(DEAD_LETTERS_NAME)
-        return cls(RotatingFileSink(path, max_bytes=spool.sink.max_bytes, backups=2), spool.metrics)
+        sink = RotatingFileSink(path, max_bytes=spool.sink.max_bytes, backups=spool.sink.backups)
+        letters = cls(sink, spool.metrics)
+        sink.on_discard = letters._count_discarded
+        return letters
+
+    def _count_discarded(self, segment: Path) -> None:
+        """Dead letters beyond ``backups`` files are deleted: counted and said, not silent."""
+        deleted = sum(1 for _ in _lines(segment))
+        self.metrics.inc("dropped.dead_letters_full", deleted)
+        _internal.error(
+            "dead-letter file is over its backups limit: deleting %s with %d events",
+            segment,
+            deleted,
+        )
 
     def write(self, sink_name: str, refused: Sequence[tuple[bytes, str]]) -> None:
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")

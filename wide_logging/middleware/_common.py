@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from .._errors import ConfigurationError
-from ..event import CONTROL_FLOW, WideEvent
+from ..event import WideEvent, is_control_flow
 from ..handler import WideEventHandler, resolve_handler
 
 _internal = logging.getLogger("wide_logging.internal")
@@ -55,8 +55,9 @@ def record_failure(event: WideEvent, exc: BaseException) -> None:
     Never raises — the caller re-raises ``exc`` itself, so the server sees the app's own
     exception object whatever it does when read."""
     try:
-        if event.status is None and not isinstance(exc, CONTROL_FLOW):
+        if event.status is None and not is_control_flow(exc):
             event.status = 500
         event.record_exception(exc)
-    except Exception:  # even a bug of ours must not replace the app's exception
-        _internal.exception("wide_logging could not record an exception")
+    except BaseException as error:  # even a bug of ours must not replace the app's exception
+        # No traceback: formatting it would read the app's exception again.
+        _internal.error("wide_logging could not record an exception (%s)", type(error).__name__)

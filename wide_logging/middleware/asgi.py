@@ -143,10 +143,17 @@ def _flush_at_shutdown() -> None:
 def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
     """``message`` plus ``header`` unless the app set it; a copy, never the app's list."""
     headers = message.get("headers") or ()
+    if type(headers) is not list and type(headers) is not tuple:
+        # Any iterable is allowed: read it once, and send what was read.
+        headers = list(headers)
+        message = {**message, "headers": headers}
     name = header[0]
-    for existing, _ in headers:
-        if existing == name:  # ASGI response header names are lowercase
-            return message
+    try:
+        for existing, _ in headers:
+            if existing == name:  # ASGI response header names are lowercase
+                return message
+    except (TypeError, ValueError):  # not pairs: the server will refuse them, not us
+        return message
     # Copies: the app's response object (dict and list) may be sent again.
     message = {**message}
     message["headers"] = [*headers, header]

@@ -29,6 +29,9 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 RouteResolver = Callable[[Environ], "str | None"]
 
 _internal = logging.getLogger("wide_logging.internal")
+#: Set in the WSGI environ by a framework hook when the response body is in memory (not a
+#: stream): the event can be finished as soon as the app returns.
+BODY_IN_MEMORY = "wide_logging.body_in_memory"
 
 
 class WideEventWSGIMiddleware:
@@ -71,6 +74,8 @@ class WideEventWSGIMiddleware:
             # An app's malformed status or headers are for the server to refuse, not us.
             with contextlib.suppress(Exception):
                 event.status = int(status[:3])
+            if type(headers) is not list:  # PEP 3333 asks for a list: read any iterable once
+                headers = list(headers)
             if echo is not None and not _has_header(headers, lowered):
                 headers = [*headers, echo]  # type: ignore[list-item]
             return start_response(status, headers, exc_info)
@@ -80,9 +85,18 @@ class WideEventWSGIMiddleware:
         try:
             body = self.app(environ, start_response_wrapper)
         except BaseException as exc:
-            record_failure(event, exc)  # never raises: the server gets exc itself
-            finish()
+            try:
+                record_failure(event, exc)  # never raises: the server gets exc itself
+            finally:
+                finish()
             raise
+        if event.status is not None and (
+            type(body) in (list, tuple) or environ.get(BODY_IN_MEMORY) is True
+        ):
+            # The whole body is already made: the request is done now, not when a client
+            # gets round to closing it (test clients may never do).
+            finish()
+            return body
         return _ClosingBody(body, finish)
 
 
@@ -148,6 +162,9 @@ class _ClosingBody:
             close = getattr(self._body, "close", None)
             if close is not None:
                 close()
+        except BaseException as exc:  # the app's close() failed: its error, and re-raised
+            record_failure(self._finish.event, exc)
+            raise
         finally:
             self._finish()
 
@@ -183,6 +200,7 @@ def _install_framework_hooks(app: Any) -> RouteResolver | None:
 
 def _hook_flask(flask_app: Any) -> None:
     from flask import got_request_exception, request
+    from werkzeug.wsgi import ClosingIterator
 
     def record_route() -> None:
         event = current_event()
@@ -195,30 +213,21 @@ def _hook_flask(flask_app: Any) -> None:
         if event is not None:
             record_failure(event, exception)
 
+    def note_body_in_memory(response: Any) -> Any:
+        # Error pages and responses from other WSGI apps come wrapped in a ClosingIterator
+        # (made by force_type): made in memory although "streamed". A view's generator,
+        # stream_with_context and send_file's file wrapper are the real streams.
+        request.environ[BODY_IN_MEMORY] = not response.is_streamed or isinstance(
+            response.response, ClosingIterator
+        )
+        return response
+
     flask_app.before_request(record_route)
+    flask_app.after_request(note_body_in_memory)
     got_request_exception.connect(record_exception, flask_app, weak=False)
 
 
 def _hook_django() -> RouteResolver:
-    from django.core.signals import got_request_exception
-    from django.urls import Resolver404, resolve
+    from ..django import wsgi_route_resolver
 
-    def record_exception(sender: Any, request: Any = None, **_: Any) -> None:
-        import sys
-
-        event = current_event()
-        exc = sys.exc_info()[1]
-        if event is not None and exc is not None:
-            record_failure(event, exc)
-
-    got_request_exception.connect(record_exception, weak=False, dispatch_uid="wide_logging")
-
-    def resolve_route(environ: Environ) -> str | None:
-        try:
-            match = resolve(environ.get("PATH_INFO") or "/")
-        except Resolver404:
-            return None
-        route = match.route
-        return "/" + route.lstrip("^") if route else None
-
-    return resolve_route
+    return wsgi_route_resolver()

@@ -42,7 +42,7 @@ def _file_sink(url: str, options: Mapping[str, Any]) -> RotatingFileSink:
         path = urlsplit(url).path
     path = unquote(path)
     if not path:
-        msg = f"file sink needs a path, as in 'file:wide-logs/events.jsonl', got {url!r}"
+        msg = f"file sink needs a path, as in 'file:wide-logs/events.jsonl', got {mask_url(url)!r}"
         raise ConfigurationError(msg)
     pairs = parse_qsl(query, keep_blank_values=True)
     unknown = ({key for key, _ in pairs} | set(options)) - {"max_bytes", "backups"}

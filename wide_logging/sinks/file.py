@@ -6,6 +6,11 @@ lines and only one of them rotates. A file is rotated by renaming it to a time-s
 segment, ``events.20261127T092631.123456-4242.jsonl``; every writer notices the rename
 (the inode changes) and reopens. A failed write is cut back to where it began.
 
+No wait is unbounded: the locks are taken with a deadline (``lock_timeout``, or the
+``timeout`` of one write), and a writer that cannot get them in time raises
+``TimeoutError`` — a frozen process holding the file lock, or a hung disk, must not hold
+the writer (or a request thread spooling on overflow) for ever.
+
 A process killed in the middle of a ``write`` (SIGKILL, the OOM killer) can leave a line
 without its newline, and the kernel does not undo it. So a writer, under the lock, makes
 sure the file ends with a newline before it appends: the fragment stays a line of its own
@@ -19,7 +24,9 @@ import datetime
 import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from .._errors import ConfigurationError, check_number
@@ -30,6 +37,8 @@ except ImportError:  # pragma: no cover - not on Windows; locking is then per pr
     fcntl = None  # type: ignore[assignment]
 
 _SEGMENT_STAMP = r"\d{8}T\d{6}\.\d{6}-\d+"
+#: Seconds a write waits, by default, for another thread's or process's lock on the file.
+LOCK_TIMEOUT = 5.0
 
 
 class RotatingFileSink:
@@ -49,6 +58,7 @@ class RotatingFileSink:
         max_bytes: int = 100 * 1024 * 1024,
         backups: int = 10,
         on_discard: Callable[[Path], None] | None = None,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         check_number("max_bytes", max_bytes, 1024, integer=True, what="file sink ")
         check_number("backups", backups, 0, integer=True, what="file sink ")
@@ -61,6 +71,7 @@ class RotatingFileSink:
         self.max_bytes = max_bytes
         self.backups = backups
         self.on_discard = on_discard
+        self.lock_timeout = lock_timeout
         suffix = self.path.suffix
         self._stem = self.path.name[: -len(suffix)] if suffix else self.path.name
         self._suffix = suffix
@@ -77,33 +88,52 @@ class RotatingFileSink:
 
     # -- Sink ------------------------------------------------------------------------
 
-    def write(self, batch: Sequence[bytes]) -> None:
+    def write(self, batch: Sequence[bytes], timeout: float | None = None) -> None:
+        """Append ``batch`` as lines; ``TimeoutError`` when the locks are not free within
+        ``timeout`` seconds (default ``lock_timeout``)."""
         if not batch:
             return
         data = b"\n".join([*batch, b""])  # the trailing newline without a second copy
-        with self._lock:
+        with self._locked(timeout) as (fd, deadline):
+            fd, size = self._follow_rename(fd, deadline)
+            if size and size + len(data) > self.max_bytes:
+                fd, size = self._rotate_locked(fd, deadline)
+            if (
+                size
+                and (self._inode, size) != self._after_last_write
+                and os.pread(fd, 1, size - 1) != b"\n"  # a killed writer's torn line
+            ):
+                data = b"\n" + data
+            _append(fd, data, size)
+            self._after_last_write = (self._inode, size + len(data))
+
+    @contextmanager
+    def _locked(self, timeout: float | None) -> Iterator[tuple[int, float]]:
+        """This file, locked against our threads and other processes, within a deadline."""
+        deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            msg = f"{self.name} is busy (another thread of this process holds it)"
+            raise TimeoutError(msg)
+        try:
             fd = self._current_fd()
-            _lock_file(fd)
+            _lock_file(fd, deadline, self.name)
             try:
-                fd, size = self._follow_rename(fd)
-                if size and size + len(data) > self.max_bytes:
-                    fd, size = self._rotate_locked(fd)
-                if (
-                    size
-                    and (self._inode, size) != self._after_last_write
-                    and os.pread(fd, 1, size - 1) != b"\n"  # a killed writer's torn line
-                ):
-                    data = b"\n" + data
-                _append(fd, data, size)
-                self._after_last_write = (self._inode, size + len(data))
+                yield fd, deadline
             finally:
-                _unlock_file(fd)
+                _unlock_file(self._fd if self._fd is not None else fd)
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
-        with self._lock:
+        # A writer stuck on another process's lock must not hold up the exit.
+        if not self._lock.acquire(timeout=1.0):
+            return
+        try:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+        finally:
+            self._lock.release()
 
     def after_fork(self) -> None:
         # The lock may have been held by a thread that does not exist in the child.
@@ -115,15 +145,10 @@ class RotatingFileSink:
 
     def seal(self) -> None:
         """Rotate now if the current file holds anything, so it can be replayed."""
-        with self._lock:
-            fd = self._current_fd()
-            _lock_file(fd)
-            try:
-                fd, size = self._follow_rename(fd)
-                if size:
-                    fd, _ = self._rotate_locked(fd)
-            finally:
-                _unlock_file(fd)
+        with self._locked(None) as (fd, deadline):
+            fd, size = self._follow_rename(fd, deadline)
+            if size:
+                self._rotate_locked(fd, deadline)
 
     def segments(self) -> list[Path]:
         """Sealed segments, oldest first."""
@@ -149,7 +174,7 @@ class RotatingFileSink:
         # Readable too: the torn-line check reads the last byte (writes still append).
         return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
 
-    def _follow_rename(self, fd: int) -> tuple[int, int]:
+    def _follow_rename(self, fd: int, deadline: float) -> tuple[int, int]:
         """Reopen when another process (or a replay) renamed our file away; returns the
         descriptor and the file's size (from the same ``fstat``: one system call less)."""
         try:
@@ -164,10 +189,10 @@ class RotatingFileSink:
         os.close(fd)
         self._fd = None
         self._fd = fd = self._open()
-        _lock_file(fd)
-        return self._follow_rename(fd)
+        _lock_file(fd, deadline, self.name)
+        return self._follow_rename(fd, deadline)
 
-    def _rotate_locked(self, fd: int) -> tuple[int, int]:
+    def _rotate_locked(self, fd: int, deadline: float) -> tuple[int, int]:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
         segment = self.path.with_name(f"{self._stem}.{stamp}-{os.getpid()}{self._suffix}")
         os.rename(self.path, segment)
@@ -175,9 +200,9 @@ class RotatingFileSink:
         os.close(fd)
         self._fd = None
         self._fd = fd = self._open()
-        _lock_file(fd)
+        _lock_file(fd, deadline, self.name)
         self._prune()
-        return self._follow_rename(fd)
+        return self._follow_rename(fd, deadline)
 
     def _prune(self) -> None:
         segments = self.segments()
@@ -216,9 +241,22 @@ def _append(fd: int, data: bytes, size_before: int) -> None:
         raise
 
 
-def _lock_file(fd: int) -> None:
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+def _lock_file(fd: int, deadline: float, name: str) -> None:
+    """``flock`` the file, waiting at most until ``deadline`` (polling: ``flock`` has no
+    timeout of its own)."""
+    if fcntl is None:
+        return
+    pause = 0.0001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                msg = f"{name}: another process has held its lock too long"
+                raise TimeoutError(msg) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
 
 
 def _unlock_file(fd: int) -> None:

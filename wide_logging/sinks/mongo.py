@@ -25,7 +25,7 @@ import orjson
 from .._errors import ConfigurationError
 from .._secrets import without_secret_parts
 from ..typing import FailureKind, RejectedEvents
-from ._url import non_negative_int, positive_int, split_options
+from ._url import non_empty, non_negative_int, parse_options, positive_int, split_options
 
 try:
     import pymongo
@@ -62,7 +62,7 @@ INDEXES = ("timestamp", "error.type", "http.route", "request_id")
 _INDEX_RETRY_SECONDS = 300.0
 
 _OPTIONS: dict[str, Callable[[str], Any]] = {
-    "collection": str,
+    "collection": non_empty,
     "retention_days": non_negative_int,
     "timeout_ms": positive_int,
 }
@@ -91,12 +91,7 @@ class MongoSink:
         from . import mask_url
 
         clean_url, parsed = split_options(url, _OPTIONS)
-        unknown = set(options) - set(_OPTIONS) - {"database"}
-        if unknown:
-            allowed = sorted({"database", *_OPTIONS})
-            msg = f"unknown mongodb sink option(s) {sorted(unknown)}; allowed: {allowed}"
-            raise ConfigurationError(msg)
-        parsed.update(options)
+        parsed.update(parse_options(options, {**_OPTIONS, "database": non_empty}, "mongodb"))
         try:
             if not urlsplit(clean_url).netloc:
                 msg = "a mongodb URL needs a host, as in mongodb://mongo:27017/logs"

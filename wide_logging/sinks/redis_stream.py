@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .._errors import ConfigurationError
 from .._secrets import without_secret_parts
 from ..typing import FailureKind
-from ._url import non_negative_int, positive_float, split_options
+from ._url import non_empty, non_negative_int, parse_options, positive_float, split_options
 
 try:
     import redis
@@ -33,7 +33,7 @@ DEFAULT_MAXLEN = 1_000_000
 EVENT_FIELD = b"event"
 
 _OPTIONS: dict[str, Callable[[str], Any]] = {
-    "stream": str,
+    "stream": non_empty,
     "maxlen": non_negative_int,
     "socket_timeout": positive_float,
     "connect_timeout": positive_float,
@@ -63,11 +63,7 @@ class RedisStreamSink:
         from . import mask_url
 
         clean_url, parsed = split_options(url, _OPTIONS)
-        unknown = set(options) - set(_OPTIONS)
-        if unknown:
-            msg = f"unknown redis sink option(s) {sorted(unknown)}; allowed: {sorted(_OPTIONS)}"
-            raise ConfigurationError(msg)
-        parsed.update(options)
+        parsed.update(parse_options(options, _OPTIONS, "redis"))
         self.stream: str = parsed.get("stream", DEFAULT_STREAM)
         if not self.stream:
             msg = "redis sink stream name must not be empty"

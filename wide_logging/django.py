@@ -1,0 +1,257 @@
+"""Django: one wide event per request, from ``settings.MIDDLEWARE``.
+
+    MIDDLEWARE = [
+        "wide_logging.django.WideEventMiddleware",  # first: it times everything after it
+        "django.middleware.security.SecurityMiddleware",
+        ...
+    ]
+
+A Django middleware, not a WSGI wrapper, so ``django.test.Client`` (which never goes
+through ``wsgi.py``), ``runserver``, gunicorn and ASGI servers all see it. Sync and async
+capable, as Django's middleware docs describe: under ASGI it stays async, under WSGI sync.
+The route template comes from the resolver (``/orders/<int:order_id>/``; a ``re_path``
+without its ``^`` and ``$``); a view's unhandled exception is the event's error even though
+Django turns it into a 500 response; the request id is echoed. A streaming response's event
+ends with its last chunk.
+
+Options, in settings: ``WIDE_LOGGING_MIDDLEWARE = {"request_id_header": "X-Request-ID",
+"echo_request_id": True}``. The events go to the configured ``WideEventHandler`` (put it in
+``LOGGING``). When a WSGI/ASGI wide_logging middleware already opened the request's event,
+this one only adds the route to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import Token
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+from ._errors import ConfigurationError, check_bool
+from .context import _current, current_event, deactivate
+from .event import WideEvent
+from .handler import WideEventHandler
+from .middleware._common import (
+    DEFAULT_REQUEST_ID_HEADER,
+    HandlerRef,
+    check_header_name,
+    record_failure,
+)
+
+_internal = logging.getLogger("wide_logging.internal")
+_OPTIONS = ("request_id_header", "echo_request_id")
+
+GetResponse = Callable[[Any], Any]
+
+
+class WideEventMiddleware:
+    """Django middleware (``settings.MIDDLEWARE``); see the module docstring."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        from django.conf import settings
+
+        self.get_response = get_response
+        options = getattr(settings, "WIDE_LOGGING_MIDDLEWARE", {}) or {}
+        if not isinstance(options, dict) or set(options) - set(_OPTIONS):
+            msg = f"WIDE_LOGGING_MIDDLEWARE must be a dict with keys from {list(_OPTIONS)}"
+            raise ConfigurationError(msg)
+        header = check_header_name(options.get("request_id_header", DEFAULT_REQUEST_ID_HEADER))
+        self._header = header
+        self._meta_key = "HTTP_" + header.upper().replace("-", "_")
+        self._echo = check_bool("echo_request_id", options.get("echo_request_id", True))
+        self._handler = HandlerRef(None)
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+        hook_django_signals()
+
+    def __call__(self, request: Any) -> Any:
+        if self.async_mode:
+            return self._async_call(request)
+        opened = self._open(request)
+        if opened is None:
+            return self.get_response(request)
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:
+            opened.fail(exc)
+            raise
+        return opened.respond(response)
+
+    async def _async_call(self, request: Any) -> Any:
+        opened = self._open(request)
+        if opened is None:
+            return await self.get_response(request)
+        try:
+            response = await self.get_response(request)
+        except BaseException as exc:
+            opened.fail(exc)
+            raise
+        return opened.respond(response)
+
+    def process_exception(self, request: Any, exception: BaseException) -> None:
+        """A view raised: Django will answer 500, the event keeps the error."""
+        event = current_event()
+        if event is not None:
+            record_failure(event, exception)
+
+    def _open(self, request: Any) -> _Request | None:
+        outer = current_event()
+        if outer is not None:  # a WSGI/ASGI middleware of ours owns it: add what we know
+            return _Request(self, request, outer, None)
+        try:
+            handler = self._handler.get()
+            meta = request.META
+            event = handler.new_event(
+                request_id=meta.get(self._meta_key), traceparent=meta.get("HTTP_TRACEPARENT")
+            )
+            event.method = request.method
+            event.path = request.path
+            event.client_address = meta.get("REMOTE_ADDR") or None
+            event.user_agent = meta.get("HTTP_USER_AGENT") or None
+        except Exception:  # our failure must not cost the request
+            _internal.exception("wide_logging could not open an event")
+            return None
+        return _Request(self, request, event, (handler, _current.set(event)))
+
+
+class _Request:
+    """One request's event: finished with the response, or with a streaming body's end."""
+
+    __slots__ = ("done", "event", "middleware", "owner", "request")
+
+    def __init__(
+        self,
+        middleware: WideEventMiddleware,
+        request: Any,
+        event: WideEvent,
+        owner: tuple[WideEventHandler, Token[WideEvent | None]] | None,
+    ) -> None:
+        self.middleware = middleware
+        self.request = request
+        self.event = event
+        self.owner = owner  # None: an outer middleware finishes the event
+        self.done = False
+
+    def fail(self, exc: BaseException) -> None:
+        record_failure(self.event, exc)
+        self.finish()
+
+    def respond(self, response: Any) -> Any:
+        event = self.event
+        try:
+            event.route = route_of(getattr(self.request, "resolver_match", None))
+            if self.owner is None:
+                return response
+            status = getattr(response, "status_code", None)
+            if type(status) is int:
+                event.status = status
+            middleware = self.middleware
+            if (
+                middleware._echo
+                and event.request_id
+                and not response.has_header(middleware._header)
+            ):
+                response[middleware._header] = event.request_id
+            if getattr(response, "streaming", False):
+                content = response.streaming_content
+                response.streaming_content = (
+                    self._finishing_async(content)
+                    if hasattr(content, "__aiter__")
+                    else self._finishing(content)
+                )
+                return response
+        except Exception:
+            _internal.exception("wide_logging could not finish an event")
+        self.finish()
+        return response
+
+    def _finishing(self, content: Iterator[bytes]) -> Iterator[bytes]:
+        try:
+            yield from content
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                record_failure(self.event, exc)
+            raise
+        finally:
+            self.finish()
+
+    async def _finishing_async(self, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in content:
+                yield chunk
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                record_failure(self.event, exc)
+            raise
+        finally:
+            self.finish()
+
+    def finish(self) -> None:
+        if self.done or self.owner is None:
+            return
+        self.done = True
+        handler, token = self.owner
+        event = self.event
+        event.end()
+        if current_event() is event:
+            deactivate(token)
+        handler.submit(event)
+
+
+def route_of(match: Any) -> str | None:
+    """The route template of a Django ``ResolverMatch``: ``/orders/<int:order_id>/``, or a
+    ``re_path`` pattern without its anchors (``/legacy/(?P<slug>[a-z]+)/``)."""
+    route = getattr(match, "route", None)
+    if not isinstance(route, str):
+        return None
+    route = route.removeprefix("^")
+    if route.endswith("$") and not route.endswith("\\$"):
+        route = route[:-1]
+    return "/" + route.lstrip("/")
+
+
+_signals_hooked = False
+
+
+def hook_django_signals() -> None:
+    """Record exceptions Django turns into 500 responses anywhere (``got_request_exception``),
+    once per process."""
+    global _signals_hooked
+    if _signals_hooked:
+        return
+    from django.core.signals import got_request_exception
+
+    def record_exception(sender: Any, request: Any = None, **_: Any) -> None:
+        event = current_event()
+        exc = sys.exc_info()[1]
+        if event is not None and exc is not None:
+            record_failure(event, exc)
+
+    got_request_exception.connect(record_exception, weak=False, dispatch_uid="wide_logging")
+    _signals_hooked = True
+
+
+def wsgi_route_resolver() -> Callable[[dict[str, Any]], str | None]:
+    """For ``WideEventWSGIMiddleware`` around Django's ``WSGIHandler``: the route of a
+    finished request, from the resolver (and the signal hook above)."""
+    from django.urls import Resolver404, resolve
+
+    hook_django_signals()
+
+    def resolve_route(environ: dict[str, Any]) -> str | None:
+        try:
+            return route_of(resolve(environ.get("PATH_INFO") or "/"))
+        except Resolver404:
+            return None
+
+    return resolve_route
+
+
+__all__ = ["WideEventMiddleware", "route_of"]
