@@ -35,18 +35,25 @@ def extract(ref: str, into: Path) -> Path:
 def run_side(tree: Path, compare_rounds: int, requests: int) -> dict[str, float]:
     """Medians in µs of every benchmark, with the package of ``tree``."""
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
+    imported = subprocess.run(
+        [sys.executable, "-P", "-c", "import wide_logging; print(wide_logging.__file__)"],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    if not imported.startswith(str(tree)):
+        sys.exit(f"the package imported is {imported}, not the one in {tree}")
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "bench.json"
+        # -P: the current directory (this tree) must not come before PYTHONPATH's package
         subprocess.run(
-            [sys.executable, "-m", "pytest", *BENCH_FILES, "-q", "-p", "no:cacheprovider",
+            [sys.executable, "-P", "-m", "pytest", *BENCH_FILES, "-q", "-p", "no:cacheprovider",
              "--benchmark-only", f"--benchmark-json={report}"],
             cwd=ROOT, env=env, check=True, capture_output=True,
         )  # fmt: skip
         for bench in json.loads(report.read_text())["benchmarks"]:
             results[bench["name"]] = bench["stats"]["median"] * 1e6
     out = subprocess.run(
-        [sys.executable, "benchmarks/compare.py", "--rounds", str(compare_rounds),
+        [sys.executable, "-P", "benchmarks/compare.py", "--rounds", str(compare_rounds),
          "--requests", str(requests), "--json", "--ours-only"],
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip

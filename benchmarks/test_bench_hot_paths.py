@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pytest
+
 from wide_logging import TailSampler, metrics
 from wide_logging.context import activate, deactivate
 from wide_logging.metrics import Metrics
@@ -22,6 +24,16 @@ def test_sampler_decide(benchmark: Any) -> None:
         duration_ms=3.2,
         route="/items/{id}",
     )
+
+
+def test_sampler_decide_keyed(benchmark: Any) -> None:
+    """The same with a deployment sampling key (BLAKE2b) instead of the process's hash()."""
+    benchmark.group = "hot paths"
+    try:
+        sampler = TailSampler(normal_rate=0.02, key="bench-deployment-key-0123")
+    except TypeError:  # an older package without sampling keys (benchmarks/before_after.py)
+        pytest.skip("no sampling keys in this package")
+    benchmark(sampler.decide, "0af7651916cd43dd8448eb211c80319c", status=200, duration_ms=3.2)
 
 
 def test_new_event(benchmark: Any, handler_factory: Any) -> None:
@@ -44,6 +56,18 @@ def test_annotate(benchmark: Any, handler_factory: Any) -> None:
     benchmark.group = "hot paths"
     event = handler_factory().new_event()
     benchmark(event.annotate, user={"id": 42, "plan": "pro"}, cart_items=3)
+
+
+def test_annotate_text(benchmark: Any, handler_factory: Any) -> None:
+    """Strings: annotate() copies them; the scan for secrets inside text waits until the
+    event is kept (test_scrub_kept_text)."""
+    benchmark.group = "hot paths"
+    event = handler_factory().new_event()
+    benchmark(
+        event.annotate,
+        note="checkout completed for user 42 in 3 steps",
+        referrer="https://shop.example.com/cart/view",
+    )
 
 
 def test_handler_attach_record(benchmark: Any, handler_factory: Any) -> None:
@@ -74,10 +98,27 @@ def test_encode_kept_event(benchmark: Any, handler_factory: Any) -> None:
 
 
 def test_redact_clean(benchmark: Any) -> None:
+    """What annotate() pays for a nested value: a copy, values under secret keys redacted."""
     benchmark.group = "hot paths"
     serializer = Serializer()
     payload = {"user": {"id": 1, "email": "a@b.c", "password": "x"}, "items": [1, 2, 3]}
-    benchmark(serializer.clean, payload)
+    # (in an older package, clean() was this copy; text was not scanned at all)
+    benchmark(getattr(serializer, "copy", serializer.clean), payload)
+
+
+def test_scrub_kept_text(benchmark: Any) -> None:
+    """The scan for secrets inside text, once per kept event: annotations without any."""
+    benchmark.group = "hot paths"
+    serializer = Serializer()
+    if not hasattr(serializer, "scrub_strings"):
+        pytest.skip("no scan of text in this package")
+    fields = {
+        "user": {"id": 42, "plan": "pro", "email": "ada@example.com"},
+        "note": "checkout completed for user 42 in 3 steps",
+        "referrer": "https://shop.example.com/cart/view",
+        "cart": {"items": 3, "total": 99.5, "coupon": "WINTER-10"},
+    }
+    benchmark(serializer.scrub_strings, fields)
 
 
 def test_metrics_record_decision(benchmark: Any) -> None:

@@ -11,7 +11,7 @@ import pytest
 from conftest import ControlledSink, read_jsonl, wait_for
 from wide_logging import ConfigurationError
 from wide_logging.metrics import Metrics
-from wide_logging.pipeline import EVENT_OVERHEAD, Pipeline
+from wide_logging.pipeline import COMPACT_ABOVE, EVENT_OVERHEAD, Pipeline
 from wide_logging.sampling import Decision
 from wide_logging.sinks import RotatingFileSink
 from wide_logging.spool import Spool
@@ -124,6 +124,31 @@ def test_queue_is_bounded_by_bytes(build) -> None:  # type: ignore[no-untyped-de
     sink.release.set()
     assert pipeline.flush(5)
     assert pipeline.queued_bytes == 0
+
+
+def test_a_backlog_holds_exact_size_copies(build) -> None:  # type: ignore[no-untyped-def]
+    """orjson's bytes keep a 4 KiB buffer behind a small event; queued in a backlog, an
+    event must cost about what queue_bytes counts for it."""
+    import tracemalloc
+
+    sink = ControlledSink(local=True)
+    sink.release.clear()
+    pipeline = build(sink, batch_size=1, queue_size=10_000, queue_bytes=10**8)
+    pipeline.put(ev("first"), NORMAL)
+    wait_for(lambda: sink.attempts == 1, what="the writer to block")
+    tracemalloc.start()
+    try:
+        for i in range(2000):
+            pipeline.put(ev(i, pad=300), NORMAL)
+        allocated = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert pipeline.queue_depth == 2000  # "first" is with the writer
+    # uncopied, 2,000 events hold ~8 MB; the first COMPACT_ABOVE bytes may stay uncopied
+    assert allocated < pipeline.queued_bytes * 1.1 + COMPACT_ABOVE * 10
+    sink.release.set()
+    assert pipeline.flush(5)
+    assert sorted(ids(sink.events)[1:], key=int) == [str(i) for i in range(2000)]
 
 
 def test_failed_sink_retries_then_spools_then_breaker_skips_it(build, spool_path: Path) -> None:  # type: ignore[no-untyped-def]

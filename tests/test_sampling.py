@@ -201,6 +201,27 @@ def test_top_level_explain_accepts_a_stored_event_and_a_sampler() -> None:
     assert "server_error" in text
 
 
+def test_explain_reports_the_stored_decision_before_todays_policy() -> None:
+    """A stored critical_route event, explained after the route left critical_routes: the
+    stored decision first, and that today's policy would decide otherwise."""
+    stored = {
+        "request_id": "abc",
+        "http": {"route": "/pay", "response": {"status_code": 200}},
+        "sampling": {"rule": "critical_route", "rate": 1.0},
+    }
+    now = TailSampler(normal_rate=0.02, key=KEY).explain(stored)
+    assert now.startswith("kept by rule 'critical_route' (rate 1.0) when decided; ")
+    assert "today's policy would decide otherwise: " in now
+    assert "by rule 'normal' (rate 0.02)" in now
+    same = TailSampler(critical_routes=["/pay"]).explain(stored)
+    assert same.startswith("kept by rule 'critical_route' (rate 1.0): its route matches")
+    assert same.endswith("(the decision stored with it)")
+    # captured with keep_all=True: the stored decision was to drop it
+    dropped = {**stored, "sampling": {"rule": "normal", "rate": 0.0, "sampled_out": True}}
+    assert TailSampler(normal_rate=0.0).explain(dropped).startswith("dropped by rule 'normal'")
+    assert TailSampler(normal_rate=0.0).explain(dropped).endswith("(the decision stored with it)")
+
+
 def test_always_keep_rules_are_everything_but_normal() -> None:
     assert set(RULES) - ALWAYS_KEEP_RULES == {"normal"}
 

@@ -76,9 +76,8 @@ def get_path(node: Any, path: str, default: Any = None) -> Any:
 def deep_merge(target: dict[str, Any], source: Mapping[str, Any]) -> None:
     """Merge ``source`` into ``target``; nested dicts merge, anything else replaces.
 
-    ``source`` is read through a copy: another thread annotating late must not make this
-    loop fail with "dictionary changed size" (see ``_snapshot``)."""
-    for key, value in _snapshot(source).items():
+    ``source`` is a fresh copy that no other thread sees (cleaned annotations)."""
+    for key, value in source.items():
         existing = target.get(key)
         if isinstance(value, Mapping) and isinstance(existing, dict):
             deep_merge(existing, value)
@@ -186,8 +185,9 @@ class WideEvent:
     def annotate(self, **fields: Any) -> None:
         """Add fields (dotted keys and nested dicts allowed); ``force_keep=True`` keeps it.
 
-        Values are cleaned copies (see ``Serializer.clean``): secrets redacted, sizes
-        capped, so later changes to the app's own objects do not reach the event. Values
+        Values are copies (see ``Serializer.copy``): values under secret keys redacted,
+        sizes capped, so later changes to the app's own objects do not reach the event;
+        secrets inside text are masked when a kept event is built. Values
         for fields the library owns (``fields.OWNED_FIELDS``) go to ``refused_annotations``.
         """
         if self._sealed:
@@ -195,12 +195,16 @@ class WideEvent:
         if "force_keep" in fields:
             self.force_keep = fields.pop("force_keep") is True
         serializer = self._serializer
+        known_secret = serializer.known_secret
         target = self._fields
         for key, value in fields.items():
             if type(key) is not str or key in GUARDED_KEYS or "." in key:
                 self._annotate_guarded(key, value)  # (a str subclass may hash as it likes)
                 continue
-            value = REDACTED if serializer.is_secret(key) else serializer.clean(value)
+            secret = known_secret.get(key)
+            if secret is None:
+                secret = serializer.is_secret(key)
+            value = REDACTED if secret else serializer.copy(value)
             existing = target.get(key)
             if type(value) is dict and type(existing) is dict:
                 deep_merge(existing, value)
@@ -211,7 +215,7 @@ class WideEvent:
         """A dotted key, a key that holds fields of the library's, or a key that is not a
         plain ``str``: cleaning makes it one, then the owned paths are checked."""
         serializer = self._serializer
-        cleaned_fields = serializer.clean({key: value})
+        cleaned_fields = serializer.copy({key: value})
         for top, cleaned in nest_dotted(cleaned_fields, serializer.max_depth).items():
             if top in OWNED_FIELDS:
                 self._refuse((top,), cleaned)
@@ -306,14 +310,17 @@ class WideEvent:
         else:
             serializer = self._serializer
             logger = record.name
-            logs.append(
-                {
-                    "level": record.levelname,
-                    "logger": logger if len(logger) <= 256 else serializer.clip(logger, 256),
-                    "message": serializer.scrub(serializer.clip(record_message(record))),
-                    "offset_ms": round((record.created - self.start_time) * 1000.0, 3),
-                }
-            )
+            entry = {
+                "level": record.levelname,
+                "logger": logger if len(logger) <= 256 else serializer.clip(logger, 256),
+                "message": serializer.clip(record_message(record)),  # scrubbed if kept
+                "offset_ms": round((record.created - self.start_time) * 1000.0, 3),
+            }
+            extra = record_extra(record)
+            if extra:  # log.info("charged", extra={"order_id": 42}): beside the message
+                for key, value in serializer.copy(extra).items():
+                    entry.setdefault(key, value)
+            logs.append(entry)
         self.error_from_record(record)
 
     def error_from_record(self, record: logging.LogRecord) -> None:
@@ -403,16 +410,17 @@ class WideEvent:
             if self.error is not None:
                 event["error"] = self.error
             if self._logs:
-                event["logs"] = self._logs[:]  # a copy: a late add_log must not change it
+                # a copy: a late add_log must not change it
+                event["logs"] = self._serializer.scrub_strings(self._logs[:])
                 if self._logs_dropped:
                     event["logs_dropped"] = self._logs_dropped
             timings = self._timings
             if timings:
                 event["timings"] = {key: round(ms, 3) for key, ms in _snapshot(timings).items()}
             if fields:
-                self._add_app_fields(event, fields, ())
+                self._add_app_fields(event, self._serializer.scrub_strings(fields), ())
             if self._refused:
-                event[REFUSED] = self._refused
+                event[REFUSED] = self._serializer.scrub_strings(self._refused)
         except Exception as exc:  # a bug of ours must not cost the event
             event = {key: event[key] for key in ("event_id", "timestamp", "kind", *resource)}
             if self.request_id is not None:
@@ -522,6 +530,33 @@ def http_fragment(
     except Exception:  # not encodable as it is (a lone surrogate, an int beyond 64 bits)
         return http
     return fragment
+
+
+#: What every LogRecord has (and what logging adds while formatting): anything else on a
+#: record came from ``extra=``.
+_STANDARD_RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "_wide_logging_attached",
+    "_wide_logging_shown",
+}
+
+
+_PLAIN_RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+
+
+def record_extra(record: logging.LogRecord) -> dict[str, Any] | None:
+    """The ``extra=`` fields of a log record (the keys not every record has), or None."""
+    attributes = record.__dict__
+    # The common case, without a set difference: nothing but the standard attributes (and
+    # the flag this handler sets on the records it attaches).
+    if len(attributes) - ("_wide_logging_attached" in attributes) <= _PLAIN_RECORD_SIZE:
+        return None
+    names = attributes.keys() - _STANDARD_RECORD_KEYS
+    if not names:
+        return None
+    return {name: attributes[name] for name in names if not name.startswith("_")} or None
 
 
 def record_message(record: logging.LogRecord) -> str:

@@ -34,10 +34,10 @@ from ._errors import ConfigurationError, check_bool, check_number
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent, uuid7
 from ._secrets import URL_MASK, scrub_text
 from .context import current_event
-from .event import WideEvent, iso_timestamp, record_message
+from .event import WideEvent, iso_timestamp, record_extra, record_message
 from .metrics import Metrics
 from .pipeline import Pipeline, in_writer_thread
-from .sampling import Decision, TailSampler, route_for_rules
+from .sampling import NO_ROUTE_MATCHED, Decision, TailSampler
 from .serialize import DEFAULT_REDACT_PATTERN, Serializer
 from .sinks import open_sink
 from .sinks.file import RotatingFileSink
@@ -283,12 +283,14 @@ class WideEventHandler(logging.Handler):
             else:
                 route = event.route
                 status = event.status
+                if route is None:  # route_for_rules(), inlined: this runs for every request
+                    route = None if status in NO_ROUTE_MATCHED else event.path
                 decision = self.sampler.decide(
                     event.request_id or "",
                     event.has_error,
                     status,
                     event.end(),
-                    route if route is not None else route_for_rules(event.path, status),
+                    route,
                     event.force_keep,
                 )
             self.metrics.record_decision(decision.counter)
@@ -375,6 +377,9 @@ class WideEventHandler(logging.Handler):
 
     def _log_event(self, record: logging.LogRecord) -> WideEvent:
         event = WideEvent("log", self.serializer, start_time=record.created)
+        extra = record_extra(record)
+        if extra:  # the library's own fields among them are refused, as for annotate()
+            event.annotate(**{str(key): value for key, value in extra.items()})
         event.annotate(
             message=record_message(record),
             log={"level": record.levelname, "logger": record.name},

@@ -71,6 +71,11 @@ REQUEST_SPOOL_WAIT = 0.05
 #: deque's pointer, rounded up for the allocator. Counted in ``queue_bytes``, so that the
 #: option bounds the memory really held (measured: benchmarks/queue_memory.py).
 EVENT_OVERHEAD = sys.getsizeof(b"") + 16
+#: orjson's bytes keep their spare capacity (a 400-byte event holds 4 KiB). Once the queue
+#: holds more than this, events are queued as exact-size copies, so that ``queue_bytes``
+#: bounds the memory really held give or take this much times ~10. Below it (the writer
+#: keeping up) the copy would only cost the request time.
+COMPACT_ABOVE = 32 * 1024
 
 in_writer_thread = in_sink_thread
 
@@ -181,6 +186,8 @@ class Pipeline:
         if self._thread is None and not self._closed:
             self._start()
         size = len(data) + EVENT_OVERHEAD
+        if self._queued_bytes > COMPACT_ABOVE:  # a backlog: hold exact-size copies
+            data = memoryview(data).tobytes()
         lock = self._lock
         lock.acquire()  # not ``with``: in CPython 3.11 it costs twice as much
         try:

@@ -264,8 +264,26 @@ class TailSampler:
         )
 
     def explain(self, event: Mapping[str, Any]) -> str:
-        """Say in one sentence which rule decides for ``event``, and why."""
-        decision = self.decide_event(event)
+        """Say which rule decided for ``event``, and why.
+
+        A stored event carries the decision that kept it (``sampling.rule``/``rate``): that
+        is reported first, and today's policy only said too when it would decide otherwise
+        (a critical route removed since, another rate)."""
+        stored = event.get("sampling")
+        if not isinstance(stored, Mapping):
+            return self._why(event, self.decide_event(event))
+        rule, rate = stored.get("rule"), stored.get("rate")
+        # (force_keep: decide_event() reads it from the stored rule, so today agrees)
+        if isinstance(rule, str) and rule != "force_keep":
+            kept = stored.get("sampled_out") is not True  # capture_events(keep_all=True)
+            today = self.decide_event(event)
+            said = f"{'kept' if kept else 'dropped'} by rule '{rule}' (rate {rate}) when decided"
+            if (today.keep, today.rule, today.rate) == (kept, rule, rate):
+                return f"{self._why(event, today)} (the decision stored with it)"
+            return f"{said}; today's policy would decide otherwise: {self._why(event, today)}"
+        return self._why(event, self.decide_event(event))
+
+    def _why(self, event: Mapping[str, Any], decision: Decision) -> str:
         reasons = {
             "error": f"it carries an error ({(event.get('error') or {}).get('type', 'error')})",
             "server_error": "its response status is 5xx",
@@ -276,6 +294,10 @@ class TailSampler:
         }
         if decision.rule in reasons:
             return f"kept by rule '{decision.rule}' (rate 1.0): {reasons[decision.rule]}"
+        if decision.rule == LOG_RULE:
+            return (
+                f"{'kept' if decision.keep else 'dropped'} by rule 'log' (rate {self.log_rate:g})"
+            )
         key = sampling_key(event)
         verdict = "kept" if decision.keep else "dropped"
         which = "the sampling key's hash" if self.keyed else "this process's random hash"
@@ -294,11 +316,15 @@ class TailSampler:
         )
 
 
+#: Statuses that say no route matched: their raw path is not matched by ``critical_routes``.
+NO_ROUTE_MATCHED = frozenset({404, 405})
+
+
 def route_for_rules(path: str | None, status: int | None) -> str | None:
     """What ``critical_routes`` match when the framework gave no route template: the raw
     path — but not for a 404/405, where nothing matched: a client could otherwise make any
     made-up ``/admin/...`` path an always-kept request (and amplify storage)."""
-    return None if status in (404, 405) else path
+    return None if status in NO_ROUTE_MATCHED else path
 
 
 def sampling_key(event: Mapping[str, Any]) -> str:

@@ -3,10 +3,15 @@
 Theory of operation
 -------------------
 User data enters an event in two places only: ``annotate()`` (and ``set()``) and log
-records. Both pass through :meth:`Serializer.clean`, which returns a *copy* that is
-JSON-safe: secret keys redacted, strings and collections capped, cycles cut, unknown
-objects turned into their ``repr``. Because the copy is ours, the app can mutate its own
-objects afterwards without changing the event.
+records. Both pass through :meth:`Serializer.copy`, which returns a *copy* that is
+JSON-safe: values under secret keys redacted, strings and collections capped, cycles cut,
+unknown objects turned into their ``repr``. Because the copy is ours, the app can mutate
+its own objects afterwards without changing the event.
+
+Secrets *inside* text (a URL's password, ``token=...`` in a message, a bearer token) are
+masked later, by :meth:`Serializer.scrub_strings`, when a kept event is built: scanning
+text costs a few hundred nanoseconds a string, and most events are sampled out and never
+need it. :meth:`Serializer.clean` does both steps at once.
 
 When the event is finished, :meth:`Serializer.encode` runs orjson once (the fast path).
 Anything orjson still rejects (lone surrogates, integers beyond 64 bits, keys of odd
@@ -36,7 +41,6 @@ from ._secrets import (
     DEFAULT_REDACT_PATTERN,
     REDACTED,
     SecretNames,
-    needs_scrub,
     scrub_text,
 )
 from .fields import CORE_FIELDS
@@ -61,14 +65,6 @@ _READABLE_COLLECTIONS = (
 )
 #: Longest dict key kept as it is; longer ones are cut like values.
 _MAX_KEY = 256
-#: orjson over-allocates its output (4 KiB for a 400-byte event); an event waits in the
-#: queue as an exact-size copy, so ``queue_bytes`` bounds real memory.
-_DUMPS_OPTION = orjson.OPT_APPEND_NEWLINE
-
-
-def _dumps(value: Any, default: Any = None) -> bytes:
-    """orjson's bytes, as an exact-size object (a slice is a fresh, right-sized copy)."""
-    return orjson.dumps(value, default=default, option=_DUMPS_OPTION)[:-1]
 
 
 class Serializer:
@@ -76,8 +72,8 @@ class Serializer:
 
     __slots__ = (
         "_encode_default",
-        "_known_secret",
         "_names",
+        "known_secret",
         "max_depth",
         "max_event_bytes",
         "max_items",
@@ -120,7 +116,9 @@ class Serializer:
             msg = f"redact_pattern is not a valid regular expression: {exc}"
             raise ConfigurationError(msg) from None
         self._names = SecretNames(extra, pattern)
-        self._known_secret = self._names.known
+        #: Decisions of ``is_secret`` so far, by key: a lookup here (None: not decided yet)
+        #: saves the call on the request path.
+        self.known_secret = self._names.known
         self._encode_default = self._default  # bound once, not per event
         self.max_string = max_string
         self.max_items = max_items
@@ -132,14 +130,42 @@ class Serializer:
     def is_secret(self, key: str) -> bool:
         """True when values under ``key`` (or any dotted part of it) must never leave the
         process."""
-        return self._names(key)
+        cached = self.known_secret.get(key)  # the names' own cache, one call sooner
+        return cached if cached is not None else self._names(key)
 
     def scrub(self, text: str) -> str:
         """``text`` with secrets it names masked (see ``_secrets.scrub_text``); ordinary
         text comes back as it is, after one cheap check."""
-        if text.isalnum() or not needs_scrub(text):
-            return text
         return scrub_text(text, self._names)
+
+    def scrub_strings(self, value: Any) -> Any:
+        """``value`` (the output of :meth:`copy`) with every string in it passed through
+        :meth:`scrub`. Containers are copied only where a string changed: what holds no
+        secret comes back as the same object, after one cheap check per string."""
+        kind = type(value)
+        if kind is str:
+            return scrub_text(value, self._names)
+        if kind is dict:
+            changed: Any = None
+            # .copy(): another thread may still be writing to an event's own dicts
+            for key, item in value.copy().items():
+                if type(item) in _PLAIN_SCALARS:
+                    continue
+                scrubbed = self.scrub_strings(item)
+                if scrubbed is not item:
+                    if changed is None:
+                        changed = value.copy()
+                    changed[key] = scrubbed
+            return value if changed is None else changed
+        if kind is list:
+            items = value[:]
+            scrubbed_items = [
+                item if type(item) in _PLAIN_SCALARS else self.scrub_strings(item) for item in items
+            ]
+            if any(new is not old for new, old in zip(scrubbed_items, items, strict=True)):
+                return scrubbed_items
+            return value
+        return value
 
     # -- cleaning --------------------------------------------------------------------
 
@@ -150,18 +176,23 @@ class Serializer:
         return f"{text[:limit]}...[truncated {len(text) - limit} chars]"
 
     def clean(self, value: Any, *, strict: bool = False, max_string: int | None = None) -> Any:
-        """A JSON-safe copy of ``value`` with secrets redacted and sizes capped.
+        """A JSON-safe copy of ``value`` with secrets redacted (under secret keys and inside
+        text) and sizes capped: :meth:`copy`, then :meth:`scrub_strings`.
 
         ``strict`` also repairs what only orjson would reject (lone surrogates, integers
         beyond 64 bits); it is the slow path used after a failed encode.
         """
+        return self.scrub_strings(self.copy(value, strict=strict, max_string=max_string))
+
+    def copy(self, value: Any, *, strict: bool = False, max_string: int | None = None) -> Any:
+        """A JSON-safe copy of ``value``: values under secret keys redacted, sizes capped,
+        cycles cut. Text is not scanned for secrets yet (:meth:`scrub_strings` does that
+        for the events that are kept)."""
         limit = max_string or self.max_string
         if not strict:  # the common annotations first: a number, a short string, a flat dict
             kind = type(value)
-            if kind in _PLAIN_SCALARS:
+            if kind in _PLAIN_SCALARS or (kind is str and len(value) <= limit):
                 return value
-            if kind is str and len(value) <= limit:
-                return value if value.isalnum() else self.scrub(value)
             if kind is dict:
                 flat = self._clean_flat_dict(value, limit)
                 if flat is not None:
@@ -173,7 +204,7 @@ class Serializer:
         any key or value needs the full treatment."""
         if len(value) > self.max_items:
             return None
-        known_secret = self._known_secret
+        known_secret = self.known_secret
         out: dict[str, Any] = {}
         for key, item in value.items():
             kind = type(item)
@@ -184,17 +215,13 @@ class Serializer:
             secret = known_secret.get(key)
             if secret is None:
                 secret = self.is_secret(key)
-            if secret:
-                item = REDACTED
-            elif kind is str and not item.isalnum():
-                item = self.scrub(item)
-            out[key] = item
+            out[key] = REDACTED if secret else item
         return out
 
     def _clean(self, value: Any, depth: int, seen: set[int], strict: bool, limit: int) -> Any:
         kind = type(value)
         if kind is str:
-            text = self.scrub(self.clip(value, limit))
+            text = self.clip(value, limit)
             return _repair_text(text) if strict else text
         if value is None or kind is bool or kind is float:
             return value
@@ -203,9 +230,9 @@ class Serializer:
         if kind is dict or isinstance(value, Mapping):
             return self._clean_mapping(value, depth, seen, strict, limit)
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return self.scrub(self._bytes_text(value, limit))
+            return self._bytes_text(value, limit)
         if isinstance(value, str):  # a subclass: its own methods may raise or lie
-            text = self.scrub(_plain_str(value, limit))
+            text = _plain_str(value, limit)
             return _repair_text(text) if strict else text
         if isinstance(value, enum.Enum):
             return self._clean(_enum_value(value), depth, seen, strict, limit)
@@ -221,7 +248,7 @@ class Serializer:
             return value
         if isinstance(value, _READABLE_COLLECTIONS):
             return self._clean_sequence(value, depth, seen, strict, limit)
-        return self.scrub(self.clip(safe_repr(value), limit))
+        return self.clip(safe_repr(value), limit)
 
     def _clean_mapping(
         self, value: Mapping[Any, Any], depth: int, seen: set[int], strict: bool, limit: int
@@ -264,7 +291,12 @@ class Serializer:
         try:
             # Never more than the cap (+1 to know there is more): a list of 10**7 items
             # costs what a list of 200 does.
-            items = list(itertools.islice(value, cap + 1))
+            kind = type(value)
+            items = (
+                value[: cap + 1]
+                if kind is list or kind is tuple
+                else list(itertools.islice(value, cap + 1))
+            )
             out = [self._clean_item(item, depth, seen, strict, limit) for item in items[:cap]]
             if len(items) > cap:
                 total = len(value) if isinstance(value, collections.abc.Sized) else None
@@ -280,6 +312,8 @@ class Serializer:
         """One item of a list. A ``(name, value, ...)`` pair whose name is a secret's (a
         header list: ``request.headers.items()``, ASGI's ``scope["headers"]``) keeps its name
         only."""
+        if type(item) in _PLAIN_SCALARS and not strict:  # (strict: ints beyond 64 bits)
+            return item
         if (
             isinstance(item, (tuple, list))
             and 2 <= len(item) <= 8
@@ -307,8 +341,9 @@ class Serializer:
         try:
             # No OPT_NON_STR_KEYS here: it halves orjson's speed, and every key that came
             # through clean() is already a str. A stray one takes the strict path below.
-            # _dumps(), inlined: this runs for every kept event.
-            data = orjson.dumps(event, default=self._encode_default, option=_DUMPS_OPTION)[:-1]
+            # orjson's own bytes, spare capacity and all: the pipeline compacts them only
+            # when they have to wait in a backlog (pipeline.COMPACT_ABOVE).
+            data = orjson.dumps(event, default=self._encode_default)
         except Exception:
             data = self._encode_strict(event)
         if len(data) > self.max_event_bytes:
@@ -326,9 +361,9 @@ class Serializer:
 
     def _encode_strict(self, event: Any, max_string: int | None = None) -> bytes:
         try:
-            return _dumps(self.clean(event, strict=True, max_string=max_string))
+            return orjson.dumps(self.clean(event, strict=True, max_string=max_string))
         except Exception as exc:  # pragma: no cover - clean() output is always encodable
-            return _dumps({"encode_error": f"{type(exc).__name__}"})
+            return orjson.dumps({"encode_error": f"{type(exc).__name__}"})
 
     def _shrink(self, event: EventDict, original: int) -> bytes:
         # The marker first: the key cap of clean() must never cut what explains the cut.
@@ -350,7 +385,7 @@ class Serializer:
         data = self._encode_strict(core, max_string=256)
         if len(data) <= self.max_event_bytes:
             return data
-        return _dumps(  # pathological: even the core fields are too big
+        return orjson.dumps(  # pathological: even the core fields are too big
             {"truncated": marker}
             | {
                 key: self.clean(event.get(key), strict=True, max_string=64)
