@@ -110,6 +110,17 @@ def make_handler(tmp_path: Path) -> Iterator[Callable[..., WideEventHandler]]:
     _handlers.clear()
 
 
+@pytest.fixture(scope="session")
+def django_site() -> None:
+    """Django set up once per session with tests/apps/django_site (the README's recipe),
+    its own LOGGING left out: the tests build their handlers."""
+    os.environ["DJANGO_SITE_OWN_LOGGING"] = "0"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "apps.django_site.settings"
+    import django
+
+    django.setup()
+
+
 @pytest.fixture
 def events_file(tmp_path: Path) -> Path:
     return tmp_path / "out" / "events.jsonl"

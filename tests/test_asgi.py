@@ -391,3 +391,176 @@ def test_response_headers_given_as_any_iterable_all_reach_the_server(
     asyncio.run(WideEventMiddleware(app)(scope, None, send))
     names = [name for name, _ in sent[0]["headers"]]
     assert names == [b"content-type", b"set-cookie", b"x-request-id"]
+
+
+# -- install(): outside Starlette's ServerErrorMiddleware ---------------------------------
+
+
+def build_fastapi_installed(custom_500: bool) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/orders/{order_id}")
+    async def get_order(order_id: int) -> dict[str, int]:
+        annotate(order={"id": order_id})
+        return {"id": order_id}
+
+    @app.get("/fail/{code}")
+    async def fail(code: str) -> None:
+        raise ValueError(f"bad order {code}")
+
+    if custom_500:
+
+        @app.exception_handler(Exception)
+        async def apologise(request: Request, exc: Exception) -> JSONResponse:
+            annotate(apology="sent")
+            return JSONResponse({"sorry": type(exc).__name__}, status_code=500)
+
+    WideEventMiddleware.install(app)
+    return app
+
+
+def test_add_middleware_leaves_the_unhandled_500_without_the_request_id(
+    handler: WideEventHandler,
+) -> None:
+    """Why install() exists: Starlette answers an unhandled exception outside every user
+    middleware."""
+    app = FastAPI()
+    app.add_middleware(WideEventMiddleware)
+
+    @app.get("/fail")
+    async def fail() -> None:
+        raise ValueError("bad order")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/fail", headers={"X-Request-ID": "req-500-plain"})
+    assert response.status_code == 500
+    assert "x-request-id" not in response.headers
+
+
+@pytest.mark.parametrize("custom_500", [False, True], ids=["default-500", "custom-500-handler"])
+def test_installed_the_500_carries_the_request_id_and_the_apps_handler_runs(
+    handler: WideEventHandler, custom_500: bool
+) -> None:
+    app = build_fastapi_installed(custom_500)
+    with capture_events() as events, TestClient(app, raise_server_exceptions=False) as client:
+        ok = client.get("/orders/9", headers={"X-Request-ID": "req-ok"})
+        failed = client.get("/fail/7", headers={"X-Request-ID": "req-500"})
+    assert ok.json() == {"id": 9}
+    assert ok.headers["x-request-id"] == "req-ok"
+    assert failed.status_code == 500
+    assert failed.headers["x-request-id"] == "req-500"
+    if custom_500:
+        assert failed.json() == {"sorry": "ValueError"}  # the app's own handler answered
+    else:
+        assert failed.text == "Internal Server Error"
+    by_id = {e["request_id"]: e for e in events.requests()}
+    assert by_id["req-ok"]["http"]["route"] == "/orders/{order_id}"
+    assert by_id["req-ok"]["order"] == {"id": 9}
+    event = by_id["req-500"]
+    assert event["http"]["route"] == "/fail/{code}"
+    assert event["http"]["response"]["status_code"] == 500
+    assert event["error"]["type"] == "ValueError"
+    assert event["error"]["message"] == "bad order 7"
+    assert event["sampling"]["rule"] == "error"
+    if custom_500:
+        assert event["apology"] == "sent"  # the handler ran inside the request's event
+
+
+def test_installed_the_exception_still_reaches_the_test_client(handler: WideEventHandler) -> None:
+    app = build_fastapi_installed(custom_500=False)
+    with (
+        capture_events() as events,
+        TestClient(app) as client,
+        pytest.raises(ValueError, match="bad order 1"),
+    ):
+        client.get("/fail/1")
+    assert events.requests()[0]["error"]["type"] == "ValueError"
+
+
+def test_install_on_starlette_keeps_middleware_added_before_and_after(
+    handler: WideEventHandler,
+) -> None:
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    order: list[str] = []
+
+    class Tag(BaseHTTPMiddleware):
+        def __init__(self, app: Any, name: str) -> None:
+            super().__init__(app)
+            self.name = name
+
+        async def dispatch(self, request: Request, call_next: Any) -> Any:
+            order.append(self.name)
+            return await call_next(request)
+
+    app = Starlette(routes=[Route("/users/{user_id:int}", user), Route("/boom", boom)])
+    app.add_middleware(Tag, name="before")
+    WideEventMiddleware.install(app, request_id_header="X-Correlation-ID")
+    app.add_middleware(Tag, name="after")
+    with capture_events() as events, TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/users/5").status_code == 200
+        failed = client.get("/boom", headers={"X-Correlation-ID": "corr-1"})
+    assert failed.status_code == 500
+    assert failed.headers["x-correlation-id"] == "corr-1"
+    assert sorted(order[:2]) == ["after", "before"]
+    first, second = events.requests()
+    assert first["http"]["route"] == "/users/{user_id:int}"
+    assert second["request_id"] == "corr-1"
+    assert second["error"]["type"] == "RuntimeError"
+
+
+def test_install_refuses_what_is_not_a_starlette_app() -> None:
+    from wide_logging import ConfigurationError
+
+    async def plain_asgi(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="wrap other ASGI apps"):
+        WideEventMiddleware.install(plain_asgi)
+    with pytest.raises(ConfigurationError, match="request_id_header"):
+        WideEventMiddleware.install(FastAPI(), request_id_header="bad header")
+    twice = WideEventMiddleware.install(FastAPI())
+    with pytest.raises(ConfigurationError, match="already"):
+        WideEventMiddleware.install(twice)
+
+
+# -- fake_clock ---------------------------------------------------------------------------
+
+
+def test_fake_clock_makes_a_request_slow_without_waiting(handler: WideEventHandler) -> None:
+    from wide_logging.testing import fake_clock
+
+    app = build_fastapi_installed(custom_500=False)
+    with TestClient(app) as client:
+        with fake_clock(tick_ms=80), capture_events() as events:  # the handler's slow_ms: 50
+            client.get("/orders/1")
+        with capture_events() as real:
+            client.get("/orders/2")
+    [slow] = events.requests()
+    assert slow["sampling"]["rule"] == "slow"
+    assert slow["duration_ms"] >= 80
+    assert real.requests()[0]["sampling"]["rule"] == "normal"  # the real clock is back
+
+
+def test_fake_clock_advanced_by_a_fake_dependency_times_its_span(
+    handler: WideEventHandler,
+) -> None:
+    from wide_logging.testing import fake_clock
+
+    app = FastAPI()
+    WideEventMiddleware.install(app)
+
+    with fake_clock() as clock:
+
+        @app.get("/report")
+        async def report() -> str:
+            with span("db"):
+                clock.advance(ms=1200)  # a fake of the slow query
+            return "ok"
+
+        with capture_events() as events, TestClient(app) as client:
+            client.get("/report")
+    [event] = events.requests()
+    assert event["timings"]["db_ms"] == 1200
+    assert event["duration_ms"] == 1200
+    assert event["sampling"]["rule"] == "slow"

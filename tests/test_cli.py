@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import read_jsonl
+from servers import free_port
 from wide_logging.cli import main
 
 pytestmark = pytest.mark.slow
@@ -50,6 +51,32 @@ def test_demo_runs_end_to_end_and_keeps_every_failed_request(tmp_path: Path) -> 
     secrets = [e["user"]["password"] for e in events if "user" in e]
     assert secrets
     assert set(secrets) == {"[REDACTED]"}
+    # what the report says is what the output holds, and it says what to run next
+    assert f"({written} lines there)" in report
+    assert len(read_jsonl(out / "events.jsonl")) == written
+    assert f"wide-logging stats --events {out}" in report
+    stats = subprocess.run(
+        [*args, "stats", "--events", str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert stats.returncode == 0, stats.stderr
+    assert re.search(rf"events\s+stored\s+{written}\n", stats.stdout), stats.stdout
+    for rule, count in rules.items():
+        assert re.search(rf"kept by rule\s+{rule}\s+{count} \(rate", stats.stdout), rule
+
+    # a second run: its own output only; the first one's events moved aside
+    again = subprocess.run(
+        [*args, "demo", "--requests", "300", "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr
+    second = int(re.search(r"events written\s+(\d+)", again.stdout).group(1))  # type: ignore[union-attr]
+    assert f"({second} lines there)" in again.stdout
+    assert len(read_jsonl(out / "events.jsonl")) == second
+    assert f"the previous run's moved to {out / 'previous'}" in again.stdout
+    assert len(read_jsonl(out / "previous" / "events.jsonl")) == written
 
 
 def test_python_dash_m_and_argument_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -76,3 +103,122 @@ def test_configuration_errors_are_one_line_not_a_traceback(
     with pytest.raises(SystemExit):
         main(["incidents", "--source", f"file:{tmp_path}/x.jsonl", "--since", "someday"])
     assert "--since takes a duration" in capsys.readouterr().err
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wide_logging", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def write_events(path: Path, count: int, prefix: str = "e") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as out:
+        for n in range(count):
+            out.write(f'{{"event_id": "{prefix}-{n}", "kind": "log"}}\n')
+
+
+def test_replay_refuses_to_read_its_own_sink(tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    write_events(source, 3)
+    for spelling in (f"file:{source}", f"file:{tmp_path}/./events.jsonl"):
+        result = run_cli("replay", "--sink", spelling, str(source), "--no-progress")
+        assert result.returncode == 2
+        assert "it would read its own output" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert len(read_jsonl(source)) == 3  # untouched
+
+
+def test_replay_reads_what_the_files_held_when_it_began(tmp_path: Path) -> None:
+    """A file something appends to meanwhile (its own output under another name, an app
+    still writing) is read up to its size at the start, not followed."""
+    from wide_logging.metrics import Metrics
+    from wide_logging.spool import SegmentReader
+
+    source = tmp_path / "events.jsonl"
+    write_events(source, 5, "before")
+    reader = SegmentReader(source, 2, Metrics(), until=source.stat().st_size)
+    seen: list[bytes] = []
+    while batch := reader.next_batch():
+        write_events(source, 2, f"during-{len(seen)}")  # appended while it reads
+        seen += batch
+        reader.sent()
+    reader.close()
+    assert [line.decode() for line in seen] == [
+        f'{{"event_id": "before-{n}", "kind": "log"}}' for n in range(5)
+    ]
+
+
+def test_replay_to_an_unreachable_sink_says_why(tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    write_events(source, 2)
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    result = run_cli("replay", "--sink", url, str(source), "--no-progress")
+    assert result.returncode == 1
+    assert "replayed 0 events" in result.stderr
+    assert "stopped: could not write to the sink" in result.stderr
+    assert "Connection refused" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert source.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("stats", "--redis", "redis://:hunter2@127.0.0.1:{port}/0"),
+        ("stats", "--url", "http://127.0.0.1:{port}/metrics?token=hunter2"),
+        ("incidents", "--source", "redis://:hunter2@127.0.0.1:{port}/0?stream=s"),
+        (
+            "incidents",
+            "--source",
+            "mongodb://app:hunter2@127.0.0.1:{port}/logs?serverSelectionTimeoutMS=500",
+        ),
+    ],
+    ids=["stats-redis", "stats-url", "incidents-redis", "incidents-mongodb"],
+)
+def test_an_unreachable_server_is_one_masked_line_and_exit_2(argv: tuple[str, ...]) -> None:
+    port = free_port()
+    result = run_cli(*(arg.replace("{port}", str(port)) for arg in argv))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"wide-logging {argv[0]}: error: could not reach ")
+    assert f"127.0.0.1:{port}" in result.stderr  # names what failed
+    assert result.stderr.count("\n") == 1
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_incidents_from_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    result = run_cli("incidents", "--source", f"file:{tmp_path}/missing.jsonl")
+    assert result.returncode == 2
+    assert "no events at" in result.stderr
+    write_events(tmp_path / "there.jsonl", 1)
+    assert run_cli("incidents", "--source", f"file:{tmp_path}/there.jsonl").returncode == 0
+
+
+def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
+    import argparse
+
+    from wide_logging.cli import build_parser
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) == {"demo", "consume", "replay", "stats", "incidents"}
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction) or not action.option_strings:
+                continue
+            option = action.option_strings[0]
+            assert action.help, f"{name} {option} has no help"
+            options = text[text.index("\noptions:") :]
+            shown = options[options.index(f"\n  {option}") + 1 :]
+            shown = shown[: shown.index("\n  -") if "\n  -" in shown else len(shown)]
+            if isinstance(action, argparse._StoreTrueAction) or "one of the" in shown:
+                continue  # a flag (off unless given); one of several sources
+            said = "default" in shown or "(required)" in shown
+            assert said, f"{name} {option} shows neither its default nor that it is required"
+        assert "(default: None)" not in text
+        assert "(default: False)" not in text

@@ -381,3 +381,43 @@ def test_sink_options_from_dict_config_reach_the_sink(tmp_path: Path) -> None:
         WideEventHandler(sink="stdout", sink_options={"stream": "x"})
     with pytest.raises(ConfigurationError, match="unknown file sink option"):
         WideEventHandler(sink=f"file:{tmp_path}/x.jsonl", sink_options={"colour": 1})
+
+
+def test_a_records_extra_fields_sit_beside_its_message(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    handler = make_handler(sink=MemorySink(), sampling={"normal_rate": 1.0})
+    log = logging.getLogger("test.extra")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        with capture_events() as events:
+            event = handler.new_event(request_id="req-extra")
+            token = activate(event)
+            log.info(
+                "charged",
+                extra={
+                    "order_id": 42,
+                    "card_token": "tok_123",
+                    "callback": "https://shop:hunter2@pay.example.com/cb",
+                    "level": "forged",  # the entry's own fields are never replaced
+                    "_private": "left out",
+                },
+            )
+            deactivate(token)
+            handler.submit(event)
+            log.warning("outside a request", extra={"batch": 7, "request_id": "forged"})
+    finally:
+        log.removeHandler(handler)
+    [entry] = events.requests()[0]["logs"]
+    assert entry["message"] == "charged"
+    assert entry["level"] == "INFO"
+    assert entry["order_id"] == 42
+    assert entry["card_token"] == REDACTED
+    assert entry["callback"] == f"https://shop:{REDACTED}@pay.example.com/cb"
+    assert "_private" not in entry
+    assert not {"msg", "args", "levelno", "pathname", "lineno"} & set(entry)
+    [log_event] = events.by_kind("log")
+    assert log_event["batch"] == 7
+    assert "request_id" not in log_event  # a log event has none; the forged one is refused
+    assert log_event["refused_annotations"] == {"request_id": "forged"}

@@ -186,6 +186,17 @@ def test_flask_under_gunicorn_sync_workers(tmp_path: Path, preload: bool) -> Non
     assert {e["http"]["route"] for e in events} == {"/ok", "/fail"}
 
 
+def test_flask_streaming_is_timed_to_its_last_chunk_under_gunicorn(tmp_path: Path) -> None:
+    server = AppServer(gunicorn("apps.wsgi_app:app", "-w", "1"), tmp_path).start()
+    status, body = server.get("/export", request_id="fl-export")
+    assert (status, body) == (200, "row 0\nrow 1\nrow 2\n")
+    assert server.stop() == 0
+    [event] = [e for e in server.stored() if e.get("request_id") == "fl-export"]
+    assert event["http"]["route"] == "/export"
+    assert event["duration_ms"] >= 150  # three chunks, 50 ms apart
+    assert [entry["message"] for entry in event["logs"]] == ["row 0", "row 1", "row 2"]
+
+
 def test_gthread_workers_never_mix_requests(tmp_path: Path) -> None:
     server = AppServer(
         gunicorn("apps.wsgi_app:app", "-w", "2", "-k", "gthread", "--threads", "8"), tmp_path

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from . import __version__
 from ._errors import WideLoggingError
+from .pipeline import mask_credentials
+from .sinks import mask_url
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -95,16 +97,28 @@ def _replay(args: argparse.Namespace) -> int:
         f"{result.corrupt} unreadable line(s) skipped",
         file=sys.stderr,
     )
-    return 0 if result.failed is None else 1
+    if result.failed is not None:
+        print(
+            f"stopped: could not write to the sink ({result.failed}); the file stays",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from .stats import format_table, from_metrics_endpoint, from_stream
+    from .stats import format_table, from_events, from_metrics_endpoint, from_stream
 
-    if bool(args.url) == bool(args.redis):
-        print("give one of --url (an app's /metrics) or --redis (a stream)", file=sys.stderr)
+    if sum(map(bool, (args.url, args.redis, args.events))) != 1:
+        print(
+            "give one of --events (files or a folder of events, e.g. the demo's wide-logs), "
+            "--url (an app's /metrics) or --redis (a stream)",
+            file=sys.stderr,
+        )
         return 2
-    if args.url:
+    if args.events:
+        print(format_table(from_events(args.events), ("what", "name", "value")))
+    elif args.url:
         rows = from_metrics_endpoint(args.url)
         print(format_table(rows, ("metric", "labels", "value")))
     else:
@@ -139,76 +153,141 @@ def _rate(text: str) -> float:
     return value
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default (unless it names it already), or says that
+    the option is required."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or "default" in text:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    formatter = _HelpFormatter
     parser = argparse.ArgumentParser(
-        prog="wide-logging", description="One sampled wide event per request, never lost."
+        prog="wide-logging",
+        description="One sampled wide event per request, never lost.",
+        formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser(
-        "demo", help="run a shop app under mixed load in-process and report what was kept"
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=summary, description=summary, formatter_class=formatter
+        )
+
+    demo = command("demo", "run a shop app under mixed load in-process and report what was kept")
+    demo.add_argument("--requests", type=_positive_int, default=20_000, help="requests to send")
+    demo.add_argument(
+        "--out",
+        default="wide-logs",
+        help="folder for the events (a previous run's move to <out>/previous)",
     )
-    demo.add_argument("--requests", type=_positive_int, default=20_000, help="default: 20000")
-    demo.add_argument("--out", default="wide-logs", help="event directory (default: wide-logs)")
-    demo.add_argument("--normal-rate", type=_rate, default=0.02, help="default: 0.02")
-    demo.add_argument("--concurrency", type=_positive_int, default=16, help="default: 16")
-    demo.add_argument("--seed", type=int, default=7, help="load mix seed (default: 7)")
+    demo.add_argument(
+        "--normal-rate", type=_rate, default=0.02, help="share of normal requests kept"
+    )
+    demo.add_argument(
+        "--concurrency", type=_positive_int, default=16, help="requests in flight at once"
+    )
+    demo.add_argument("--seed", type=int, default=7, help="seed of the load mix")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
 
-    consume = commands.add_parser(
-        "consume", help="move events from a Redis Stream into a sink (one consumer of a group)"
+    consume = command(
+        "consume", "move events from a Redis Stream into a sink (one consumer of a group)"
     )
     consume.add_argument("--redis", required=True, help="redis:// URL of the stream")
     consume.add_argument("--sink", required=True, help="where to write: mongodb://..., file:...")
-    consume.add_argument("--stream", default="wide_logging:events")
-    consume.add_argument("--group", default="wide_logging")
-    consume.add_argument("--consumer", default=None, help="default: <host>-<pid>")
-    consume.add_argument("--batch-size", type=_positive_int, default=100)
-    consume.add_argument("--block-ms", type=_positive_int, default=1000)
+    consume.add_argument("--stream", default="wide_logging:events", help="the stream to read")
+    consume.add_argument(
+        "--group", default="wide_logging", help="consumer group shared by all consumers"
+    )
+    consume.add_argument(
+        "--consumer", default=None, help="this consumer's name (default: <host>-<pid>)"
+    )
+    consume.add_argument(
+        "--batch-size", type=_positive_int, default=100, help="entries read and written at once"
+    )
+    consume.add_argument(
+        "--block-ms", type=_positive_int, default=1000, help="longest wait for new entries, ms"
+    )
     consume.add_argument(
         "--claim-idle-ms",
         type=_positive_int,
         default=60_000,
-        help="take over entries another consumer left pending this long (default 60000)",
+        help="take over entries another consumer left pending this long (within ~1 s more)",
     )
-    consume.add_argument("--max-deliveries", type=_positive_int, default=5)
-    consume.add_argument("--dead-letter-stream", default=None, help="default: <stream>:dead")
+    consume.add_argument(
+        "--max-deliveries",
+        type=_positive_int,
+        default=5,
+        help="an entry delivered this often (consumers crashed on it) goes to the dead letters",
+    )
+    consume.add_argument(
+        "--dead-letter-stream",
+        default=None,
+        help="where entries that cannot be written go (default: <stream>:dead)",
+    )
     consume.add_argument(
         "--incidents",
         action="store_true",
         help="aggregate incidents live (kind: incident events to the sink and a logger)",
     )
-    consume.add_argument("--rules", default=None, help="incident rules file (default rules)")
+    consume.add_argument(
+        "--rules", default=None, help="incident rules file (default: the built-in rules)"
+    )
     consume.set_defaults(func=_consume)
 
-    replay = commands.add_parser("replay", help="push spooled or archived JSONL files into a sink")
+    replay = command("replay", "push spooled or archived JSONL files into a sink")
     replay.add_argument("paths", nargs="+", help="JSONL files (spool segments, archives)")
     replay.add_argument("--sink", required=True, help="redis://..., mongodb://..., file:...")
-    replay.add_argument("--batch-size", type=_positive_int, default=500)
+    replay.add_argument("--batch-size", type=_positive_int, default=500, help="events per write")
     replay.add_argument("--delete", action="store_true", help="delete each file once replayed")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     replay.set_defaults(func=_replay)
 
-    stats = commands.add_parser(
-        "stats", help="show a running app's metrics (--url) or a stream's state (--redis)"
+    stats = command(
+        "stats",
+        "summarise stored events (--events), a running app's metrics (--url) or a stream (--redis)",
     )
-    stats.add_argument("--url", help="an app's /metrics endpoint, e.g. http://app:8000/metrics")
-    stats.add_argument("--redis", help="redis:// URL of the stream")
-    stats.add_argument("--stream", default="wide_logging:events")
-    stats.add_argument("--group", default=None, help="only this consumer group")
+    stats.add_argument(
+        "--events",
+        help="one of the three sources: a JSONL file, a folder of them (the demo's wide-logs) "
+        "or a glob",
+    )
+    stats.add_argument(
+        "--url",
+        help="one of the three sources: an app's /metrics endpoint, e.g. http://app:8000/metrics",
+    )
+    stats.add_argument("--redis", help="one of the three sources: redis:// URL of the stream")
+    stats.add_argument("--stream", default="wide_logging:events", help="with --redis: the stream")
+    stats.add_argument(
+        "--group", default=None, help="with --redis: only this consumer group (default: all)"
+    )
     stats.set_defaults(func=_stats)
 
-    incidents = commands.add_parser(
-        "incidents", help="summarise incidents (error bursts, slow routes) from stored events"
+    incidents = command(
+        "incidents", "summarise incidents (error bursts, slow routes) from stored events"
     )
     incidents.add_argument(
         "--source", required=True, help="file:PATH, redis://...?stream=NAME or mongodb://..."
     )
-    incidents.add_argument("--since", default=None, help="e.g. 1h, 30m, 2d or an ISO time")
-    incidents.add_argument("--rules", default=None, help="rules file (.json, .toml, .yaml)")
-    incidents.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    incidents.add_argument(
+        "--since", default=None, help="e.g. 1h, 30m, 2d or an ISO time (default: everything)"
+    )
+    incidents.add_argument(
+        "--rules", default=None, help="rules file (.json, .toml, .yaml; default: built-in)"
+    )
+    incidents.add_argument(
+        "--format", choices=("text", "json", "markdown"), default="text", help="output format"
+    )
     incidents.set_defaults(func=_incidents)
     return parser
 
@@ -220,7 +299,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except WideLoggingError as exc:  # a bad option or file: say so, no traceback
         parser.exit(2, f"wide-logging {args.command}: error: {exc}\n")
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        # A server that is down or a URL that does not answer: one line, no traceback.
+        target = next(
+            (value for name in _TARGETS if (value := getattr(args, name, None))), "the server"
+        )
+        reason = " ".join(mask_credentials(f"{type(exc).__name__}: {exc}").split())[:300]
+        parser.exit(
+            2,
+            f"wide-logging {args.command}: error: could not reach {mask_url(target)} ({reason})\n",
+        )
     return result
+
+
+#: The options that name a server, in the order a failure is most likely theirs.
+_TARGETS = ("source", "redis", "url", "sink")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Connection trouble of any client we use (OS, urllib, redis-py, pymongo)."""
+    if isinstance(exc, OSError):  # urllib.error.URLError, ConnectionRefusedError, timeouts
+        return True
+    kinds = {f"{k.__module__}.{k.__name__}" for k in type(exc).__mro__}
+    return bool(
+        kinds
+        & {
+            "redis.exceptions.ConnectionError",
+            "redis.exceptions.TimeoutError",
+            "pymongo.errors.ConnectionFailure",
+            "pymongo.errors.ServerSelectionTimeoutError",
+        }
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

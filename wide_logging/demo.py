@@ -12,7 +12,9 @@ import asyncio
 import logging
 import logging.config
 import random
+import shutil
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -92,7 +94,7 @@ async def report(request: Request) -> Response:
     return PlainTextResponse("report")
 
 
-def build_app(*, instrumented: bool) -> Starlette:
+def build_app(*, instrumented: bool, handler: WideEventHandler | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/products/{product_id:int}", product),
@@ -103,7 +105,7 @@ def build_app(*, instrumented: bool) -> Starlette:
         ]
     )
     if instrumented:
-        app.add_middleware(WideEventMiddleware)
+        app.add_middleware(WideEventMiddleware, handler=handler)
     return app
 
 
@@ -200,8 +202,27 @@ async def drive(
 
 
 def measure_overhead(rounds: int = 7, per_round: int = 400) -> tuple[float, float]:
-    """Median µs per normal request: the bare app, then the same app with the middleware."""
-    bare, instrumented = build_app(instrumented=False), build_app(instrumented=True)
+    """Median µs per normal request: the bare app, then the same app with the middleware
+    (and a handler of its own, writing to a scratch folder: the demo's output holds the
+    demo's requests only)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        handler = WideEventHandler(
+            sink=f"file:{scratch}/events.jsonl",
+            fallback=f"file:{scratch}/spool/events.jsonl",
+            sampling={"normal_rate": 0.02, "slow_ms": SLOW_MS, "critical_routes": ["/checkout*"]},
+        )
+        try:
+            return _alternated(
+                build_app(instrumented=False),
+                build_app(instrumented=True, handler=handler),
+                rounds,
+                per_round,
+            )
+        finally:
+            handler.close()
+
+
+def _alternated(bare: Any, instrumented: Any, rounds: int, per_round: int) -> tuple[float, float]:
     samples: dict[str, list[float]] = {"bare": [], "wide": []}
 
     async def run(app: Any, key: str) -> None:
@@ -287,6 +308,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo and print the report; returns the numbers it printed."""
     out_dir = Path(out)
+    moved = _move_previous_run(out_dir)
     handler = _configure_logging(out_dir, normal_rate)
     run_id = f"demo{int(time.time())}{random.randrange(1000):03d}"
     tick, done = _progress(requests, progress)
@@ -320,10 +342,37 @@ def run_demo(
         "bare_us": round(bare_us, 2),
         "sink": handler.pipeline.links[0].sink.name,
         "incidents": [i.title for i in summarize(events)],
+        "lines_in_output": _count_lines(out_dir),
+        "out": str(out_dir),
+        "previous_run": str(moved) if moved is not None else None,
     }
     print_(_format_report(report, outcome, events))
     handler.close()
     return report
+
+
+def _move_previous_run(out: Path) -> Path | None:
+    """An earlier run's events go to ``<out>/previous`` (replacing the one before), so that
+    this run's output holds this run's events only: what the report says is what is there."""
+    earlier = [p for p in out.glob("events*.jsonl") if p.is_file()] if out.is_dir() else []
+    spool = out / "spool"
+    if not earlier and not spool.exists():
+        return None
+    previous = out / "previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir(parents=True)
+    for path in [*earlier, *([spool] if spool.exists() else [])]:
+        shutil.move(str(path), previous / path.name)
+    for name in ("dead-letters.jsonl",):
+        if (out / name).exists():
+            shutil.move(str(out / name), previous / name)
+    return previous
+
+
+def _count_lines(out: Path) -> int:
+    return sum(
+        sum(1 for line in open(path, "rb") if line.strip()) for path in out.glob("events*.jsonl")
+    )
 
 
 def _format_report(report: dict[str, Any], outcome: Outcome, events: list[dict[str, Any]]) -> str:
@@ -343,7 +392,8 @@ def _format_report(report: dict[str, Any], outcome: Outcome, events: list[dict[s
         f"normal traffic kept     {report['normal_retention']:>8.2%}   (policy: normal_rate)",
         f"failed requests kept    {share:>8.2%}   "
         f"({report['errors_kept']} of {report['errors_sent']})",
-        f"events written          {report['written']:>8}   to {report['sink']}",
+        f"events written          {report['written']:>8}   to {report['sink']} "
+        f"({report['lines_in_output']} lines there)",
         f"events spooled          {report['spooled']:>8}",
         f"events dropped          {sum(report['dropped'].values()):>8}   {report['dropped'] or ''}",
         f"middleware overhead     {report['overhead_us']:>8.2f} µs/request "
@@ -361,4 +411,17 @@ def _format_report(report: dict[str, Any], outcome: Outcome, events: list[dict[s
                 sample["error"]["stack"].splitlines()[-2:]
             )
         lines += ["", "one kept event:", orjson.dumps(sample, option=orjson.OPT_INDENT_2).decode()]
+    out = report["out"]
+    lines += [
+        "",
+        f"the events are in {out}/events.jsonl"
+        + (
+            f" (the previous run's moved to {report['previous_run']})"
+            if report["previous_run"]
+            else ""
+        ),
+        "next:",
+        f"  wide-logging stats --events {out}",
+        f"  wide-logging incidents --source file:{out}/events.jsonl",
+    ]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from ._errors import ConfigurationError
+from ._event_files import read_events
 from .incidents import Condition, Incident, Rule, summarize
 from .sinks import mask_url
 
@@ -46,23 +47,21 @@ def incidents_from(source: str, rules: Sequence[Rule], since: float | None) -> l
 
 
 def _file_events(path: Path) -> Iterator[dict[str, Any]]:
-    """The file and its rotated segments; unreadable lines are skipped."""
+    """The file and its rotated segments; unreadable lines are skipped. A source with no
+    file at all is an error (not "no incidents")."""
     if not path.parent.is_dir():
         msg = f"no such directory: {path.parent}"
         raise ConfigurationError(msg)
     stem, suffix = path.name.split(".")[0], path.suffix
-    for candidate in sorted(path.parent.iterdir()):
-        if candidate == path or (
-            candidate.name.startswith(stem + ".") and candidate.name.endswith(suffix)
-        ):
-            with open(candidate, "rb") as handle:
-                for line in handle:
-                    try:
-                        event = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if isinstance(event, dict):
-                        yield event
+    candidates = [
+        c
+        for c in sorted(path.parent.iterdir())
+        if c == path or (c.name.startswith(stem + ".") and c.name.endswith(suffix))
+    ]
+    if not candidates:
+        msg = f"no events at {path} (nor rotated segments of it)"
+        raise ConfigurationError(msg)
+    return (event for event in read_events(candidates) if event is not None)
 
 
 def _stream_events(url: str, since: float | None) -> Iterator[dict[str, Any]]:

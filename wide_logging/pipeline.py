@@ -73,7 +73,7 @@ REQUEST_SPOOL_WAIT = 0.05
 EVENT_OVERHEAD = sys.getsizeof(b"") + 16
 #: orjson's bytes keep their spare capacity (a 400-byte event holds 4 KiB). Once the queue
 #: holds more than this, events are queued as exact-size copies, so that ``queue_bytes``
-#: bounds the memory really held give or take this much times ~10. Below it (the writer
+#: bounds the memory really held give or take ~10 times this much. Below it (the writer
 #: keeping up) the copy would only cost the request time.
 COMPACT_ABOVE = 32 * 1024
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ._errors import ConfigurationError
 from .metrics import Metrics
-from .sinks import open_sink
+from .pipeline import mask_credentials
+from .sinks import RotatingFileSink, open_sink
 from .spool import SegmentReader
 from .typing import Sink
 
@@ -41,19 +42,27 @@ def replay_files(
         msg = f"not a file: {', '.join(missing)}"
         raise ConfigurationError(msg)
     target = open_sink(sink)
+    if isinstance(target, RotatingFileSink) and any(
+        p.resolve() == target.path.resolve() for p in paths
+    ):
+        target.close()
+        msg = f"the sink {target.name} is one of the files to replay: it would read its own output"
+        raise ConfigurationError(msg)
+    # Only what the files hold now: a file something appends to meanwhile is not followed.
+    sizes = {path: path.stat().st_size for path in paths}
     result = ReplayResult(sink=target.name)
     metrics = Metrics()
     advance, finish = _progress_bar(sum(p.stat().st_size for p in paths), progress)
     try:
         for path in paths:
-            reader = SegmentReader(path, batch_size, metrics)
+            reader = SegmentReader(path, batch_size, metrics, until=sizes[path])
             done = 0
             while batch := reader.next_batch():
                 try:
                     target.write(batch)
                 except Exception as exc:
                     reader.close()
-                    result.failed = f"{path}: {type(exc).__name__}: {exc}"
+                    result.failed = f"{path}: {type(exc).__name__}: {mask_credentials(str(exc))}"
                     return result
                 reader.sent()
                 result.events += len(batch)

@@ -156,9 +156,16 @@ class SegmentReader:
     """
 
     def __init__(
-        self, path: Path, batch_size: int, metrics: Metrics, checkpoint: Path | None = None
+        self,
+        path: Path,
+        batch_size: int,
+        metrics: Metrics,
+        checkpoint: Path | None = None,
+        until: int | None = None,
     ) -> None:
         self.path = path
+        #: Read no further than this many bytes (what the file held when the reader began).
+        self.until = until
         self.batch_size = batch_size
         self.metrics = metrics
         self.checkpoint = checkpoint
@@ -176,6 +183,8 @@ class SegmentReader:
             return self.pending
         batch: list[bytes] = []
         for line in self._file:
+            if self.until is not None and self._file.tell() > self.until:
+                break  # written after the replay began (and maybe by it)
             line = line.rstrip(b"\n")
             if not line:
                 continue

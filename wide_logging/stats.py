@@ -1,12 +1,15 @@
-"""``wide-logging stats``: a running app's metrics, or a stream's state, as a table."""
+"""``wide-logging stats``: stored events, a running app's metrics, or a stream's state, as
+a table."""
 
 from __future__ import annotations
 
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from ._errors import ConfigurationError
+from ._event_files import event_files, read_events
 from .sinks import mask_url
 
 Row = tuple[str, str, str]
@@ -68,6 +71,70 @@ def from_stream(redis_url: str, stream: str, group: str | None) -> list[Row]:
         return rows
     finally:
         client.close()
+
+
+def from_events(spec: str) -> list[Row]:
+    """Rows describing the events stored at ``spec``: what they are, what was kept by which
+    rule, what they stand for once re-weighted, their size and time span."""
+    files = event_files(spec)
+    kinds: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
+    rates: dict[str, float] = {}
+    services: Counter[str] = Counter()
+    estimated_requests = 0.0
+    errors = unreadable = 0
+    first = last = ""
+    for event in read_events(files):
+        if event is None:
+            unreadable += 1
+            continue
+        kind = str(event.get("kind", "?"))
+        kinds[kind] += 1
+        stored = event.get("sampling")
+        sampling: dict[str, Any] = stored if isinstance(stored, dict) else {}
+        rule, rate = str(sampling.get("rule", "?")), sampling.get("rate")
+        rules[rule] += 1
+        if isinstance(rate, (int, float)) and rate > 0:
+            rates[rule] = rate
+            if kind == "http.request":
+                estimated_requests += 1 / rate
+        if event.get("error"):
+            errors += 1
+        service = event.get("service")
+        if isinstance(service, dict):
+            services[str(service.get("name", "?"))] += 1
+        stamp = event.get("timestamp")
+        if isinstance(stamp, str):
+            first = stamp if not first or stamp < first else first
+            last = max(last, stamp)
+    size = sum(p.stat().st_size for p in files)
+    rows: list[Row] = [
+        ("files", spec, f"{len(files)} file(s), {_bytes(size)}"),
+        (
+            "events",
+            "stored",
+            f"{sum(kinds.values())}" + (f" ({unreadable} unreadable lines)" if unreadable else ""),
+        ),
+    ]
+    rows += [("events", f"kind {kind}", str(count)) for kind, count in kinds.most_common()]
+    rows += [
+        ("kept by rule", rule, f"{count} (rate {rates[rule]:g})" if rule in rates else str(count))
+        for rule, count in rules.most_common()
+    ]
+    rows.append(("requests", "re-weighted (sum of 1/rate)", f"{estimated_requests:.0f}"))
+    rows.append(("errors", "events with an error", str(errors)))
+    rows += [("service", name, f"{count} events") for name, count in services.most_common()]
+    if first:
+        rows.append(("time span", f"{first} .. {last}", ""))
+    return rows
+
+
+def _bytes(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return str(size)
 
 
 def format_table(rows: Sequence[Row], headers: Row) -> str:

@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from . import context as _context
+from . import event as _event
 from .event import get_path
 from .handler import add_tap, remove_tap
 from .sampling import Decision
@@ -60,6 +62,50 @@ def capture_events(*, keep_all: bool = True) -> Iterator[CapturedEvents]:
         remove_tap(tap)
 
 
+class FakeClock:
+    """The clock that durations and spans are measured with, moved by the test.
+
+    ``advance(ms=...)`` moves it (call it from a fake of your slow dependency);
+    ``tick_ms`` moves it by that much at every reading, so that every request takes at
+    least that long.
+    """
+
+    def __init__(self, tick_ms: float = 0.0) -> None:
+        self._now_ns = 0
+        self._tick_ns = int(tick_ms * 1_000_000)
+        self._lock = threading.Lock()
+
+    def advance(self, ms: float = 0.0, *, seconds: float = 0.0) -> None:
+        with self._lock:
+            self._now_ns += int(ms * 1_000_000 + seconds * 1_000_000_000)
+
+    def __call__(self) -> int:
+        with self._lock:
+            now = self._now_ns
+            self._now_ns += self._tick_ns
+            return now
+
+
+@contextmanager
+def fake_clock(*, tick_ms: float = 0.0) -> Iterator[FakeClock]:
+    """Measure durations with a :class:`FakeClock` for the duration of the block::
+
+        def test_a_slow_checkout_is_kept(client):
+            with fake_clock(tick_ms=1500), capture_events() as events:
+                client.post("/checkout")
+            assert events.requests()[0]["sampling"]["rule"] == "slow"
+
+    Wall-clock time (the events' ``timestamp``) is left alone.
+    """
+    clock = FakeClock(tick_ms)
+    saved = (_event._perf_ns, _context._perf_ns)
+    _event._perf_ns = _context._perf_ns = clock
+    try:
+        yield clock
+    finally:
+        _event._perf_ns, _context._perf_ns = saved
+
+
 class MemorySink:
     """A sink that keeps what it is given: ``WideEventHandler(sink=MemorySink())``.
 
@@ -88,4 +134,4 @@ class MemorySink:
         self.closed = True
 
 
-__all__ = ["CapturedEvents", "MemorySink", "capture_events"]
+__all__ = ["CapturedEvents", "FakeClock", "MemorySink", "capture_events", "fake_clock"]

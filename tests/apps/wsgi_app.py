@@ -8,7 +8,7 @@ import logging.config
 import random
 import time
 
-from flask import Flask, request
+from flask import Flask, Response, request, stream_with_context
 
 from wide_logging import WideEventWSGIMiddleware, annotate
 
@@ -45,3 +45,16 @@ def ok() -> str:
 @app.get("/fail")
 def fail() -> str:
     raise RuntimeError("planned failure")
+
+
+@app.get("/export")
+def export() -> Response:
+    """A streamed body: three rows, 50 ms apart; the request ends with the last one."""
+
+    def rows():  # type: ignore[no-untyped-def]
+        for n in range(3):
+            time.sleep(0.05)
+            log.info("row %d", n)
+            yield f"row {n}\n"
+
+    return Response(stream_with_context(rows()), mimetype="text/plain")

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .._errors import check_bool
+from .._errors import ConfigurationError, check_bool
 from ..context import _current
 from ..event import WideEvent
 from ..handler import WideEventHandler, active_handler
@@ -28,12 +28,45 @@ _internal = logging.getLogger("wide_logging.internal")
 
 
 class WideEventMiddleware:
-    """Wrap an ASGI app (or ``app.add_middleware(WideEventMiddleware)``).
+    """Wrap an ASGI app; for Starlette and FastAPI, ``WideEventMiddleware.install(app)``.
 
     Options: ``handler`` (default: the configured ``WideEventHandler``),
     ``request_id_header`` (``X-Request-ID``), ``echo_request_id`` (True: the id is sent
     back on the response under that name, lowercased as ASGI requires of header names).
     """
+
+    @classmethod
+    def install(cls, app: Any, **options: Any) -> Any:
+        """Put the middleware around a Starlette or FastAPI app's *whole* stack, outside
+        Starlette's ``ServerErrorMiddleware``, and return ``app``.
+
+        ``app.add_middleware()`` can only place it inside that middleware, whose 500 for an
+        unhandled exception then bypasses ours: no request id on exactly the response a
+        user needs to correlate. Installed this way the 500 carries it, the app's own
+        exception handlers (a custom 500 handler too) still run, and route templates are
+        still read. Routes, dependencies and ``add_middleware()`` keep working before and
+        after. Any other ASGI app: wrap it, ``app = WideEventMiddleware(app)``.
+        """
+        build = getattr(app, "build_middleware_stack", None)
+        if not callable(build):
+            msg = (
+                f"install() needs a Starlette or FastAPI app, got {type(app).__name__}; "
+                "wrap other ASGI apps: app = WideEventMiddleware(app)"
+            )
+            raise ConfigurationError(msg)
+        if getattr(build, "wide_logging_installed", False):
+            msg = "WideEventMiddleware.install() was called on this app already"
+            raise ConfigurationError(msg)
+        middleware = cls(app, **options)  # checks the options now
+
+        def build_with_wide_events() -> ASGIApp:
+            middleware.app = build()
+            return middleware
+
+        build_with_wide_events.wide_logging_installed = True  # type: ignore[attr-defined]
+        app.build_middleware_stack = build_with_wide_events
+        app.middleware_stack = None  # built again, with us outside, on the next request
+        return app
 
     def __init__(
         self,
