@@ -421,3 +421,19 @@ def test_a_records_extra_fields_sit_beside_its_message(
     assert log_event["batch"] == 7
     assert "request_id" not in log_event  # a log event has none; the forged one is refused
     assert log_event["refused_annotations"] == {"request_id": "forged"}
+
+
+def test_extra_fields_named_like_parameters_are_kept(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    """extra={"self": ...} outside a request used to cost the record (a TypeError)."""
+    handler = make_handler(sink=MemorySink(), sampling={"normal_rate": 1.0})
+    log = logging.getLogger("test.extra.self")
+    log.addHandler(handler)
+    try:
+        with capture_events() as events:
+            log.warning("odd names", extra={"self": "me", "fields": 2})
+    finally:
+        log.removeHandler(handler)
+    [event] = events.by_kind("log")
+    assert (event["self"], event["fields"]) == ("me", 2)

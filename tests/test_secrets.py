@@ -10,6 +10,7 @@ and the CLI's output.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import io
 import json
 import logging
@@ -147,7 +148,59 @@ CORPUS: dict[str, Leak] = {
     "Django request.META": lambda r, s: annotate(meta={"HTTP_AUTHORIZATION": f"Basic {s}"}),
     "camelCase names": lambda r, s: annotate(cfg={"authHeader": s, "dbPwd": s}),
     "stack with a secret in source": lambda r, s: _raise_with_local_secret(s),
+    # shapes found by an attacker's pass after the scan moved to kept events
+    "a DSN as a dict key": lambda r, s: annotate(pools={f"postgres://app:{s}@db/app": 10}),
+    "a dotted key holding a query": lambda r, s: annotate(**{f"cb./hook?access_token={s}": 1}),
+    "SQL assignment across lines": lambda r, s: log.info("UPDATE u SET password =\n  '%s'", s),
+    "name ending in a non-ASCII letter": lambda r, s: log.info("token_accès=%s", s),
+    "HAR pair as a flat dict": lambda r, s: annotate(header={"name": "X-Api-Key", "value": s}),
+    "HAR pair as extra fields": lambda r, s: log.info("x", extra={"key": "X-Api-Key", "value": s}),
+    "HAR list printed": lambda r, s: log.info("sent %s", [{"name": "X-Api-Key", "value": s}]),
+    "a lone header tuple": lambda r, s: annotate(header=("X-Api-Key", s)),
+    "a bytearray header name": lambda r, s: annotate(h=[(bytearray(b"authorization"), s)]),
+    "an exception's code": lambda r, s: _raise(_Coded(f"invalid_token:{s}")),
+    "JSON with an escaped quote": lambda r, s: log.info(json.dumps({"password": f'Pa"{s}'})),
+    "JSON in JSON, escaped quote": lambda r, s: log.info(
+        json.dumps({"body": json.dumps({"token": f'x"{s}'})})
+    ),
+    "an object as the value in a repr": lambda r, s: log.info("%r", {"api_key": _Key(s)}),
+    "a URL cut by max_string": lambda r, s: annotate(
+        dump="x" * (8192 - 20) + f"postgres://app:{s}@db:5432/app"
+    ),
+    "a private key cut by max_string": lambda r, s: annotate(
+        dump="x " * 3600 + f"-----BEGIN PRIVATE KEY-----\n{s * 300}\n-----END PRIVATE KEY-----"
+    ),
+    "an XML secret cut by max_string": lambda r, s: annotate(
+        dump="x" * (8192 - 14) + f"<password>{s}</password>"
+    ),
+    "a datetime subclass's repr": lambda r, s: annotate(when=_AuditTime(2024, 1, 1, by=s)),
 }
+
+
+class _Coded(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__("refused")
+        self.code = code
+
+
+class _Key:
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"ApiKey({self.value!r})"
+
+
+class _AuditTime(datetime.datetime):
+    by = ""
+
+    def __new__(cls, *args: Any, by: str = "") -> _AuditTime:
+        made = super().__new__(cls, *args)
+        made.by = by
+        return made
+
+    def __repr__(self) -> str:
+        return f"AuditTime({self.date()}, by='postgres://app:{self.by}@db')"
 
 
 def _raise(exc: BaseException) -> None:
@@ -556,3 +609,67 @@ def test_our_own_error_messages_are_scrubbed(
     )
     assert "SeCrEtInT" not in caplog.text
     assert "redis://app:***@cache/0" in caplog.text
+
+
+def test_a_late_annotation_racing_the_encoding_is_never_stored_unscanned(
+    handler: WideEventHandler, tmp_path: Path
+) -> None:
+    """Another thread's annotate(), past its check that the event is open, finishes while
+    orjson encodes the event: what it adds must not reach the output unscanned. (Hooks make
+    the interleaving certain: a value whose repr waits holds the thread inside annotate();
+    a tzinfo that orjson calls mid-encode lets it go.)"""
+    import contextvars
+    import threading
+    import time
+
+    s = secret(950)
+    inside, encoding = threading.Event(), threading.Event()
+
+    class Gate:
+        def __repr__(self) -> str:
+            inside.wait(5)
+            return "Gate()"
+
+    class EncodingNow(datetime.tzinfo):
+        def utcoffset(self, dt: datetime.datetime | None) -> datetime.timedelta:
+            inside.set()
+            encoding.wait(5)
+            return datetime.timedelta(0)
+
+        def dst(self, dt: datetime.datetime | None) -> None:
+            return None
+
+    async def racing(request: Request) -> PlainTextResponse:
+        annotate(a_when=datetime.datetime(2024, 1, 1, tzinfo=EncodingNow()))
+        annotate(user={"id": 1})
+        context = contextvars.copy_context()
+
+        def late() -> None:
+            context.run(annotate, user={"note": f"password={s}", "g": Gate()})
+            encoding.set()
+
+        threading.Thread(target=late, daemon=True).start()
+        time.sleep(0.05)  # the late thread now waits inside annotate()
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/race", racing)])
+    app.add_middleware(WideEventMiddleware)
+    with TestClient(app) as client:
+        client.get("/race")
+    assert handler.flush(10)
+    written = (tmp_path / "out" / "events.jsonl").read_text()
+    assert '"user":{"id":1' in written  # the event was written
+    assert s not in written
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Session : ouverte pour alice depuis 10.0.0.1",  # French puts a space before ':'
+        "Token : expiré depuis 3 minutes",
+        '  File "/usr/lib/python3.11/secrets.py", line 123, in load',
+        '  File "/venv/site-packages/google/oauth2/credentials.py", line 9, in refresh',
+    ],
+)
+def test_prose_and_stack_frames_are_not_taken_for_secrets(text: str) -> None:
+    assert scrub_text(text) == text

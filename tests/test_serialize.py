@@ -341,3 +341,23 @@ def test_the_truncated_marker_survives_the_key_cap() -> None:
     data = orjson.loads(serializer.encode(event))
     assert data["truncated"]["limit_bytes"] == 4096
     assert data["event_id"] == "e"
+
+
+def test_the_strict_path_keeps_the_librarys_fields_and_the_events_identity() -> None:
+    """An int beyond 64 bits or an aware time sends an event down the strict path: span
+    names that look like secrets (timings.auth_ms) stay, and nothing loses the event_id."""
+    import datetime
+
+    serializer = Serializer()
+    event = {
+        "event_id": "e1",
+        "kind": "http.request",
+        "timings": {"auth_ms": 1.5, "token_refresh_ms": 2.0},
+        "n": 2**70,
+        "t": datetime.time(1, 2, tzinfo=datetime.timezone.utc),
+    }
+    data = orjson.loads(serializer.encode(event))
+    assert data["event_id"] == "e1"
+    assert data["timings"] == {"auth_ms": 1.5, "token_refresh_ms": 2.0}
+    assert data["n"] == str(2**70)
+    assert data["t"] == "01:02:00+00:00"

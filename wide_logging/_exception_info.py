@@ -67,7 +67,7 @@ def exception_fields(exc: BaseException, text: TextPolicy) -> dict[str, Any]:
         fields["stack"] = _stack(exc, text)
         code = _code(exc)
         if code is not None:
-            fields["code"] = code
+            fields["code"] = text.scrub(code) if type(code) is str else code
     except BaseException:  # a failure of ours: the type alone still marks the error
         fields.setdefault("message", f"<unprintable {fields['type']}>")
     return fields

@@ -158,7 +158,7 @@ _BARE_USERINFO = re.compile(
 )
 #: ``'name'`` / ``"name"`` / ``\"name\"`` followed by ``:``, ``,`` or ``=``: a dict or
 #: tuple repr, JSON (also JSON inside a JSON string).
-_QUOTED_NAME = re.compile(r"(\\*[\"'])([^\"'\\\s]{1,128})\1(\s*[:,=]\s*b?)")
+_QUOTED_NAME = re.compile(r"(\\*[\"'])([^\"'\\\s/]{1,128})\1(\s*[:,=]\s*b?)")
 #: Characters of a name before ``:`` (``Name: value``: a header line, YAML) and before
 #: ``=`` (``name=value``: queries, forms, logfmt, kwargs in a repr). Names are found by
 #: looking back from each separator: a look-behind regex scanning every position of the
@@ -174,7 +174,12 @@ _PEM = re.compile(
     r"(-----BEGIN [A-Z ]{0,20}PRIVATE KEY-----)[\s\S]{0,20000}?"
     r"(-----END [A-Z ]{0,20}PRIVATE KEY-----)"
 )
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z ]{0,20}PRIVATE KEY-----")
+#: An element still open where a size cap cut the text, and the cap's marker.
+_XML_CUT = re.compile(r"<([A-Za-z_][\w.\-:]{0,63})>([^<]{1,4096}?)(\.\.\.\[truncated [^\]<]*\])?$")
 _CLOSERS = {"[": "]", "{": "}", "(": ")"}
+#: ``'value': `` after a quoted secret name and a comma: ``{'name': 'X-Api-Key', 'value': ...}``
+_VALUE_KEY = re.compile(r"(\\*[\"'])value\1\s*:\s*")
 _QUOTE_START = re.compile(r"\\*[\"']")
 _LINE_VALUE_END = re.compile(r"[\r\n\"'\\]")
 _NEXT_LINE = re.compile(r"\r?\n([ \t]+)([^\r\n]*)")
@@ -230,6 +235,23 @@ def scrub_text(
         )
     if "PRIVATE KEY" in text:
         text = _PEM.sub(lambda m: f"{m.group(1)}{mask}{m.group(2)}", text)
+        text = _mask_unclosed_pem(text, mask)
+    if "...[truncated " in text and "<" in text:  # <password>... cut before its end tag
+        text = _XML_CUT.sub(
+            lambda m: (
+                f"<{m.group(1)}>{mask}{m.group(3) or ''}" if names(m.group(1)) else m.group(0)
+            ),
+            text,
+        )
+    return text
+
+
+def _mask_unclosed_pem(text: str, mask: str) -> str:
+    """A private key whose END line is missing (cut by a size cap): all after BEGIN."""
+    for begin in _PEM_BEGIN.finditer(text):
+        rest = text[begin.end() :]
+        if not rest.startswith(mask) and "-----END" not in rest:
+            return text[: begin.end()] + mask
     return text
 
 
@@ -252,6 +274,10 @@ def _mask_values(
         if match.start() < done or not names(match.group(name_group)):
             continue
         start = match.end()
+        if "," in match.group(3):  # ('X-Api-Key', 'value': ...) from a HAR list: that value
+            value_key = _VALUE_KEY.match(text, start)
+            if value_key is not None:
+                start = value_key.end()
         stop = _value_end(text, start, to_line_end)
         if stop == start:
             continue  # an empty value: nothing to hide
@@ -274,24 +300,29 @@ def _mask_named(
     allowed between), and must start with a letter, ``_`` or ``%``."""
     parts: list[str] = []
     done = 0
+    header = separator == ":"
+    # "Name: value" touches its colon ("Session : ouverte" is prose); "name = value" may
+    # have spaces, even a line break (SQL, INI), on either side.
+    gap_before = "" if header else " \t\r\n"
+    gap_after = " \t" if header else " \t\r\n"
     at = text.find(separator)
     while at != -1:
-        if separator == ":" and text.startswith("//", at + 1):  # a URL's scheme
+        if header and text.startswith("//", at + 1):  # a URL's scheme
             at = text.find(separator, at + 1)
             continue
         end = at
-        while end > done and text[end - 1] in " \t":
+        while end > done and text[end - 1] in gap_before:
             end -= 1
         begin = end
-        while begin > done and end - begin < 128 and text[begin - 1] in name_chars:
+        while begin > done and end - begin < 128 and _is_name_char(text[begin - 1], name_chars):
             begin -= 1
         start = at + 1
-        while start < len(text) and text[start] in " \t":
+        while start < len(text) and text[start] in gap_after:
             start += 1
         if (
             begin < end
-            and text[begin] in _NAME_START
-            and (begin == 0 or text[begin - 1] not in name_chars)
+            and (text[begin] in _NAME_START or (text[begin] > "\x7f" and text[begin].isalpha()))
+            and (begin == 0 or not _is_name_char(text[begin - 1], name_chars))
             and names(text[begin:end])
         ):
             stop = _value_end(text, start, to_line_end)
@@ -302,25 +333,55 @@ def _mask_named(
     return "".join([*parts, text[done:]]) if parts else text
 
 
+def _closing_quote(text: str, start: int, quote: str) -> int:
+    """The end of the quoted value at ``start``: past its closing quote; the end of the
+    text when there is none. ``quote`` is ``"`` or ``'``, after ``k`` backslashes when the
+    value is JSON inside a string (``k`` = 1) or deeper. A quote inside the value has more
+    backslashes before it: the closing one has ``k`` (or ``k`` + a multiple of ``2k + 2``,
+    escaped backslashes before it)."""
+    mark = quote[-1]
+    level = len(quote) - 1
+    at = start + len(quote)
+    while True:
+        closing = text.find(mark, at)
+        if closing == -1:
+            return len(text)
+        backslashes = 0
+        while closing - backslashes > at and text[closing - backslashes - 1] == "\\":
+            backslashes += 1
+        if backslashes >= level and (backslashes - level) % (2 * level + 2) == 0:
+            return closing + 1
+        at = closing + 1
+
+
+def _closing_bracket(text: str, start: int) -> int:
+    """Past the bracket that closes the one at ``start`` (at most 4,096 characters on)."""
+    depth = 0
+    for index in range(start, min(len(text), start + 4096)):
+        char = text[index]
+        if char in _CLOSERS:
+            depth += 1
+        elif char in _CLOSERS.values():
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return min(len(text), start + 4096)
+
+
+def _is_name_char(char: str, name_chars: frozenset[str]) -> bool:
+    """ASCII from the set; beyond ASCII any letter or digit (``token_accès``)."""
+    return char in name_chars or (char > "\x7f" and char.isalnum())
+
+
 def _value_end(text: str, start: int, to_line_end: bool) -> int:
     if start >= len(text):
         return start
     first = text[start]
     quote = _QUOTE_START.match(text, start, start + 8)
     if quote is not None:  # 'value', "value", \"value\" (JSON inside a string)
-        closing = text.find(quote.group(0), start + len(quote.group(0)))
-        return len(text) if closing == -1 else closing + len(quote.group(0))
+        return _closing_quote(text, start, quote.group(0))
     if first in _CLOSERS:  # ['a', 'b'] or {"k": "v"}: to the matching bracket
-        depth = 0
-        for index in range(start, min(len(text), start + 4096)):
-            char = text[index]
-            if char in _CLOSERS:
-                depth += 1
-            elif char in _CLOSERS.values():
-                depth -= 1
-                if depth == 0:
-                    return index + 1
-        return min(len(text), start + 4096)
+        return _closing_bracket(text, start)
     if to_line_end:
         end = _LINE_VALUE_END.search(text, start)
         stop = len(text) if end is None else end.start()
@@ -331,6 +392,8 @@ def _value_end(text: str, start: int, to_line_end: bool) -> int:
         return stop
     end = _TOKEN_VALUE_END.search(text, start)
     stop = len(text) if end is None else end.start()
+    if stop > start and text[stop - 1] == "(":  # ApiKey('sk_...'): the whole call
+        return _closing_bracket(text, stop - 1)
     if text[start:stop].lower() in _AUTH_SCHEMES and text[stop : stop + 1] == " ":
         end = _TOKEN_VALUE_END.search(text, stop + 1)
         stop = len(text) if end is None else end.start()

@@ -182,7 +182,7 @@ class WideEvent:
 
     # -- what the app calls ----------------------------------------------------------
 
-    def annotate(self, **fields: Any) -> None:
+    def annotate(self, /, **fields: Any) -> None:
         """Add fields (dotted keys and nested dicts allowed); ``force_keep=True`` keeps it.
 
         Values are copies (see ``Serializer.copy``): values under secret keys redacted,

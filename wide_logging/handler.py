@@ -379,7 +379,8 @@ class WideEventHandler(logging.Handler):
         event = WideEvent("log", self.serializer, start_time=record.created)
         extra = record_extra(record)
         if extra:  # the library's own fields among them are refused, as for annotate()
-            event.annotate(**{str(key): value for key, value in extra.items()})
+            # copied as one dict first: {"key": "X-Api-Key", "value": ...} is redacted
+            event.annotate(**self.serializer.copy(extra))
         event.annotate(
             message=record_message(record),
             log={"level": record.levelname, "logger": record.name},

@@ -65,6 +65,8 @@ _READABLE_COLLECTIONS = (
 )
 #: Longest dict key kept as it is; longer ones are cut like values.
 _MAX_KEY = 256
+#: Most dict keys whose scrubbed form is remembered.
+_KEY_CACHE_LIMIT = 4096
 
 
 class Serializer:
@@ -73,6 +75,7 @@ class Serializer:
     __slots__ = (
         "_encode_default",
         "_names",
+        "_scrubbed_keys",
         "known_secret",
         "max_depth",
         "max_event_bytes",
@@ -119,6 +122,7 @@ class Serializer:
         #: Decisions of ``is_secret`` so far, by key: a lookup here (None: not decided yet)
         #: saves the call on the request path.
         self.known_secret = self._names.known
+        self._scrubbed_keys: dict[str, str] = {}
         self._encode_default = self._default  # bound once, not per event
         self.max_string = max_string
         self.max_items = max_items
@@ -139,33 +143,40 @@ class Serializer:
         return scrub_text(text, self._names)
 
     def scrub_strings(self, value: Any) -> Any:
-        """``value`` (the output of :meth:`copy`) with every string in it passed through
-        :meth:`scrub`. Containers are copied only where a string changed: what holds no
-        secret comes back as the same object, after one cheap check per string."""
+        """``value`` (the output of :meth:`copy`) with every string in it, dict keys
+        included, passed through :meth:`scrub`.
+
+        Dicts and lists come back as new containers, always: the event's own ones may still
+        get a late ``annotate()`` from another thread, and what is encoded must be exactly
+        what was scanned."""
         kind = type(value)
         if kind is str:
             return scrub_text(value, self._names)
         if kind is dict:
-            changed: Any = None
-            # .copy(): another thread may still be writing to an event's own dicts
+            out: dict[Any, Any] = {}
+            scrub_key = self._scrub_key
+            # .copy(): one step in C, so another thread's writes cannot interleave
             for key, item in value.copy().items():
-                if type(item) in _PLAIN_SCALARS:
-                    continue
-                scrubbed = self.scrub_strings(item)
-                if scrubbed is not item:
-                    if changed is None:
-                        changed = value.copy()
-                    changed[key] = scrubbed
-            return value if changed is None else changed
+                out[scrub_key(key) if type(key) is str else key] = (
+                    item if type(item) in _PLAIN_SCALARS else self.scrub_strings(item)
+                )
+            return out
         if kind is list:
-            items = value[:]
-            scrubbed_items = [
-                item if type(item) in _PLAIN_SCALARS else self.scrub_strings(item) for item in items
+            return [
+                item if type(item) in _PLAIN_SCALARS else self.scrub_strings(item)
+                for item in value[:]
             ]
-            if any(new is not old for new, old in zip(scrubbed_items, items, strict=True)):
-                return scrubbed_items
-            return value
         return value
+
+    def _scrub_key(self, key: str) -> str:
+        """A dict key scrubbed like text (``{"postgres://app:pw@db": 10}``); keys repeat,
+        so the answers are remembered (up to a bound)."""
+        known = self._scrubbed_keys.get(key)
+        if known is None:
+            known = scrub_text(key, self._names)
+            if len(self._scrubbed_keys) < _KEY_CACHE_LIMIT:
+                self._scrubbed_keys[key] = known
+        return known
 
     # -- cleaning --------------------------------------------------------------------
 
@@ -173,7 +184,18 @@ class Serializer:
         limit = self.max_string if limit is None else limit
         if len(text) <= limit:
             return text
-        return f"{text[:limit]}...[truncated {len(text) - limit} chars]"
+        cut = limit
+        if not text[limit].isspace():
+            # A word cut in half goes too: a secret cut before what makes it recognisable
+            # (the "@" after a URL's password) would otherwise be stored as it is.
+            window = max(0, limit - 256)
+            word = max(text.rfind(" ", window, limit), text.rfind("\n", window, limit))
+            scheme = text.rfind("://", max(word, window), limit)  # a URL inside a long word
+            stop = max(scheme - 16, word, 0)  # (a scheme name is short)
+            while scheme > stop and (text[scheme - 1].isalnum() or text[scheme - 1] in "+.-"):
+                scheme -= 1
+            cut = max(word, scheme, 0) or limit
+        return f"{text[:cut]}...[truncated {len(text) - cut} chars]"
 
     def clean(self, value: Any, *, strict: bool = False, max_string: int | None = None) -> Any:
         """A JSON-safe copy of ``value`` with secrets redacted (under secret keys and inside
@@ -216,6 +238,8 @@ class Serializer:
             if secret is None:
                 secret = self.is_secret(key)
             out[key] = REDACTED if secret else item
+        if "value" in out and _names_a_secret(out, self.is_secret):
+            out["value"] = REDACTED  # {"name": "Authorization", "value": ...}, as below
         return out
 
     def _clean(self, value: Any, depth: int, seen: set[int], strict: bool, limit: int) -> Any:
@@ -239,7 +263,8 @@ class Serializer:
         if isinstance(value, int):  # int subclasses other than bool
             return self._clean(int.__int__(value), depth, seen, strict, limit)
         if isinstance(value, (datetime.datetime, datetime.date, datetime.time, uuid.UUID)):
-            return value  # orjson encodes these natively
+            # orjson encodes these natively, but not an aware time or a subclass
+            return _as_text(value, limit) if strict else value
         if isinstance(value, decimal.Decimal):
             return self.clip(str(value), limit)
         if strict and kind is orjson.Fragment:
@@ -265,13 +290,15 @@ class Serializer:
                     out["..."] = f"[{len(value) - index} more keys]"
                     break
                 name = key if type(key) is str and len(key) <= _MAX_KEY else _key_to_str(key)
+                # strict re-encodes a finished event: the app's parts were redacted by name
+                # when they came in, and the library's (timings.auth_ms) must stay
                 if strict:
-                    name = _repair_text(name)
-                if self.is_secret(name):
+                    out[_repair_text(name)] = self._clean(item, depth + 1, seen, strict, limit)
+                elif self.is_secret(name):
                     out[name] = REDACTED
                 else:
                     out[name] = self._clean(item, depth + 1, seen, strict, limit)
-            if "value" in out and _names_a_secret(out, self.is_secret):
+            if not strict and "value" in out and _names_a_secret(out, self.is_secret):
                 out["value"] = REDACTED  # {"name": "Authorization", "value": ...} (HAR, AWS)
             return out
         except Exception as exc:  # a broken Mapping must not break logging
@@ -297,6 +324,11 @@ class Serializer:
                 if kind is list or kind is tuple
                 else list(itertools.islice(value, cap + 1))
             )
+            if not strict and kind is tuple and _is_secret_pair(value, self.is_secret):
+                # a lone ("X-Api-Key", value)
+                return [self._clean(value[0], depth + 1, seen, strict, limit)] + [REDACTED] * (
+                    len(value) - 1
+                )
             out = [self._clean_item(item, depth, seen, strict, limit) for item in items[:cap]]
             if len(items) > cap:
                 total = len(value) if isinstance(value, collections.abc.Sized) else None
@@ -314,12 +346,7 @@ class Serializer:
         only."""
         if type(item) in _PLAIN_SCALARS and not strict:  # (strict: ints beyond 64 bits)
             return item
-        if (
-            isinstance(item, (tuple, list))
-            and 2 <= len(item) <= 8
-            and isinstance(item[0], (str, bytes))
-            and self.is_secret(_key_to_str(item[0]))
-        ):
+        if not strict and isinstance(item, (tuple, list)) and _is_secret_pair(item, self.is_secret):
             return [self._clean(item[0], depth + 2, seen, strict, limit)] + [REDACTED] * (
                 len(item) - 1
             )
@@ -352,18 +379,24 @@ class Serializer:
 
     def _default(self, value: Any) -> Any:
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return self._bytes_text(value, self.max_string)
+            return self.scrub(self._bytes_text(value, self.max_string))
         if isinstance(value, (set, frozenset)):
             return list(itertools.islice(value, self.max_items))
         if isinstance(value, decimal.Decimal):
             return str(value)
-        return self.clip(safe_repr(value))
+        return self.scrub(self.clip(safe_repr(value)))  # (a datetime subclass's own repr)
 
     def _encode_strict(self, event: Any, max_string: int | None = None) -> bytes:
         try:
-            return orjson.dumps(self.clean(event, strict=True, max_string=max_string))
-        except Exception as exc:  # pragma: no cover - clean() output is always encodable
-            return orjson.dumps({"encode_error": f"{type(exc).__name__}"})
+            cleaned = self.clean(event, strict=True, max_string=max_string)
+            return orjson.dumps(cleaned, default=self._encode_default)
+        except Exception as exc:  # a bug of ours: the event keeps its identity all the same
+            identity = {
+                key: _as_text(event.get(key), 64)
+                for key in ("event_id", "kind", "request_id")
+                if isinstance(event, dict) and key in event
+            }
+            return orjson.dumps({**identity, "encode_error": f"{type(exc).__name__}"})
 
     def _shrink(self, event: EventDict, original: int) -> bytes:
         # The marker first: the key cap of clean() must never cut what explains the cut.
@@ -412,6 +445,19 @@ def _plain_str(value: str, limit: int) -> str:
     return head if size <= limit else f"{head}...[truncated {size - limit} chars]"
 
 
+def _as_text(value: Any, limit: int) -> str:
+    """``value`` as capped text: ``isoformat()`` for dates and times, else ``str()``, else
+    its repr; never raises."""
+    try:
+        isoformat = getattr(value, "isoformat", None)
+        text = isoformat() if callable(isoformat) else str(value)
+        if type(text) is str:
+            return text[:limit]
+    except Exception:
+        pass
+    return safe_repr(value)[:limit]
+
+
 def _enum_value(value: enum.Enum) -> Any:
     try:
         return value.value
@@ -425,6 +471,15 @@ def _int_text(value: int) -> str:
         return str(value)
     except ValueError:
         return f"<int of {value.bit_length()} bits>"
+
+
+def _is_secret_pair(item: tuple[Any, ...] | list[Any], is_secret: Any) -> bool:
+    """``(name, value, ...)`` whose name is a secret's: a header pair."""
+    return (
+        2 <= len(item) <= 8
+        and isinstance(item[0], (str, bytes, bytearray))
+        and is_secret(_key_to_str(item[0]))
+    )
 
 
 def _names_a_secret(mapping: dict[str, Any], is_secret: Any) -> bool:
