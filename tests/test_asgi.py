@@ -564,3 +564,74 @@ def test_fake_clock_advanced_by_a_fake_dependency_times_its_span(
     assert event["timings"]["db_ms"] == 1200
     assert event["duration_ms"] == 1200
     assert event["sampling"]["rule"] == "slow"
+
+
+def test_an_exception_handler_that_logs_an_error_keeps_the_real_exception(
+    handler: WideEventHandler,
+) -> None:
+    app = FastAPI()
+    WideEventMiddleware.install(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise ZeroDivisionError("division by zero")
+
+    @app.exception_handler(Exception)
+    async def apologise(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+        return JSONResponse({"sorry": True}, status_code=500)
+
+    with capture_events() as events, TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/boom").status_code == 500
+    [event] = events.requests()
+    assert event["error"]["type"] == "ZeroDivisionError"
+    assert "ZeroDivisionError" in event["error"]["stack"]
+    assert event["logs"][0]["message"] == "unhandled ZeroDivisionError on /boom"
+
+
+def test_fastapi_nested_routers_report_every_prefix(handler: WideEventHandler) -> None:
+    """Routers included in routers: the template has all the prefixes (as OpenAPI shows
+    it), so critical_routes on /admin/* match."""
+    from fastapi import APIRouter
+
+    app = FastAPI()
+    WideEventMiddleware.install(app)
+    admin, users = APIRouter(prefix="/admin"), APIRouter(prefix="/users")
+
+    @users.delete("/{user_id}")
+    async def delete_user(user_id: int) -> dict[str, int]:
+        return {"deleted": user_id}
+
+    admin.include_router(users)
+    app.include_router(admin, prefix="/api")
+    sub = FastAPI()
+    sub.include_router(admin)
+    app.mount("/v2", sub)
+    assert "/api/admin/users/{user_id}" in app.openapi()["paths"]
+    with capture_events() as events, TestClient(app) as client:
+        assert client.delete("/api/admin/users/7").json() == {"deleted": 7}
+        assert client.delete("/v2/admin/users/8").json() == {"deleted": 8}
+    direct, mounted = events.requests()
+    assert direct["http"]["route"] == "/api/admin/users/{user_id}"
+    assert mounted["http"]["route"] == "/v2/admin/users/{user_id}"
+
+
+def test_installed_on_an_app_and_its_mounted_sub_app_one_event(handler: WideEventHandler) -> None:
+    sub = FastAPI()
+    WideEventMiddleware.install(sub)
+
+    @sub.get("/t/{i}")
+    async def t(i: int) -> dict[str, int]:
+        annotate(i=i)
+        return {"i": i}
+
+    app = FastAPI()
+    WideEventMiddleware.install(app)
+    app.mount("/sub", sub)
+    with capture_events() as events, TestClient(app) as client:
+        response = client.get("/sub/t/3", headers={"X-Request-ID": "one-id"})
+    assert response.headers["x-request-id"] == "one-id"
+    [event] = events.requests()
+    assert event["request_id"] == "one-id"
+    assert event["http"]["route"] == "/sub/t/{i}"
+    assert event["i"] == 3

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -59,7 +60,7 @@ def test_demo_runs_end_to_end_and_keeps_every_failed_request(tmp_path: Path) -> 
         [*args, "stats", "--events", str(out)], capture_output=True, text=True, timeout=60
     )
     assert stats.returncode == 0, stats.stderr
-    assert re.search(rf"events\s+stored\s+{written}\n", stats.stdout), stats.stdout
+    assert re.search(rf"events\s+stored \(each event_id once\)\s+{written}\n", stats.stdout)
     for rule, count in rules.items():
         assert re.search(rf"kept by rule\s+{rule}\s+{count} \(rate", stats.stdout), rule
 
@@ -124,7 +125,12 @@ def write_events(path: Path, count: int, prefix: str = "e") -> None:
 def test_replay_refuses_to_read_its_own_sink(tmp_path: Path) -> None:
     source = tmp_path / "events.jsonl"
     write_events(source, 3)
-    for spelling in (f"file:{source}", f"file:{tmp_path}/./events.jsonl"):
+    (tmp_path / "hard.jsonl").hardlink_to(source)
+    for spelling in (
+        f"file:{source}",
+        f"file:{tmp_path}/./events.jsonl",
+        f"file:{tmp_path}/hard.jsonl",
+    ):
         result = run_cli("replay", "--sink", spelling, str(source), "--no-progress")
         assert result.returncode == 2
         assert "it would read its own output" in result.stderr
@@ -193,7 +199,7 @@ def test_an_unreachable_server_is_one_masked_line_and_exit_2(argv: tuple[str, ..
 def test_incidents_from_a_missing_file_is_an_error(tmp_path: Path) -> None:
     result = run_cli("incidents", "--source", f"file:{tmp_path}/missing.jsonl")
     assert result.returncode == 2
-    assert "no events at" in result.stderr
+    assert "no event files at" in result.stderr
     write_events(tmp_path / "there.jsonl", 1)
     assert run_cli("incidents", "--source", f"file:{tmp_path}/there.jsonl").returncode == 0
 
@@ -222,3 +228,65 @@ def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
             assert said, f"{name} {option} shows neither its default nor that it is required"
         assert "(default: None)" not in text
         assert "(default: False)" not in text
+
+
+def test_a_replay_killed_half_way_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """SIGKILL a replay mid-file, run it again: every event arrives, and at most one batch
+    twice (ids counted end to end)."""
+    import os
+    import signal
+    import time
+
+    source = tmp_path / "archive.jsonl"
+    total = 300_000
+    with open(source, "w") as out:
+        for n in range(total):
+            out.write(f'{{"event_id": "r-{n}", "kind": "log", "pad": "{"x" * 40}"}}\n')
+    target = tmp_path / "out" / "events.jsonl"
+    argv = [sys.executable, "-m", "wide_logging", "replay", str(source)]
+    argv += ["--sink", f"file:{target}", "--batch-size", "500", "--no-progress"]
+    first = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and first.poll() is None:
+        if target.exists() and target.stat().st_size > 200_000:
+            os.kill(first.pid, signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert first.wait(30) == -signal.SIGKILL, "the replay ended before it could be killed"
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "resumed at byte" in again.stderr
+    ids = Counter(e["event_id"] for e in read_jsonl(target))
+    assert set(ids) == {f"r-{n}" for n in range(total)}  # nothing lost
+    assert sum(ids.values()) - total <= 500  # at most one batch twice
+    assert not list(tmp_path.glob(".*.offset"))  # the checkpoint is gone once done
+
+
+def test_stats_and_incidents_count_each_event_once_and_only_the_sinks_segments(
+    tmp_path: Path,
+) -> None:
+    """A replay run twice stores events twice: the readers count each event_id once. A
+    file's rotated segments are read with it; a backup beside it is not."""
+    folder = tmp_path / "logs"
+    lines = [
+        f'{{"event_id": "e-{n}", "kind": "http.request", "sampling": {{"rule": "error", '
+        f'"rate": 1.0}}, "http": {{"route": "/pay", "response": {{"status_code": 500}}}}, '
+        f'"error": {{"type": "Declined"}}, "timestamp": "2026-11-30T00:00:0{n}.000Z"}}\n'
+        for n in range(6)
+    ]
+    folder.mkdir()
+    (folder / "events.20261130T000000.000000-7.jsonl").write_text("".join(lines[:3]))
+    (folder / "events.jsonl").write_text("".join(lines[2:]) + "".join(lines[:2]) + "[1, 2]\n")
+    (folder / "events.backup.jsonl").write_text("".join(lines))
+    stats = run_cli("stats", "--events", str(folder / "events.jsonl"))
+    assert stats.returncode == 0, stats.stderr
+    assert re.search(r"stored \(each event_id once\)\s+6\n", stats.stdout), stats.stdout
+    assert re.search(r"the same event_id again \(left out\)\s+3\n", stats.stdout)
+    assert re.search(r"not an event \(left out\)\s+1\n", stats.stdout)
+    incidents = run_cli("incidents", "--source", f"file:{folder}/events.jsonl", "--format", "json")
+    assert incidents.returncode == 0, incidents.stderr
+    [incident] = json.loads(incidents.stdout)
+    assert incident["count"] == 6  # not 12 (duplicates), nor 18 (the backup)
+    folder_wide = run_cli("incidents", "--source", f"file:{folder}", "--format", "json")
+    assert folder_wide.returncode == 0, folder_wide.stderr  # a folder, as stats takes it
+    assert json.loads(folder_wide.stdout)[0]["count"] == 6

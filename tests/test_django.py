@@ -106,6 +106,28 @@ def test_a_streaming_response_ends_with_its_last_chunk(handler: WideEventHandler
     assert [entry["message"] for entry in event["logs"]] == ["row 0", "row 1", "row 2"]
 
 
+@pytest.mark.parametrize("path", ["/stream/", "/download/"])
+def test_a_streamed_body_left_unread_does_not_swallow_the_next_requests(
+    handler: WideEventHandler, path: str
+) -> None:
+    """A test that only looks at the status of a streaming or file response: its event is
+    finished when the response is closed, and the next requests still get theirs."""
+    from django.test import Client
+
+    client = Client()
+    with capture_events() as events:
+        response = client.get(path, headers={"X-Request-ID": "unread"})
+        assert response.status_code == 200
+        response.close()
+        client.get("/orders/9/", headers={"X-Request-ID": "next"})
+    assert [e["request_id"] for e in events.requests()] == ["unread", "next"]
+    with capture_events() as later:
+        client.get(path)  # never read, never closed
+        client.get("/orders/10/", headers={"X-Request-ID": "after"})
+    assert [e["request_id"] for e in later.requests()] == ["after"]
+    assert only_request(later)["order"] == {"id": 10}
+
+
 def test_the_async_client_and_an_async_view(handler: WideEventHandler) -> None:
     from django.test import AsyncClient
 
@@ -215,3 +237,18 @@ def test_served_by_runserver_gunicorn_and_uvicorn(server: str, tmp_path: Path) -
     assert events[f"{server}-fail"]["error"]["type"] == "ZeroDivisionError"
     assert events[f"{server}-fail"]["http"]["response"]["status_code"] == 500
     assert events[f"{server}-stream"]["duration_ms"] >= 150
+
+
+def test_a_warning_when_the_middleware_is_not_first(caplog: pytest.LogCaptureFixture) -> None:
+    from django.test import override_settings
+
+    from wide_logging.django import WideEventMiddleware
+
+    later = ["django.middleware.common.CommonMiddleware", "wide_logging.django.WideEventMiddleware"]
+    with caplog.at_level(logging.WARNING, "wide_logging.internal"):
+        with override_settings(MIDDLEWARE=later):
+            WideEventMiddleware(lambda request: None)
+        assert "is not first in settings.MIDDLEWARE" in caplog.text
+        caplog.clear()
+        WideEventMiddleware(lambda request: None)  # the test site's order: first
+        assert caplog.text == ""

@@ -252,8 +252,13 @@ def test_error_record_marks_the_event_and_first_error_wins() -> None:
         "message": "payment failed for order-9",
         "logger": "app.db",
     }
-    event.record_exception(ValueError("later"))
-    assert event.error["type"] == "LoggedError"
+    event.add_log(record(logging.ERROR, "a second logged error"))
+    assert event.error["message"] == "payment failed for order-9"  # the first wins
+    # an exception replaces an error that was only logged (a handler logs, then it escapes)
+    event.record_exception(ValueError("the cause"))
+    assert event.error["type"] == "ValueError"
+    event.record_exception(KeyError("later"))
+    assert event.error["type"] == "ValueError"  # between exceptions the first wins
 
 
 def test_error_record_with_exception_records_type_and_stack() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,27 +13,41 @@ import orjson
 
 from ._errors import ConfigurationError
 
+#: What the file sink adds to a rotated segment's name: ``events.20261130T101500.123456-42.jsonl``
+_SEGMENT_STAMP = r"\.\d{8}T\d{6}\.\d{6}-\d+"
+
 
 def event_files(spec: str) -> list[Path]:
-    """A JSONL file, the ``*.jsonl`` files of a folder (rotated segments included; not its
-    subfolders: a spool is replayed to the sink, and the demo keeps an earlier run in
-    ``previous/``), or a glob. An error when there is none."""
+    """The files ``spec`` names: a JSONL file with the segments the file sink rotated out of
+    it (``events.<time>-<pid>.jsonl``, not any ``events.*.jsonl``); the ``*.jsonl`` files of
+    a folder (not its subfolders: a spool is replayed to the sink, and the demo keeps an
+    earlier run in ``previous/``); or a glob. An error when there is none."""
     path = Path(spec)
     if path.is_dir():
         files = sorted(p for p in path.glob("*.jsonl*") if p.is_file() and p.suffix != ".offset")
-    elif path.is_file():
-        files = [path]
-    else:
+    elif glob.has_magic(spec):
         files = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
+    else:
+        segment = re.compile(
+            re.escape(path.name.split(".")[0]) + _SEGMENT_STAMP + re.escape(path.suffix)
+        )
+        parent = path.parent if path.parent.is_dir() else None
+        rotated = [p for p in parent.iterdir() if segment.fullmatch(p.name)] if parent else []
+        files = sorted(rotated) + ([path] if path.is_file() else [])
     if not files:
         msg = f"no event files at {spec!r} (a JSONL file, a folder of them, or a glob)"
         raise ConfigurationError(msg)
     return files
 
 
-def read_events(files: Sequence[Path]) -> Iterator[dict[str, Any] | None]:
-    """Every event of ``files`` in order; None for a line that is not a JSON object (a torn
-    write, a stray line), so that a caller can count them. Blank lines are skipped."""
+def read_events(
+    files: Sequence[Path], counts: Counter[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every event of ``files`` in order, each ``event_id`` once: a replay run twice or a
+    retried write may have stored an event twice. ``counts`` (when given) gets the lines that
+    are not events (``unreadable``: a torn write, a stray line) and the ``duplicates``."""
+    seen: set[str] = set()
+    tally: Counter[str] = counts if counts is not None else Counter()
     for path in files:
         with open(path, "rb") as handle:
             for line in handle:
@@ -40,6 +56,14 @@ def read_events(files: Sequence[Path]) -> Iterator[dict[str, Any] | None]:
                 try:
                     event = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    yield None
+                    event = None
+                if type(event) is not dict:
+                    tally["unreadable"] += 1
                     continue
-                yield event if isinstance(event, dict) else None
+                event_id = event.get("event_id")
+                if isinstance(event_id, str):
+                    if event_id in seen:
+                        tally["duplicates"] += 1
+                        continue
+                    seen.add(event_id)
+                yield event

@@ -92,6 +92,11 @@ def _replay(args: argparse.Namespace) -> int:
         delete=args.delete,
         progress=not args.no_progress,
     )
+    for path, position in result.resumed.items():
+        print(
+            f"{path}: resumed at byte {position}, where an interrupted replay stopped",
+            file=sys.stderr,
+        )
     print(
         f"replayed {result.events} events from {result.files} file(s) into {result.sink}; "
         f"{result.corrupt} unreadable line(s) skipped",

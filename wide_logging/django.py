@@ -70,6 +70,7 @@ class WideEventMiddleware:
         if self.async_mode:
             markcoroutinefunction(self)
         hook_django_signals()
+        _warn_unless_first(getattr(settings, "MIDDLEWARE", None))
 
     def __call__(self, request: Any) -> Any:
         if self.async_mode:
@@ -104,7 +105,7 @@ class WideEventMiddleware:
     def _open(self, request: Any) -> _Request | None:
         outer = current_event()
         if outer is not None:  # a WSGI/ASGI middleware of ours owns it: add what we know
-            return _Request(self, request, outer, None)
+            return _Request(self, request, outer, None, None)
         try:
             handler = self._handler.get()
             meta = request.META
@@ -118,25 +119,27 @@ class WideEventMiddleware:
         except Exception:  # our failure must not cost the request
             _internal.exception("wide_logging could not open an event")
             return None
-        return _Request(self, request, event, (handler, _current.set(event)))
+        return _Request(self, request, event, handler, _current.set(event))
 
 
 class _Request:
     """One request's event: finished with the response, or with a streaming body's end."""
 
-    __slots__ = ("done", "event", "middleware", "owner", "request")
+    __slots__ = ("done", "event", "middleware", "owner", "request", "token")
 
     def __init__(
         self,
         middleware: WideEventMiddleware,
         request: Any,
         event: WideEvent,
-        owner: tuple[WideEventHandler, Token[WideEvent | None]] | None,
+        owner: WideEventHandler | None,
+        token: Token[WideEvent | None] | None,
     ) -> None:
         self.middleware = middleware
         self.request = request
         self.event = event
         self.owner = owner  # None: an outer middleware finishes the event
+        self.token = token
         self.done = False
 
     def fail(self, exc: BaseException) -> None:
@@ -162,47 +165,115 @@ class _Request:
             if getattr(response, "streaming", False):
                 content = response.streaming_content
                 response.streaming_content = (
-                    self._finishing_async(content)
+                    _AsyncBody(self, content)
                     if hasattr(content, "__aiter__")
-                    else self._finishing(content)
+                    else _Body(self, content)
                 )
+                # The body runs later, with the event active for each chunk only: a body
+                # never read (a test that only looks at the status) must not leave this
+                # request's event active for the next request on the thread.
+                self.release()
                 return response
         except Exception:
             _internal.exception("wide_logging could not finish an event")
         self.finish()
         return response
 
-    def _finishing(self, content: Iterator[bytes]) -> Iterator[bytes]:
-        try:
-            yield from content
-        except BaseException as exc:
-            if not isinstance(exc, GeneratorExit):
-                record_failure(self.event, exc)
-            raise
-        finally:
-            self.finish()
-
-    async def _finishing_async(self, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in content:
-                yield chunk
-        except BaseException as exc:
-            if not isinstance(exc, GeneratorExit):
-                record_failure(self.event, exc)
-            raise
-        finally:
-            self.finish()
+    def release(self) -> None:
+        """The event stops being the thread's (or task's) current one."""
+        if self.owner is not None and self.token is not None:
+            if current_event() is self.event:
+                deactivate(self.token)
+            self.token = None
 
     def finish(self) -> None:
         if self.done or self.owner is None:
             return
         self.done = True
-        handler, token = self.owner
+        self.release()
         event = self.event
         event.end()
-        if current_event() is event:
-            deactivate(token)
-        handler.submit(event)
+        self.owner.submit(event)
+
+
+class _Body:
+    """A streaming response's content: each chunk made with the request's event active; the
+    event finished at the end, on an error, or when Django closes the response (read or
+    not: a body never started has no ``finally`` to run)."""
+
+    __slots__ = ("content", "request")
+
+    def __init__(self, request: _Request, content: Iterator[bytes]) -> None:
+        self.request = request
+        self.content = iter(content)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        request = self.request
+        token = _current.set(request.event)
+        try:
+            return next(self.content)
+        except StopIteration:
+            request.finish()
+            raise
+        except BaseException as exc:
+            record_failure(request.event, exc)
+            request.finish()
+            raise
+        finally:
+            _current.reset(token)
+
+    def close(self) -> None:
+        self.request.finish()
+
+
+class _AsyncBody:
+    """The same for an async streaming response (served under ASGI)."""
+
+    __slots__ = ("content", "request")
+
+    def __init__(self, request: _Request, content: AsyncIterator[bytes]) -> None:
+        self.request = request
+        self.content = content.__aiter__()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        request = self.request
+        token = _current.set(request.event)
+        try:
+            return await self.content.__anext__()
+        except StopAsyncIteration:
+            request.finish()
+            raise
+        except BaseException as exc:
+            record_failure(request.event, exc)
+            request.finish()
+            raise
+        finally:
+            _current.reset(token)
+
+    def close(self) -> None:
+        self.request.finish()
+
+
+def _warn_unless_first(middleware: Any) -> None:
+    """Placed after another middleware, the event misses what that one answers by itself
+    (CommonMiddleware's APPEND_SLASH redirect is stored as the 404 it avoided): say so."""
+    if not isinstance(middleware, (list, tuple)) or not middleware:
+        return
+    ours = f"{__name__}.WideEventMiddleware"
+    if ours in middleware and middleware[0] != ours:
+        _internal.warning(
+            "%s is not first in settings.MIDDLEWARE (after %s): responses that the middleware "
+            "before it sends (redirects, 403s) get no event of their own, or one with the "
+            "wrong status. Put it first.",
+            ours,
+            middleware[0],
+        )
 
 
 def route_of(match: Any) -> str | None:

@@ -287,9 +287,16 @@ class WideEvent:
     # -- what the middleware and handler call -----------------------------------------
 
     def record_exception(self, exc: BaseException) -> None:
-        """Record an exception as this event's error (the first one wins). Never raises,
-        whatever the exception's attributes or ``str()`` do."""
-        if self.error is None and not self._sealed and not is_control_flow(exc):
+        """Record an exception as this event's error (the first one wins, but an exception
+        replaces an error that was only logged: an exception handler's ``log.error()``
+        comes before the exception reaches the middleware). Never raises, whatever the
+        exception's attributes or ``str()`` do."""
+        error = self.error
+        if (
+            (error is None or error.get("type") == LOGGED_ERROR)
+            and not self._sealed
+            and not is_control_flow(exc)
+        ):
             self.error = exception_fields(exc, self._serializer)
 
     def record_call_error(self, name: str, exc: BaseException) -> None:
@@ -334,7 +341,7 @@ class WideEvent:
             else:
                 serializer = self._serializer
                 self.error = {
-                    "type": "LoggedError",
+                    "type": LOGGED_ERROR,
                     "message": serializer.scrub(serializer.clip(record_message(record))),
                     "logger": serializer.clip(record.name, 256),
                 }
@@ -544,6 +551,10 @@ _STANDARD_RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None
 
 
 _PLAIN_RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+
+
+#: ``error.type`` of an ERROR record logged without an exception.
+LOGGED_ERROR = "LoggedError"
 
 
 def record_extra(record: logging.LogRecord) -> dict[str, Any] | None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ._errors import ConfigurationError
-from ._event_files import read_events
+from ._event_files import event_files, read_events
 from .incidents import Condition, Incident, Rule, summarize
 from .sinks import mask_url
 
@@ -37,31 +36,14 @@ def parse_since(text: str | None, now: float) -> float | None:
 
 def incidents_from(source: str, rules: Sequence[Rule], since: float | None) -> list[Incident]:
     if source.startswith("file:"):
-        return summarize(_file_events(Path(source[len("file:") :])), rules, since=since)
+        files = event_files(source[len("file:") :])  # a file (and its segments), folder, glob
+        return summarize(read_events(files), rules, since=since)
     if source.startswith(("redis://", "rediss://")):
         return summarize(_stream_events(source, since), rules, since=since)
     if source.startswith(("mongodb://", "mongodb+srv://")):
         return _mongo_incidents(source, rules, since)
     msg = f"--source must be file:PATH, redis://... or mongodb://..., got {mask_url(source)!r}"
     raise ConfigurationError(msg)
-
-
-def _file_events(path: Path) -> Iterator[dict[str, Any]]:
-    """The file and its rotated segments; unreadable lines are skipped. A source with no
-    file at all is an error (not "no incidents")."""
-    if not path.parent.is_dir():
-        msg = f"no such directory: {path.parent}"
-        raise ConfigurationError(msg)
-    stem, suffix = path.name.split(".")[0], path.suffix
-    candidates = [
-        c
-        for c in sorted(path.parent.iterdir())
-        if c == path or (c.name.startswith(stem + ".") and c.name.endswith(suffix))
-    ]
-    if not candidates:
-        msg = f"no events at {path} (nor rotated segments of it)"
-        raise ConfigurationError(msg)
-    return (event for event in read_events(candidates) if event is not None)
 
 
 def _stream_events(url: str, since: float | None) -> Iterator[dict[str, Any]]:

@@ -189,8 +189,10 @@ class SegmentReader:
             if not line:
                 continue
             try:
-                orjson.loads(line)
+                is_event = type(orjson.loads(line)) is dict
             except orjson.JSONDecodeError:  # a torn write: a process was killed mid-line
+                is_event = False
+            if not is_event:  # (or a stray line: an event is a JSON object)
                 count_lost(self.metrics, "corrupt_spool_line", [line])
                 continue
             batch.append(line)

@@ -82,12 +82,10 @@ def from_events(spec: str) -> list[Row]:
     rates: dict[str, float] = {}
     services: Counter[str] = Counter()
     estimated_requests = 0.0
-    errors = unreadable = 0
+    errors = 0
     first = last = ""
-    for event in read_events(files):
-        if event is None:
-            unreadable += 1
-            continue
+    skipped: Counter[str] = Counter()
+    for event in read_events(files, skipped):
         kind = str(event.get("kind", "?"))
         kinds[kind] += 1
         stored = event.get("sampling")
@@ -110,12 +108,12 @@ def from_events(spec: str) -> list[Row]:
     size = sum(p.stat().st_size for p in files)
     rows: list[Row] = [
         ("files", spec, f"{len(files)} file(s), {_bytes(size)}"),
-        (
-            "events",
-            "stored",
-            f"{sum(kinds.values())}" + (f" ({unreadable} unreadable lines)" if unreadable else ""),
-        ),
+        ("events", "stored (each event_id once)", str(sum(kinds.values()))),
     ]
+    if skipped["duplicates"]:
+        rows.append(("lines", "the same event_id again (left out)", str(skipped["duplicates"])))
+    if skipped["unreadable"]:
+        rows.append(("lines", "not an event (left out)", str(skipped["unreadable"])))
     rows += [("events", f"kind {kind}", str(count)) for kind, count in kinds.most_common()]
     rows += [
         ("kept by rule", rule, f"{count} (rate {rates[rule]:g})" if rule in rates else str(count))

@@ -89,6 +89,11 @@ class WideEventMiddleware:
                 send = _flush_before_shutdown_completes(send)
             await self.app(scope, receive, send)
             return
+        if _current.get() is not None:
+            # Another WideEventMiddleware outside this one (installed on the app and on a
+            # mounted sub-app) owns the request's event: one event, its request id.
+            await self.app(scope, receive, send)
+            return
         try:
             handler = self._handler.get()
             event = _open_event(handler, scope, self._header_name)
@@ -199,6 +204,13 @@ def _route_template(scope: Scope, entry_root_path: str) -> str | None:
     if route is None:
         return None
     path = getattr(route, "path", None)
+    fastapi = scope.get("fastapi")
+    if type(fastapi) is dict and "effective_route_context" in fastapi:
+        # FastAPI >= 0.16x keeps included routers as they are: the route's own path lacks
+        # the prefixes of the routers above it; the effective context has them all.
+        effective = getattr(fastapi["effective_route_context"], "path", None)
+        if isinstance(effective, str):
+            path = effective
     if not isinstance(path, str):
         return None
     route_type = type(route)

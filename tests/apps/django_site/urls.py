@@ -14,4 +14,5 @@ urlpatterns = [
     path("async/<int:n>/", views.async_view),
     path("api/", include(api)),
     path("checkout/", views.checkout),
+    path("download/", views.download),
 ]

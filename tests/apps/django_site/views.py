@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from wide_logging import annotate
 
@@ -51,3 +51,9 @@ async def async_view(request: Any, n: int) -> JsonResponse:
 
 def item(request: Any, item_id: int) -> JsonResponse:
     return JsonResponse({"item": item_id})
+
+
+def download(request: Any) -> FileResponse:
+    import io
+
+    return FileResponse(io.BytesIO(b"report body\n" * 100), filename="report.txt")
