@@ -253,6 +253,8 @@ class Serializer:
             return value if not strict or _MIN_INT <= value <= _MAX_INT else _int_text(value)
         if kind is dict or isinstance(value, Mapping):
             return self._clean_mapping(value, depth, seen, strict, limit)
+        if kind is list or kind is tuple:  # the common ones, before the slower checks below
+            return self._clean_sequence(value, depth, seen, strict, limit)
         if isinstance(value, (bytes, bytearray, memoryview)):
             return self._bytes_text(value, limit)
         if isinstance(value, str):  # a subclass: its own methods may raise or lie
@@ -285,6 +287,7 @@ class Serializer:
         seen.add(id(value))
         try:
             out: dict[str, Any] = {}
+            known_secret = self.known_secret
             for index, (key, item) in enumerate(value.items()):
                 if index >= self.max_items:
                     out["..."] = f"[{len(value) - index} more keys]"
@@ -294,10 +297,13 @@ class Serializer:
                 # when they came in, and the library's (timings.auth_ms) must stay
                 if strict:
                     out[_repair_text(name)] = self._clean(item, depth + 1, seen, strict, limit)
-                elif self.is_secret(name):
-                    out[name] = REDACTED
-                else:
-                    out[name] = self._clean(item, depth + 1, seen, strict, limit)
+                    continue
+                secret = known_secret.get(name)
+                if secret is None:
+                    secret = self.is_secret(name)
+                out[name] = (
+                    REDACTED if secret else self._clean(item, depth + 1, seen, strict, limit)
+                )
             if not strict and "value" in out and _names_a_secret(out, self.is_secret):
                 out["value"] = REDACTED  # {"name": "Authorization", "value": ...} (HAR, AWS)
             return out

@@ -108,9 +108,12 @@ class WideEventMiddleware:
         # A plain function returning the server's awaitable: no coroutine of our own per
         # message (two per request), which is measurable under a real server.
         def send_wrapper(message: Message) -> Awaitable[None]:
-            kind = message.get("type")
+            try:  # (no cost in 3.11 unless it raises: cheaper than .get())
+                kind = message["type"]
+                status = message["status"] if kind == "http.response.start" else None
+            except (KeyError, TypeError):  # not an ASGI message: the server's to refuse
+                return send(message)
             if kind == "http.response.start":
-                status = message.get("status")
                 if type(status) is int:
                     event.status = status
                 if echo is not None:
@@ -181,7 +184,7 @@ def _flush_at_shutdown() -> None:
 def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
     """``message`` plus ``header`` unless the app set it; a copy, never the app's list."""
     headers = message.get("headers") or ()
-    if type(headers) is not list and type(headers) is not tuple:
+    if type(headers) is not list and type(headers) is not tuple:  # (list: the usual)
         # Any iterable is allowed: read it once, and send what was read.
         headers = list(headers)
         message = {**message, "headers": headers}
@@ -204,22 +207,27 @@ def _route_template(scope: Scope, entry_root_path: str) -> str | None:
     if route is None:
         return None
     path = getattr(route, "path", None)
-    fastapi = scope.get("fastapi")
-    if type(fastapi) is dict and "effective_route_context" in fastapi:
-        # FastAPI >= 0.16x keeps included routers as they are: the route's own path lacks
-        # the prefixes of the routers above it; the effective context has them all.
-        effective = getattr(fastapi["effective_route_context"], "path", None)
-        if isinstance(effective, str):
-            path = effective
+    route_type = type(route)
+    kind = _route_kinds.get(route_type)  # asked every request: cached per type
+    if kind is None:
+        kind = _route_kinds[route_type] = (
+            _MOUNT
+            if hasattr(route_type, "routes") or route_type.__name__ == "Mount"
+            else _FASTAPI_ROUTE
+            if route_type.__module__.startswith("fastapi")
+            else _ROUTE
+        )
+    mount = kind == _MOUNT
+    if kind == _FASTAPI_ROUTE:
+        fastapi = scope.get("fastapi")
+        if type(fastapi) is dict and "effective_route_context" in fastapi:
+            # FastAPI >= 0.16x keeps included routers as they are: the route's own path
+            # lacks the prefixes of the routers above it; the effective context has them.
+            effective = getattr(fastapi["effective_route_context"], "path", None)
+            if isinstance(effective, str):
+                path = effective
     if not isinstance(path, str):
         return None
-    route_type = type(route)
-    mount = _mount_types.get(route_type)  # asked every request: cached per type
-    if mount is None:
-        # Whether routes of this type hand over to a sub-app.
-        mount = _mount_types[route_type] = (
-            hasattr(route_type, "routes") or route_type.__name__ == "Mount"
-        )
     root_path = scope.get("root_path", "")
     if root_path == entry_root_path and not mount:
         return path
@@ -230,4 +238,6 @@ def _route_template(scope: Scope, entry_root_path: str) -> str | None:
     return prefix + path
 
 
-_mount_types: dict[type, bool] = {}
+#: Kinds of route: a plain one, one that hands over to a sub-app, one of FastAPI's.
+_ROUTE, _MOUNT, _FASTAPI_ROUTE = 0, 1, 2
+_route_kinds: dict[type, int] = {}
