@@ -323,7 +323,8 @@ class WideEvent:
                 "message": serializer.clip(record_message(record)),  # scrubbed if kept
                 "offset_ms": round((record.created - self.start_time) * 1000.0, 3),
             }
-            extra = record_extra(record)
+            # (record_extra() would say None at once: no call for the usual record)
+            extra = record_extra(record) if len(record.__dict__) > _PLAIN_RECORD_SIZE else None
             if extra:  # log.info("charged", extra={"order_id": 42}): beside the message
                 for key, value in serializer.copy(extra).items():
                     entry.setdefault(key, value)

@@ -368,8 +368,10 @@ class WideEventHandler(logging.Handler):
             if event is not None and not event.sealed:
                 if record.__dict__.get("_wide_logging_attached"):
                     return  # another WideEventHandler already attached it
-                record._wide_logging_attached = True
                 event.add_log(record)
+                # (after: a record without extra= then has only the standard attributes,
+                # which add_log() tells apart from one with extra= fields by their count)
+                record._wide_logging_attached = True
             elif self.log_events:
                 self.submit(self._log_event(record))
         except Exception:
