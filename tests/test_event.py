@@ -401,3 +401,24 @@ def test_short_paths_with_secrets_are_scrubbed_too() -> None:
     event = make_event()
     event.method, event.path = "GET", "/a;sid=PathPW3z"
     assert "PathPW3z" not in json.dumps(event.finalize(RESOURCE, SAMPLING))
+
+
+def test_the_start_is_dated_when_the_event_opened_even_though_read_later() -> None:
+    """``start_time`` is read from the wall clock only when needed (a kept event, a log);
+    it still says when the event opened, not when it was finished."""
+    before = time.time()
+    event = make_event()
+    opened = time.time()
+    deadline = time.monotonic() + 5
+    while time.time() - opened < 0.05 and time.monotonic() < deadline:
+        pass  # the request takes 50 ms before anything reads the start
+    start = event.start_time
+    assert before - 0.001 <= start <= opened + 0.001
+    assert event.start_time == start  # stable once read
+    fields = event.finalize(RESOURCE, SAMPLING)
+    unix_ms = int(start * 1000)
+    assert fields["timestamp"] == _iso_ms(unix_ms)
+    assert fields["duration_ms"] >= 49
+    # An explicit start (a log record's own time) is kept as given.
+    given_start = WideEvent("log", Serializer(), start_time=1234.5)
+    assert given_start.start_time == 1234.5

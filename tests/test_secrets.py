@@ -23,7 +23,7 @@ import orjson
 import pytest
 from flask import Flask
 from flask import request as flask_request
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -43,7 +43,7 @@ from wide_logging import (
 from wide_logging._secrets import scrub_text
 from wide_logging.cli import main as cli
 from wide_logging.prometheus import WideLoggingCollector
-from wide_logging.serialize import Serializer
+from wide_logging.serialize import REDACTED, Serializer
 
 MARK = "SeCrEt"
 log = logging.getLogger("app.secrets")
@@ -475,6 +475,8 @@ _shapes = st.sampled_from(
 def test_a_named_secret_in_any_surrounding_text_is_masked(
     name: str, value: str, shape: str, before: str, after: str
 ) -> None:
+    # (a "secret" that is part of the masked text itself, "REDACT" or "https", proves nothing)
+    assume(value not in shape.format(name=name, value=REDACTED))
     text = before + " " + shape.format(name=name, value=value) + " " + after
     scrubbed = scrub_text(text)
     assert value not in scrubbed.replace(before, "").replace(after, "")

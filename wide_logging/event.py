@@ -130,6 +130,7 @@ class WideEvent:
         "_sealed",
         "_serializer",
         "_start_ns",
+        "_start_time",
         "_timings",
         "client_address",
         "error",
@@ -140,7 +141,6 @@ class WideEvent:
         "refused_paths",
         "request_id",
         "route",
-        "start_time",
         "status",
         "trace_id",
         "user_agent",
@@ -158,8 +158,8 @@ class WideEvent:
         self.kind = kind
         self.request_id = request_id
         self.trace_id = trace_id
-        self.start_time = _time() if start_time is None else start_time
         self._start_ns = _perf_ns()
+        self._start_time = start_time  # None: read from the wall clock when first needed
         self._end_ns = 0
         self._serializer = serializer
         self._max_logs = max_logs
@@ -266,6 +266,19 @@ class WideEvent:
     def get(self, path: str, default: Any = None) -> Any:
         """Read an annotated field by dotted path (request fields are in ``finalize()``)."""
         return get_path(self._fields, path, default)
+
+    @property
+    def start_time(self) -> float:
+        """When the event opened, in seconds since the epoch.
+
+        Read from the wall clock only when something needs it (a kept event's timestamp, a
+        log's offset): most events are dropped, and the monotonic clock already dates the
+        start. Stable once read.
+        """
+        start = self._start_time
+        if start is None:
+            start = self._start_time = _time() - (_perf_ns() - self._start_ns) / 1e9
+        return start
 
     @property
     def sealed(self) -> bool:

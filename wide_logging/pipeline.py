@@ -47,13 +47,12 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
 from ._breaker import Breaker
 from ._errors import ConfigurationError, check_number
 from ._secrets import URL_MASK, scrub_text
-from ._sink_worker import SinkTimeout, SinkWorker, in_sink_thread, mark_sink_thread
+from ._sink_worker import SinkCall, SinkTimeout, SinkWorker, in_sink_thread, mark_sink_thread
 from .metrics import Metrics, register_gauges, unregister_gauges
 from .spool import DeadLetters, SegmentReader, Spool
 from .typing import Decision, FailureKind, RejectedEvents, Sink
@@ -390,12 +389,12 @@ class Pipeline:
             self._spill_if_high()
         return False
 
-    def _wait(self, future: Future[None], deadline: float) -> bool:
+    def _wait(self, call: SinkCall, deadline: float) -> bool:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (self._stopping.is_set() and self._closed):
-                return future.done()
-            if wait([future], timeout=min(remaining, _WAIT_SLICE)).done:
+                return call.done
+            if call.wait(min(remaining, _WAIT_SLICE)):
                 return True
             self._spill_if_high()
 
