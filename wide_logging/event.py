@@ -330,11 +330,14 @@ class WideEvent:
         else:
             serializer = self._serializer
             logger = record.name
+            start = self._start_time
+            if start is None:
+                start = self.start_time
             entry = {
                 "level": record.levelname,
                 "logger": logger if len(logger) <= 256 else serializer.clip(logger, 256),
                 "message": serializer.clip(record_message(record)),  # scrubbed if kept
-                "offset_ms": round((record.created - self.start_time) * 1000.0, 3),
+                "offset_ms": round((record.created - start) * 1000.0, 3),
             }
             # (record_extra() would say None at once: no call for the usual record)
             extra = record_extra(record) if len(record.__dict__) > _PLAIN_RECORD_SIZE else None
@@ -342,7 +345,8 @@ class WideEvent:
                 for key, value in serializer.copy(extra).items():
                     entry.setdefault(key, value)
             logs.append(entry)
-        self.error_from_record(record)
+        if record.levelno >= logging.ERROR:  # (most records are not: no call for them)
+            self.error_from_record(record)
 
     def error_from_record(self, record: logging.LogRecord) -> None:
         """An ERROR (or CRITICAL) record makes this an error event."""
