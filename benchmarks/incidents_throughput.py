@@ -18,8 +18,8 @@ from pathlib import Path
 import orjson
 
 from wide_logging.event import iso_timestamp
-from wide_logging.incident_sources import incidents_from
 from wide_logging.incidents import DEFAULT_RULES
+from wide_logging.incidents.sources import incidents_from
 
 
 def generate(path: Path, count: int) -> None:

@@ -21,7 +21,6 @@ from conftest import read_jsonl
 from servers import RedisServer
 from wide_logging import ConfigurationError
 from wide_logging.consumer import StreamConsumer
-from wide_logging.incident_sources import incidents_from, mongo_pipeline, parse_since
 from wide_logging.incidents import (
     DEFAULT_RULES,
     Condition,
@@ -33,6 +32,8 @@ from wide_logging.incidents import (
     normalize_message,
     summarize,
 )
+from wide_logging.incidents.mongo import rule_pipeline
+from wide_logging.incidents.sources import incidents_from, parse_since
 from wide_logging.sinks.redis_stream import RedisStreamSink
 
 T0 = 1_795_000_000.0  # a fixed start: 2026-11-18
@@ -418,9 +419,14 @@ def test_mongo_source_groups_on_the_server(tmp_path: Path) -> None:
                 "$match",
             ]
             assert stages[0]["$match"]["$and"][:2] == [
-                {"kind": {"$eq": "http.request"}},
+                {"kind": {"$exists": True, "$eq": "http.request"}},
                 {"error": {"$exists": True, "$ne": None}},
             ]
+            # the fields the rule and the summary read, none inside another
+            assert {"error", "http.route", "service.name", "timestamp"} <= set(
+                stages[2]["$project"]
+            )
+            assert "error.type" not in stages[2]["$project"]
             assert set(stages[3]["$group"]["_id"]) == {"k0", "k1", "k2"}  # fingerprint: client-side
             assert stages[4] == {"$match": {"count": {"$gte": rule.threshold}}}
             aggregate.ok(
@@ -436,10 +442,14 @@ def test_mongo_source_groups_on_the_server(tmp_path: Path) -> None:
                     ],
                 }
             )
+            # then the requests on the incident's routes in its span, counted there too
+            traffic = server.receives(OpMsg("aggregate", "events"))
+            assert traffic.doc["pipeline"][0]["$match"]["http.route"] == {"$in": ["/orders/{id}"]}
+            traffic.ok(cursor={"id": 0, "ns": "shop.events", "firstBatch": [{"total": 60.0}]})
             [incident] = future.result(timeout=20)
     finally:
         server.stop()
-    assert (incident.rule, incident.count) == ("error_burst", 6)
-    assert mongo_pipeline(rule, None)[0]["$match"]["$and"][-1] == {
+    assert (incident.rule, incident.count, incident.share_of_traffic) == ("error_burst", 6, 0.1)
+    assert rule_pipeline(rule, None)[0]["$match"]["$and"][-1] == {
         "error": {"$exists": True, "$ne": None}
     }

@@ -233,7 +233,7 @@ def test_real_mongod_is_idempotent_on_event_id() -> None:  # pragma: no cover - 
     try:
         sink.write(events(50))
         sink.write(events(60))  # 50 duplicates and 10 new
-        collection = sink._collection()
+        collection = sink.open_collection()
         assert collection.count_documents({}) == 60
         names = {index["name"] for index in collection.list_indexes()}
         assert {f"wide_{path}" for path in INDEXES} <= names

@@ -135,8 +135,8 @@ def _stats(args: argparse.Namespace) -> int:
 def _incidents(args: argparse.Namespace) -> int:
     import time
 
-    from .incident_sources import incidents_from, parse_since
     from .incidents import DEFAULT_RULES, format_incidents, load_rules
+    from .incidents.sources import incidents_from, parse_since
 
     rules = load_rules(args.rules) if args.rules else DEFAULT_RULES
     found = incidents_from(args.source, rules, parse_since(args.since, time.time()))

@@ -112,7 +112,8 @@ class MongoSink:
         self._lock = threading.Lock()
         self.name = f"{mask_url(clean_url)}#{self.database}.{self.collection}"
 
-    def _collection(self) -> Any:
+    def open_collection(self) -> Any:
+        """The pymongo collection events go to (connecting on first use)."""
         if self._client is None:
             timeouts: dict[str, Any] = {
                 key: self.timeout_ms
@@ -124,7 +125,7 @@ class MongoSink:
 
     def write(self, batch: Sequence[bytes]) -> None:
         with self._lock:
-            collection = self._collection()
+            collection = self.open_collection()
             self._ensure_indexes(collection)
             documents = [to_document(data) for data in batch]
             try:

@@ -1,0 +1,191 @@
+"""Incidents as events pass: rules applied to each event (in a stream consumer, or in the
+app's writer thread), ``kind: incident`` events when an incident opens, escalates (its count
+doubles) and resolves. With a Redis URL the window counters are shared by every instance, so
+a burst spread over four processes still opens exactly one incident."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..typing import EventDict
+from .rules import DEFAULT_RULES, Rule
+from .summary import event_time, iso_time
+
+
+class _MemoryWindows:
+    """Per-process window counters and open-incident markers."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._times: dict[str, deque[float]] = {}
+        self._open_until: dict[str, float] = {}
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def add(self, key: str, now: float, window: float) -> int:
+        with self._lock:
+            times = self._times.setdefault(key, deque())
+            times.append(now)
+            while times and now - times[0] > window:
+                times.popleft()
+            return len(times)
+
+    def claim(self, key: str, ttl: float) -> bool:
+        """Mark ``key`` open unless it is (like Redis's ``SET NX``): one opener."""
+        with self._lock:
+            now = self._clock()
+            if now < self._open_until.get(key, 0.0):
+                return False
+            self._open_until[key] = now + ttl
+            return True
+
+    def keep_open(self, key: str, ttl: float) -> None:
+        self._open_until[key] = self._clock() + ttl
+
+    def is_open(self, key: str) -> bool:
+        return self._clock() < self._open_until.get(key, 0.0)
+
+
+class _RedisWindows:
+    """Window counters shared by every instance: 10 buckets per window, INCR + EXPIRE."""
+
+    def __init__(self, url: str) -> None:
+        from ..sinks.redis_stream import connect
+
+        self._client = connect(url, socket_timeout=1.0, connect_timeout=1.0)
+
+    def add(self, key: str, now: float, window: float) -> int:
+        width = window / 10
+        bucket = int(now // width)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.incr(f"{key}:{bucket}")
+        pipe.expire(f"{key}:{bucket}", int(window * 2) + 1)
+        for old in range(bucket - 9, bucket):
+            pipe.get(f"{key}:{old}")
+        results = pipe.execute()
+        return int(results[0]) + sum(int(v) for v in results[2:] if v is not None)
+
+    def claim(self, key: str, ttl: float) -> bool:
+        return bool(self._client.set(f"{key}:open", "1", nx=True, px=int(ttl * 1000)))
+
+    def keep_open(self, key: str, ttl: float) -> None:
+        self._client.pexpire(f"{key}:open", int(ttl * 1000))
+
+    def is_open(self, key: str) -> bool:
+        return bool(self._client.exists(f"{key}:open"))
+
+
+@dataclass
+class _Open:
+    rule: Rule
+    group: dict[str, Any]
+    first_seen: float
+    last_seen: float
+    count: int
+    announced: int
+    examples: list[str]
+
+
+class IncidentAggregator:
+    """Applies rules to events as they pass and emits ``kind: incident`` events.
+
+    ``emit`` receives each incident event (a dict): when an incident opens, when its count
+    reaches twice the last announced count (escalates), and when ``quiet`` seconds pass
+    without a matching event (resolves; checked by :meth:`tick`). ``redis_url`` shares the
+    window counters between processes; only the process that opened an incident announces
+    its escalations and resolution.
+    """
+
+    def __init__(
+        self,
+        emit: Callable[[EventDict], None],
+        rules: Sequence[Rule] = DEFAULT_RULES,
+        *,
+        redis_url: str | None = None,
+        namespace: str = "wide_logging:incidents",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.emit = emit
+        self.rules = tuple(rules)
+        self.namespace = namespace
+        self.clock = clock
+        self._windows: _MemoryWindows | _RedisWindows = (
+            _RedisWindows(redis_url) if redis_url else _MemoryWindows(clock)
+        )
+        self._open: dict[str, _Open] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, event: Mapping[str, Any]) -> None:
+        now = event_time(event) or self.clock()
+        request_id = str(event["request_id"]) if event.get("request_id") else None
+        for rule in self.rules:
+            if not rule.matches(event):
+                continue
+            group_values = rule.group_of(event)
+            digest = hashlib.blake2b(repr(group_values).encode(), digest_size=8).hexdigest()
+            key = f"{self.namespace}:{rule.name}:{digest}"
+            # Window counters and markers may be Redis: no network call under our lock.
+            count = self._windows.add(key, now, rule.window)
+            announcement: EventDict | None = None
+            with self._lock:
+                current = self._open.get(key)
+                if current is not None:
+                    current.count += 1
+                    current.last_seen = now
+                    if len(current.examples) < 5 and request_id:
+                        current.examples.append(request_id)
+                    if count >= 2 * current.announced:  # the shared window count doubled
+                        current.announced = count
+                        announcement = _incident_event("escalated", current)
+            if current is not None:
+                self._windows.keep_open(key, rule.quiet)
+            elif count < rule.threshold:
+                continue
+            elif not self._windows.claim(key, rule.quiet):
+                self._windows.keep_open(key, rule.quiet)  # another process opened it
+                continue
+            else:
+                group = dict(zip(rule.group_by, group_values, strict=True))
+                opened = _Open(
+                    rule, group, now, now, count, count, [request_id] if request_id else []
+                )
+                with self._lock:
+                    self._open[key] = opened
+                    announcement = _incident_event("opened", opened)
+            if announcement is not None:
+                self.emit(announcement)
+
+    def tick(self) -> None:
+        """Resolve incidents that have been quiet long enough (call every few seconds)."""
+        with self._lock:
+            candidates = list(self._open)
+        for key in candidates:
+            # the marker every matching event (in any process) keeps alive for `quiet`
+            if self._windows.is_open(key):
+                continue
+            with self._lock:
+                incident = self._open.pop(key, None)
+                announcement = None if incident is None else _incident_event("resolved", incident)
+            if announcement is not None:
+                self.emit(announcement)
+
+
+def _incident_event(status: str, incident: _Open) -> EventDict:
+    return {
+        "kind": "incident",
+        "incident": {
+            "status": status,
+            "rule": incident.rule.name,
+            "title": incident.rule.render_title(incident.group),
+            "group": incident.group,
+            "first_seen": iso_time(incident.first_seen),
+            "last_seen": iso_time(incident.last_seen),
+            "count": incident.count,
+            "examples": list(incident.examples),
+        },
+    }

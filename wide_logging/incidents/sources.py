@@ -1,0 +1,85 @@
+"""Where ``wide-logging incidents`` reads stored events: a JSONL file, a Redis stream, or
+MongoDB — there the matching and grouping run on the server (``incidents.mongo``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from .._errors import ConfigurationError
+from .._event_files import event_files, read_events
+from ..sinks import mask_url
+from .rules import Rule
+from .summary import Incident, summarize
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str | None, now: float) -> float | None:
+    """``"1h"``, ``"30m"``, ``"2d"`` before ``now``, or an ISO-8601 time; None: everything."""
+    if not text:
+        return None
+    found = _DURATION.match(text.strip())
+    if found:
+        return now - float(found.group(1)) * _UNITS[found.group(2)]
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        msg = f"--since takes a duration like 90s, 30m, 1h, 2d or an ISO time, got {text!r}"
+        raise ConfigurationError(msg) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def incidents_from(source: str, rules: Sequence[Rule], since: float | None) -> list[Incident]:
+    if source.startswith("file:"):
+        files = event_files(source[len("file:") :])  # a file (and its segments), folder, glob
+        return summarize(read_events(files), rules, since=since)
+    if source.startswith(("redis://", "rediss://")):
+        return summarize(_stream_events(source, since), rules, since=since)
+    if source.startswith(("mongodb://", "mongodb+srv://")):
+        return _mongo_incidents(source, rules, since)
+    msg = f"--source must be file:PATH, redis://... or mongodb://..., got {mask_url(source)!r}"
+    raise ConfigurationError(msg)
+
+
+def _stream_events(url: str, since: float | None) -> Iterator[dict[str, Any]]:
+    """Entries of the stream (``?stream=``, default ``wide_logging:events``) since a time:
+    stream ids start with milliseconds, so the range starts there."""
+    from ..sinks._url import split_options
+    from ..sinks.redis_stream import DEFAULT_STREAM, EVENT_FIELD, connect
+
+    clean, options = split_options(url, {"stream": str})
+    stream = options.get("stream", DEFAULT_STREAM)
+    client = connect(clean, socket_timeout=10.0, connect_timeout=5.0)
+    start = f"{int(since * 1000)}-0" if since else "-"
+    try:
+        while True:
+            entries = client.xrange(stream, min=start, max="+", count=1000)
+            for _entry_id, fields in entries:
+                try:
+                    event = orjson.loads(fields.get(EVENT_FIELD, b""))
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(event, dict):
+                    yield event
+            if len(entries) < 1000:
+                return
+            start = "(" + entries[-1][0].decode()  # exclusive: after the last one read
+    finally:
+        client.close()
+
+
+def _mongo_incidents(url: str, rules: Sequence[Rule], since: float | None) -> list[Incident]:
+    from ..sinks.mongo import MongoSink
+    from .mongo import incidents_in
+
+    sink = MongoSink(url)
+    try:
+        return incidents_in(sink.open_collection(), rules, since)
+    finally:
+        sink.close()

@@ -1,0 +1,220 @@
+"""Incident summaries of stored events: a rule's group is split into episodes wherever it
+falls silent for ``quiet`` seconds, and an episode is an incident when some ``window`` of it
+holds ``threshold`` events."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .._errors import ConfigurationError
+from .rules import DEFAULT_RULES, MISSING, Rule, fingerprint, lookup
+
+#: The stored fields a summary reads besides its rule's (``incidents.mongo`` keeps them).
+SUMMARY_FIELDS = (
+    "timestamp",
+    "kind",
+    "request_id",
+    "duration_ms",
+    "http.route",
+    "http.response.status_code",
+    "service.name",
+    "error.type",
+    "error.message",
+    "sampling.rate",
+)
+
+
+# -- summaries -------------------------------------------------------------------------
+
+
+@dataclass
+class Incident:
+    rule: str
+    title: str
+    fingerprint: str
+    group: dict[str, Any]
+    first_seen: str
+    last_seen: str
+    count: int
+    weighted_count: float
+    routes: dict[str, int] = field(default_factory=dict)
+    status_codes: dict[str, int] = field(default_factory=dict)
+    services: dict[str, int] = field(default_factory=dict)
+    duration_p50_ms: float | None = None
+    duration_p95_ms: float | None = None
+    top_messages: list[tuple[str, int]] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+    share_of_traffic: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def event_time(event: Mapping[str, Any]) -> float | None:
+    stamp = event.get("timestamp")
+    if isinstance(stamp, datetime):
+        moment = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    if isinstance(stamp, str):
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _weight(event: Mapping[str, Any]) -> float:
+    rate = lookup(event, "sampling.rate")
+    return 1.0 / rate if isinstance(rate, (int, float)) and rate > 0 else 1.0
+
+
+def iso_time(seconds: float) -> str:
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _episodes(times: list[float], quiet: float) -> list[tuple[int, int]]:
+    """Index ranges [start, end) of runs without a gap of ``quiet`` seconds."""
+    runs, start = [], 0
+    for i in range(1, len(times)):
+        if times[i] - times[i - 1] >= quiet:
+            runs.append((start, i))
+            start = i
+    if times:
+        runs.append((start, len(times)))
+    return runs
+
+
+def _has_burst(times: list[float], window: float, threshold: int) -> bool:
+    """Whether some ``window`` seconds hold ``threshold`` of these (sorted) times."""
+    left = 0
+    for right in range(len(times)):
+        while times[right] - times[left] > window:
+            left += 1
+        if right - left + 1 >= threshold:
+            return True
+    return False
+
+
+def summarize(
+    events: Iterable[Mapping[str, Any]],
+    rules: Sequence[Rule] = DEFAULT_RULES,
+    *,
+    since: float | None = None,
+) -> list[Incident]:
+    """Incident summaries for stored events (newest incident first)."""
+    groups: dict[tuple[str, tuple[Any, ...]], list[tuple[float, Mapping[str, Any]]]] = {}
+    traffic: dict[Any, list[tuple[float, float]]] = {}  # route -> (time, weight), all requests
+    for event in events:
+        moment = event_time(event)
+        if moment is None or (since is not None and moment < since):
+            continue
+        route = lookup(event, "http.route")
+        if event.get("kind") == "http.request" and route is not MISSING:
+            traffic.setdefault(str(route), []).append((moment, _weight(event)))
+        for rule in rules:
+            if rule.matches(event):
+                groups.setdefault((rule.name, rule.group_of(event)), []).append((moment, event))
+    by_name = {rule.name: rule for rule in rules}
+    incidents = []
+    for (name, group_values), members in groups.items():
+        rule = by_name[name]
+        members.sort(key=lambda pair: pair[0])
+        times = [moment for moment, _ in members]
+        for start, end in _episodes(times, rule.quiet):
+            if _has_burst(times[start:end], rule.window, rule.threshold):
+                incidents.append(_incident(rule, group_values, members[start:end], traffic))
+    incidents.sort(key=lambda incident: incident.last_seen, reverse=True)
+    return incidents
+
+
+def _counts(events: Sequence[Mapping[str, Any]], path: str, top: int) -> Counter[str]:
+    values = (lookup(event, path) for event in events)
+    return Counter(dict(Counter(str(v) for v in values if v is not MISSING).most_common(top)))
+
+
+def _incident(
+    rule: Rule,
+    group_values: tuple[Any, ...],
+    members: list[tuple[float, Mapping[str, Any]]],
+    traffic: Mapping[str, list[tuple[float, float]]],
+) -> Incident:
+    events = [event for _, event in members]
+    first, last = members[0][0], members[-1][0]
+    durations = sorted(
+        float(e["duration_ms"]) for e in events if isinstance(e.get("duration_ms"), (int, float))
+    )
+    routes = _counts(events, "http.route", 5)
+    weighted = sum(_weight(e) for e in events)
+    # every request on the same routes in the same span, each standing for 1/rate requests
+    total = sum(w for route in routes for t, w in traffic.get(route, ()) if first <= t <= last)
+    group = dict(zip(rule.group_by, group_values, strict=True))
+    return Incident(
+        rule=rule.name,
+        title=rule.render_title(group),
+        fingerprint=fingerprint(events[0]),
+        group=group,
+        first_seen=iso_time(first),
+        last_seen=iso_time(last),
+        count=len(events),
+        weighted_count=round(weighted, 2),
+        routes=dict(routes),
+        status_codes=dict(_counts(events, "http.response.status_code", 5)),
+        services=dict(_counts(events, "service.name", 5)),
+        duration_p50_ms=round(statistics.median(durations), 3) if durations else None,
+        duration_p95_ms=_percentile(durations, 0.95),
+        top_messages=_counts(events, "error.message", 3).most_common(),
+        examples=[str(e["request_id"]) for e in events if e.get("request_id")][:5],
+        share_of_traffic=round(weighted / total, 4) if total else None,
+    )
+
+
+def _percentile(ordered: list[float], share: float) -> float | None:
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * share))], 3) if ordered else None
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+def format_incidents(incidents: Sequence[Incident], fmt: str = "text") -> str:
+    """The summaries as ``text`` (for a terminal), ``json`` or ``markdown`` (a table)."""
+    if fmt not in ("text", "json", "markdown"):
+        msg = f"format must be text, json or markdown, got {fmt!r}"
+        raise ConfigurationError(msg)
+    if fmt == "json":
+        return json.dumps([i.to_dict() for i in incidents], indent=2, default=str)
+    if not incidents:
+        return "no incidents" if fmt == "text" else "_No incidents._"
+    if fmt == "markdown":
+        lines = [
+            "| incident | rule | first seen | last seen | count | weighted | p95 ms | examples |",
+            "|---|---|---|---|---:|---:|---:|---|",
+        ]
+        lines.extend(
+            f"| {i.title} | {i.rule} | {i.first_seen} | {i.last_seen} | {i.count} "
+            f"| {i.weighted_count:g} | {'' if i.duration_p95_ms is None else i.duration_p95_ms} "
+            f"| {', '.join(i.examples[:3])} |"
+            for i in incidents
+        )
+        return "\n".join(lines)
+    return "\n\n".join(_text_block(i) for i in incidents)
+
+
+def _text_block(i: Incident) -> str:
+    share = "" if i.share_of_traffic is None else f", {i.share_of_traffic:.1%} of its traffic"
+    lines = [
+        f"{i.title}  [{i.rule}, {i.fingerprint}]",
+        f"  {i.first_seen} .. {i.last_seen}: {i.count} events"
+        f" (~{i.weighted_count:g} weighted{share})",
+        f"  routes {i.routes}  status {i.status_codes}  services {i.services}",
+        f"  duration p50 {i.duration_p50_ms} ms, p95 {i.duration_p95_ms} ms",
+        *(f"  {n:>5} x {m}" for m, n in i.top_messages),
+        f"  examples: {', '.join(i.examples)}",
+    ]
+    return "\n".join(lines)
