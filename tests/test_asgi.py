@@ -393,6 +393,78 @@ def test_response_headers_given_as_any_iterable_all_reach_the_server(
     assert names == [b"content-type", b"set-cookie", b"x-request-id"]
 
 
+def test_what_the_apps_own_header_iterable_raises_reaches_the_app(
+    handler: WideEventHandler,
+) -> None:
+    class Lookup(KeyError):
+        pass
+
+    failure = Lookup("a lookup failed while building headers")
+    seen: list[BaseException] = []
+
+    def headers() -> Iterator[tuple[bytes, bytes]]:
+        yield (b"content-type", b"text/plain")
+        raise failure
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers()})
+        except Lookup as exc:
+            seen.append(exc)
+            raise
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError("nothing is sent with headers the app could not build")
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    with capture_events() as events, pytest.raises(Lookup) as raised:
+        asyncio.run(WideEventMiddleware(app)(scope, None, send))
+    assert raised.value is failure
+    assert seen == [failure]
+    assert only_request(events)["error"]["type"].endswith("Lookup")
+
+
+def test_an_odd_route_or_root_path_never_replaces_the_apps_exception(
+    handler: WideEventHandler,
+) -> None:
+    route_type = type("OddRoute", (), {"path": "/odd"})
+    route_type.__module__ = None  # type: ignore[assignment]
+    failure = ValueError("the app's error")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["route"] = route_type()
+        scope["root_path"] = None
+        raise failure
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    with capture_events() as events, pytest.raises(ValueError, match=r"the app.s error") as raised:
+        asyncio.run(WideEventMiddleware(app)(scope, None, None))
+    assert raised.value is failure
+    event = only_request(events)
+    assert (event["error"]["type"], event["http"]["response"]["status_code"]) == ("ValueError", 500)
+
+
+def test_an_int_enum_status_is_the_status(handler: WideEventHandler) -> None:
+    """HTTPStatus.SERVICE_UNAVAILABLE is a 503: kept by the server_error rule."""
+    from http import HTTPStatus
+
+    async def unavailable(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("later", status_code=HTTPStatus.SERVICE_UNAVAILABLE)
+
+    app = Starlette(routes=[Route("/", unavailable)])
+    quiet = WideEventHandler(sink=MemorySink(), sampling={"normal_rate": 0.0})
+    app.add_middleware(WideEventMiddleware, handler=quiet)
+    try:
+        with capture_events() as events, TestClient(app) as client:
+            assert client.get("/").status_code == 503
+        [event] = events.requests()
+        assert event["http"]["response"]["status_code"] == 503
+        assert type(event["http"]["response"]["status_code"]) is int
+        assert event["sampling"]["rule"] == "server_error"
+    finally:
+        quiet.close()
+
+
 # -- install(): outside Starlette's ServerErrorMiddleware ---------------------------------
 
 
@@ -564,6 +636,47 @@ def test_fake_clock_advanced_by_a_fake_dependency_times_its_span(
     assert event["timings"]["db_ms"] == 1200
     assert event["duration_ms"] == 1200
     assert event["sampling"]["rule"] == "slow"
+
+
+def test_fake_clock_leaves_the_timestamp_and_logs_alone(handler: WideEventHandler) -> None:
+    """Only durations are faked: an hour of fake time moves no timestamp, and a request that
+    logs takes as many ticks as one that does not."""
+    import datetime
+    import time
+
+    from wide_logging.testing import fake_clock
+
+    app = FastAPI()
+    WideEventMiddleware.install(app)
+
+    with fake_clock(tick_ms=1000) as clock:
+
+        @app.get("/hour")
+        async def hour() -> str:
+            clock.advance(seconds=3600)
+            return "ok"
+
+        @app.get("/quiet")
+        async def quiet() -> str:
+            return "ok"
+
+        @app.get("/logs")
+        async def logs() -> str:
+            log.info("hello")
+            return "ok"
+
+        with capture_events() as events, TestClient(app) as client:
+            before = time.time()
+            for path in ("/hour", "/quiet", "/logs"):
+                client.get(path)
+            after = time.time()
+    hour_event, quiet_event, logged = events.requests()
+    for event in (hour_event, quiet_event, logged):
+        stamp = datetime.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+        assert before - 0.001 <= stamp.timestamp() <= after
+    assert hour_event["duration_ms"] >= 3_600_000
+    assert logged["duration_ms"] == quiet_event["duration_ms"]
+    assert logged["logs"][0]["message"] == "hello"
 
 
 def test_an_exception_handler_that_logs_an_error_keeps_the_real_exception(

@@ -291,3 +291,31 @@ def test_no_writer_thread_is_started_after_close_or_during_interpreter_shutdown(
     finalizing.put(ev("at-exit", rule="error"), ERROR)
     assert finalizing._thread is None
     assert "at-exit" in ids(read_jsonl(spool_path))
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["sink-thread", "writer-thread"])
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt, GeneratorExit])
+def test_a_sink_raising_a_base_exception_is_a_failed_write_not_the_writers_end(
+    build, spool_path: Path, local: bool, raised: type[BaseException]
+) -> None:  # type: ignore[no-untyped-def]
+    class Aborting(ControlledSink):
+        def write(self, batch: Any) -> None:
+            if self.failing:
+                self.attempts += 1
+                raise raised("from inside the client")
+            super().write(batch)
+
+    sink = Aborting(local=local)
+    sink.failing = True
+    pipeline = build(sink, batch_size=10, max_retries=0, breaker_cooldown=0.1)
+    for i in range(10):
+        pipeline.put(ev(i), ERROR)
+    assert pipeline.flush(5)
+    assert sink.attempts >= 1
+    assert pipeline.metrics.get("spooled.sink_failure") == 10  # unavailable: not dead letters
+    sink.failing = False
+    for i in range(10, 20):
+        pipeline.put(ev(i), NORMAL)
+    # the writer lives on: later events are written and the spool replayed
+    wait_for(lambda: len(sink.events) >= 20, timeout=15, what="writes after the abort")
+    assert sorted(ids(sink.events), key=int) == [str(i) for i in range(20)]

@@ -34,6 +34,11 @@ class SinkTimeout(Exception):
     """A sink did not answer within the batch's deadline."""
 
 
+class SinkAborted(Exception):
+    """A sink raised ``SystemExit``, ``KeyboardInterrupt`` or another ``BaseException``:
+    a failed write (the sink's state, like a refused connection), not the writer's end."""
+
+
 class SinkCall:
     """One ``sink.write`` handed to the worker. A lock, not a ``concurrent.futures.Future``:
     the hand-off happens once per batch, and waiting on a future costs the writer thread

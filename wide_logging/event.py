@@ -130,7 +130,6 @@ class WideEvent:
         "_sealed",
         "_serializer",
         "_start_ns",
-        "_start_time",
         "_timings",
         "client_address",
         "error",
@@ -141,6 +140,7 @@ class WideEvent:
         "refused_paths",
         "request_id",
         "route",
+        "start_time",
         "status",
         "trace_id",
         "user_agent",
@@ -158,8 +158,10 @@ class WideEvent:
         self.kind = kind
         self.request_id = request_id
         self.trace_id = trace_id
+        # Read now, not derived later from the monotonic clock: a clock step during the
+        # request, or a test's fake_clock, must not move when the event says it began.
+        self.start_time = _time() if start_time is None else start_time
         self._start_ns = _perf_ns()
-        self._start_time = start_time  # None: read from the wall clock when first needed
         self._end_ns = 0
         self._serializer = serializer
         self._max_logs = max_logs
@@ -268,19 +270,6 @@ class WideEvent:
         return get_path(self._fields, path, default)
 
     @property
-    def start_time(self) -> float:
-        """When the event opened, in seconds since the epoch.
-
-        Read from the wall clock only when something needs it (a kept event's timestamp, a
-        log's offset): most events are dropped, and the monotonic clock already dates the
-        start. Stable once read.
-        """
-        start = self._start_time
-        if start is None:
-            start = self._start_time = _time() - (_perf_ns() - self._start_ns) / 1e9
-        return start
-
-    @property
     def sealed(self) -> bool:
         return self._sealed
 
@@ -330,14 +319,11 @@ class WideEvent:
         else:
             serializer = self._serializer
             logger = record.name
-            start = self._start_time
-            if start is None:
-                start = self.start_time
             entry = {
                 "level": record.levelname,
                 "logger": logger if len(logger) <= 256 else serializer.clip(logger, 256),
                 "message": serializer.clip(record_message(record)),  # scrubbed if kept
-                "offset_ms": round((record.created - start) * 1000.0, 3),
+                "offset_ms": round((record.created - self.start_time) * 1000.0, 3),
             }
             # (record_extra() would say None at once: no call for the usual record)
             extra = record_extra(record) if len(record.__dict__) > _PLAIN_RECORD_SIZE else None

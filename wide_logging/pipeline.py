@@ -52,7 +52,14 @@ from dataclasses import dataclass, field
 from ._breaker import Breaker
 from ._errors import ConfigurationError, check_number
 from ._secrets import URL_MASK, scrub_text
-from ._sink_worker import SinkCall, SinkTimeout, SinkWorker, in_sink_thread, mark_sink_thread
+from ._sink_worker import (
+    SinkAborted,
+    SinkCall,
+    SinkTimeout,
+    SinkWorker,
+    in_sink_thread,
+    mark_sink_thread,
+)
 from .metrics import Metrics, register_gauges, unregister_gauges
 from .spool import DeadLetters, SegmentReader, Spool
 from .typing import Decision, FailureKind, RejectedEvents, Sink
@@ -399,10 +406,16 @@ class Pipeline:
             self._spill_if_high()
 
     def _call(self, link: _Link, batch: Sequence[bytes], deadline: float) -> None:
-        if link.worker is None:
-            link.sink.write(batch)
-        else:
-            link.worker.write(batch, deadline, self._wait)
+        try:
+            if link.worker is None:
+                link.sink.write(batch)
+            else:
+                link.worker.write(batch, deadline, self._wait)
+        except Exception:
+            raise
+        except BaseException as exc:  # would end the writer thread, and every later write
+            msg = f"sink {link.sink.name} raised {type(exc).__name__}"
+            raise SinkAborted(msg) from exc
 
     def _write_link(
         self, link: _Link, batch: list[bytes], failed_since: float | None = None
@@ -574,6 +587,8 @@ def failure_kind(sink: Sink, error: BaseException) -> FailureKind:
     batch's content."""
     if isinstance(error, (SinkTimeout, TimeoutError)):
         return "timeout"
+    if isinstance(error, SinkAborted):
+        return "unavailable"
     classify = getattr(sink, "failure_kind", None)
     if callable(classify):
         kind = classify(error)

@@ -111,16 +111,19 @@ class WideEventMiddleware:
         def send_wrapper(message: Message) -> Awaitable[None]:
             try:  # (free in 3.11 unless it raises: cheaper than .get())
                 kind = message["type"]
-                if kind == "http.response.start":
-                    status = message["status"]
-                    if type(status) is int:
-                        event.status = status
-                    if echo is not None:
-                        message = _with_header(message, echo)
-                elif kind == "http.response.body" and not message.get("more_body", False):
-                    event.end()  # a streaming response ends with its last chunk
+                status = message["status"] if kind == "http.response.start" else None
+                last_chunk = kind == "http.response.body" and not message.get("more_body")
             except (KeyError, TypeError, AttributeError):
-                pass  # not an ASGI message: the server's to refuse, as it was sent
+                return send(message)  # not an ASGI message: the server's to refuse, as sent
+            if kind == "http.response.start":
+                if type(status) is int:
+                    event.status = status
+                elif isinstance(status, int) and not isinstance(status, bool):
+                    event.status = int(status)  # HTTPStatus.SERVICE_UNAVAILABLE, an IntEnum
+                if echo is not None:
+                    message = _with_header(message, echo)
+            elif last_chunk:
+                event.end()  # a streaming response ends with its last chunk
             return send(message)
 
         token = _current.set(event)
@@ -131,7 +134,10 @@ class WideEventMiddleware:
             raise
         finally:
             _current.reset(token)
-            event.route = _route_template(scope, entry_root_path)
+            try:  # whatever the app left in its scope, the server gets the app's exception
+                event.route = _route_template(scope, entry_root_path)
+            except Exception:
+                _internal.warning("wide_logging could not read the route template", exc_info=True)
             handler.submit(event)
 
 
@@ -184,11 +190,16 @@ def _flush_at_shutdown() -> None:
 
 def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
     """``message`` plus ``header`` unless the app set it; a copy, never the app's list."""
-    headers = message.get("headers") or ()
-    kind = type(headers)
-    if kind is not list and kind is not tuple:  # (a list: the usual)
-        # Any iterable is allowed: read it once, and send what was read.
-        headers = list(headers)
+    try:
+        headers = message.get("headers") or ()
+        kind = type(headers)
+        iterator = iter(headers) if kind is not list and kind is not tuple else None
+    except (AttributeError, TypeError):  # not headers at all: the server's to refuse
+        return message
+    if iterator is not None:
+        # Any iterable is allowed: read it once, and send what was read. What the app's
+        # own iterable raises is the app's, and reaches it as it would from the server.
+        headers = list(iterator)
         message = {**message, "headers": headers}
     name = header[0]
     try:
@@ -216,7 +227,7 @@ def _route_template(scope: Scope, entry_root_path: str) -> str | None:
             _MOUNT
             if hasattr(route_type, "routes") or route_type.__name__ == "Mount"
             else _FASTAPI_ROUTE
-            if route_type.__module__.startswith("fastapi")
+            if str(getattr(route_type, "__module__", "")).startswith("fastapi")
             else _ROUTE
         )
     mount = kind == _MOUNT
