@@ -403,9 +403,9 @@ def test_short_paths_with_secrets_are_scrubbed_too() -> None:
     assert "PathPW3z" not in json.dumps(event.finalize(RESOURCE, SAMPLING))
 
 
-def test_the_start_is_dated_when_the_event_opened_even_though_read_later() -> None:
-    """``start_time`` is read from the wall clock only when needed (a kept event, a log);
-    it still says when the event opened, not when it was finished."""
+def test_the_start_is_dated_when_the_event_opened_not_when_it_is_read() -> None:
+    """``start_time``, the timestamp and the event id say when the event opened, however
+    long before the kept event is built."""
     before = time.time()
     event = make_event()
     opened = time.time()
