@@ -453,3 +453,11 @@ def test_mongo_source_groups_on_the_server(tmp_path: Path) -> None:
     assert rule_pipeline(rule, None)[0]["$match"]["$and"][-1] == {
         "error": {"$exists": True, "$ne": None}
     }
+
+
+def test_the_summary_reports_the_median_and_the_95th_percentile_apart() -> None:
+    """Durations 1..100 ms: the median is 50.5, the 95th percentile the 96th value."""
+    rule = Rule.from_dict({"name": "slow", "match": "duration_ms > 0", "threshold": 3})
+    events = [request(T0 + n / 100, "/r", duration=float(n)) for n in range(1, 101)]
+    [incident] = summarize(events, [rule])
+    assert (incident.duration_p50_ms, incident.duration_p95_ms) == (50.5, 96.0)

@@ -19,7 +19,7 @@ import orjson
 
 from ._exception_info import exception_fields, exception_message, type_name
 from ._ids import uuid7_ms
-from .fields import GUARDED_KEYS, OWNED_FIELDS, OWNED_PATHS, REFUSED
+from .fields import GUARDED_KEYS, OWNED_FIELDS, OWNED_PATHS, REFUSED, get_path
 from .serialize import REDACTED, Serializer, safe_repr
 from .typing import EventDict
 
@@ -62,15 +62,6 @@ def _iso_ms(unix_ms: int) -> str:
     text = prefix + _MILLIS_SUFFIX[unix_ms - second * 1000]
     _millisecond_cache = (unix_ms, text)
     return text
-
-
-def get_path(node: Any, path: str, default: Any = None) -> Any:
-    """The value at a dotted path (``"http.response.status_code"``) of nested mappings."""
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def deep_merge(target: dict[str, Any], source: Mapping[str, Any]) -> None:

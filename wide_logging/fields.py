@@ -11,6 +11,9 @@ docs/events.md ("Fields the library owns") lists the same paths.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 #: Where refused annotations go, mirroring their paths: ``{"request_id": "x"}``.
 REFUSED = "refused_annotations"
 
@@ -76,3 +79,12 @@ def sampling_rule_of(data: bytes) -> str:
     if end == -1:
         return "unknown"
     return data[start:end].decode("ascii", "replace")
+
+
+def get_path(node: Any, path: str, default: Any = None) -> Any:
+    """The value at a dotted path (``"http.response.status_code"``) of nested mappings."""
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node

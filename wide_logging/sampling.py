@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._errors import ConfigurationError
-from .event import get_path
+from .fields import get_path
 
 #: Rule names for requests, in the order they are tried.
 RULES = ("error", "server_error", "slow", "critical_route", "force_keep", "normal")

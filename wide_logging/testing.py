@@ -24,7 +24,7 @@ import orjson
 
 from . import context as _context
 from . import event as _event
-from .event import get_path
+from .fields import get_path
 from .handler import add_tap, remove_tap
 from .sampling import Decision
 from .typing import EventDict

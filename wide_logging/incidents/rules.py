@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
-from ..event import get_path
+from ..fields import get_path
 
 MISSING = object()
 _OPERATORS = ("exists", "missing", "==", "!=", ">=", "<=", ">", "<", "in", "matches")
