@@ -19,11 +19,11 @@ from wide_logging import _ids as ids_module
 from wide_logging import event as event_module
 from wide_logging._ids import (
     _hex_digits,
+    match_request_id,
     new_request_id,
     trace_id_from_traceparent,
     uuid7,
     uuid7_ms,
-    valid_request_id,
 )
 from wide_logging.event import WideEvent, _iso_ms, nest_dotted
 from wide_logging.serialize import REDACTED, Serializer
@@ -357,10 +357,10 @@ def test_request_ids_are_unique_and_differ_in_a_forked_child() -> None:
 
 def test_request_ids_and_traceparent_parsing() -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", new_request_id())
-    assert valid_request_id("abc-123_x.y:z")
-    assert valid_request_id("x" * 128)
+    assert match_request_id("abc-123_x.y:z")
+    assert match_request_id("x" * 128)
     for bad in ("", "a b", "x" * 129, "evil\nheader", 'quote"'):
-        assert not valid_request_id(bad)
+        assert match_request_id(bad) is None
     good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     assert trace_id_from_traceparent(good) == "0af7651916cd43dd8448eb211c80319c"
     assert trace_id_from_traceparent("00-" + "0" * 32 + "-b7ad6b7169203331-01") is None

@@ -102,10 +102,6 @@ def new_request_id() -> str:
     return _request_prefix + hex(counter)[3:]  # _hex_digits, inlined
 
 
-def valid_request_id(value: str) -> bool:
-    return match_request_id(value) is not None
-
-
 def trace_id_from_traceparent(value: str) -> str | None:
     """The trace id of a W3C ``traceparent`` header, or None when it is malformed."""
     match = _TRACEPARENT_RE.fullmatch(value.strip().lower())

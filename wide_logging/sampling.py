@@ -209,13 +209,6 @@ class TailSampler:
         """True when ``key`` falls in the kept share of normal traffic."""
         return self._hash(key) < self._threshold
 
-    def is_critical(self, route: str | None) -> bool:
-        return (
-            route is not None
-            and self._critical_re is not None
-            and (self._critical_re.match(route) is not None)
-        )
-
     def decide(
         self,
         key: str,
