@@ -39,7 +39,7 @@ def from_metrics_endpoint(url: str, timeout: float = 5.0) -> list[Row]:
 
 def from_stream(redis_url: str, stream: str, group: str | None) -> list[Row]:
     """Rows describing ``stream``: length, groups (pending, lag), consumers, dead letters."""
-    from .sinks.redis_stream import connect
+    from ._redis import connect
 
     client = connect(redis_url, socket_timeout=5.0, connect_timeout=5.0)
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._redis import connect
 from ..sinks import mask_url
-from ..sinks.redis_stream import connect
 
 
 class RedisKeyValueStore:

@@ -55,7 +55,7 @@ class _RedisWindows:
     """Window counters shared by every instance: 10 buckets per window, INCR + EXPIRE."""
 
     def __init__(self, url: str) -> None:
-        from ..sinks.redis_stream import connect
+        from .._redis import connect
 
         self._client = connect(url, socket_timeout=1.0, connect_timeout=1.0)
 

@@ -50,8 +50,8 @@ def incidents_from(source: str, rules: Sequence[Rule], since: float | None) -> l
 def _stream_events(url: str, since: float | None) -> Iterator[dict[str, Any]]:
     """Entries of the stream (``?stream=``, default ``wide_logging:events``) since a time:
     stream ids start with milliseconds, so the range starts there."""
+    from .._redis import DEFAULT_STREAM, EVENT_FIELD, connect
     from ..sinks._url import split_options
-    from ..sinks.redis_stream import DEFAULT_STREAM, EVENT_FIELD, connect
 
     clean, options = split_options(url, {"stream": str})
     stream = options.get("stream", DEFAULT_STREAM)

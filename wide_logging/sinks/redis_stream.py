@@ -4,7 +4,7 @@ Layout of an entry: one field, ``event``, holding the event's JSON. A batch is o
 pipeline (no MULTI): one round trip for the whole batch. Streams are trimmed approximately
 (``MAXLEN ~``), which lets Redis trim whole nodes cheaply.
 
-The client fails fast (no client-side retries, short timeouts): retrying, falling back and
+The client fails fast (``wide_logging._redis.connect``): retrying, falling back and
 spooling are the pipeline's job, and a hung Redis must not hold the writer for long.
 """
 
@@ -16,21 +16,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .._errors import ConfigurationError
+from .._redis import DEFAULT_STREAM, EVENT_FIELD, connect, redis  # (says what to install)
 from .._secrets import without_secret_parts
 from ..typing import FailureKind
 from ._url import non_empty, non_negative_int, parse_options, positive_float, split_options
 
-try:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "the redis:// sink needs redis-py: pip install 'wide-logging[redis]'"
-    raise ConfigurationError(msg) from exc
-
-DEFAULT_STREAM = "wide_logging:events"
 DEFAULT_MAXLEN = 1_000_000
-EVENT_FIELD = b"event"
 
 _OPTIONS: dict[str, Callable[[str], Any]] = {
     "stream": non_empty,
@@ -38,18 +29,6 @@ _OPTIONS: dict[str, Callable[[str], Any]] = {
     "socket_timeout": positive_float,
     "connect_timeout": positive_float,
 }
-
-
-def connect(url: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2.0) -> Any:
-    """A redis-py client that fails fast: no retries of its own, bounded waits."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=connect_timeout,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
 
 
 class RedisStreamSink:
