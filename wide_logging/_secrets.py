@@ -540,6 +540,11 @@ def secret_parts(url: str) -> list[str]:
     return sorted(pieces, key=len, reverse=True)
 
 
+def mask_credentials(text: str) -> str:
+    """Hide passwords and tokens (URL userinfo, ``token=...``) inside an error message."""
+    return scrub_text(text, mask=URL_MASK)
+
+
 def without_secret_parts(message: str, url: str) -> str:
     """``message`` (a client library's, about ``url``) with the URL's secrets masked."""
     for piece in secret_parts(url):

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from ._errors import WideLoggingError
-from .pipeline import mask_credentials
-from .sinks import mask_url
+from ._secrets import mask_credentials, mask_url
 
 
 def _demo(args: argparse.Namespace) -> int:

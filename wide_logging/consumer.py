@@ -40,11 +40,12 @@ import orjson
 from ._errors import ConfigurationError, check_number
 from ._ids import uuid7
 from ._redis import DEFAULT_STREAM, EVENT_FIELD, connect
+from ._secrets import mask_credentials, mask_url
 from .event import iso_timestamp
 from .incidents import IncidentAggregator, Rule
 from .metrics import Metrics, register_gauges, unregister_counters, unregister_gauges
-from .pipeline import failure_kind, mask_credentials
-from .sinks import mask_url, open_sink
+from .pipeline import failure_kind
+from .sinks import open_sink
 from .typing import EventDict, RejectedEvents, Sink
 
 _internal = logging.getLogger("wide_logging.internal")

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 from ._breaker import Breaker
 from ._errors import ConfigurationError, check_number
-from ._secrets import URL_MASK, scrub_text
+from ._secrets import mask_credentials
 from ._sink_worker import (
     SinkAborted,
     SinkCall,
@@ -84,11 +84,6 @@ EVENT_OVERHEAD = sys.getsizeof(b"") + 16
 COMPACT_ABOVE = 32 * 1024
 
 in_writer_thread = in_sink_thread
-
-
-def mask_credentials(text: str) -> str:
-    """Hide passwords and tokens (URL userinfo, ``token=...``) inside an error message."""
-    return scrub_text(text, mask=URL_MASK)
 
 
 @dataclass

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._errors import ConfigurationError
+from ._secrets import mask_credentials
 from .metrics import Metrics
-from .pipeline import mask_credentials
 from .sinks import RotatingFileSink, open_sink
 from .spool import SegmentReader
 from .typing import Sink

@@ -16,17 +16,16 @@ exactly as in production, so ``sampling.rule`` can be asserted on.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import orjson
 
 from . import context as _context
 from . import event as _event
 from .fields import get_path
 from .handler import add_tap, remove_tap
 from .sampling import Decision
+from .sinks.memory import MemorySink
 from .typing import EventDict
 
 
@@ -104,34 +103,6 @@ def fake_clock(*, tick_ms: float = 0.0) -> Iterator[FakeClock]:
         yield clock
     finally:
         _event._perf_ns, _context._perf_ns = saved
-
-
-class MemorySink:
-    """A sink that keeps what it is given: ``WideEventHandler(sink=MemorySink())``.
-
-    Unlike ``capture_events`` this goes through the real pipeline (sampling, queue,
-    batching, writer thread); call ``handler.flush()`` before asserting.
-    """
-
-    name = "memory:"
-    local = True  # no I/O: written on the writer thread itself
-
-    def __init__(self) -> None:
-        self.batches: list[list[bytes]] = []
-        self._lock = threading.Lock()
-        self.closed = False
-
-    def write(self, batch: Sequence[bytes]) -> None:
-        with self._lock:
-            self.batches.append(list(batch))
-
-    @property
-    def events(self) -> list[EventDict]:
-        with self._lock:
-            return [orjson.loads(line) for batch in self.batches for line in batch]
-
-    def close(self) -> None:
-        self.closed = True
 
 
 __all__ = ["CapturedEvents", "FakeClock", "MemorySink", "capture_events", "fake_clock"]

@@ -86,7 +86,7 @@ def open_sink(spec: str | Sink, options: Mapping[str, Any] | None = None) -> Sin
     if url.rstrip(":/") in ("stdout", "stderr"):
         return StreamSink(url.rstrip(":/"))
     if url.startswith("memory:"):
-        from ..testing import MemorySink
+        from .memory import MemorySink
 
         return MemorySink()
     scheme = url.split(":", 1)[0] if ":" in url else url

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from .._errors import ConfigurationError
-from .._secrets import without_secret_parts
+from .._secrets import mask_url, without_secret_parts
 from ..typing import FailureKind, RejectedEvents
 from ._url import non_empty, non_negative_int, parse_options, positive_int, split_options
 
@@ -88,7 +88,6 @@ class MongoSink:
     """
 
     def __init__(self, url: str, **options: Any) -> None:
-        from . import mask_url
 
         clean_url, parsed = split_options(url, _OPTIONS)
         parsed.update(parse_options(options, {**_OPTIONS, "database": non_empty}, "mongodb"))

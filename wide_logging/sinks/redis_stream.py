@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .._errors import ConfigurationError
 from .._redis import DEFAULT_STREAM, EVENT_FIELD, connect, redis  # (says what to install)
-from .._secrets import without_secret_parts
+from .._secrets import mask_url, without_secret_parts
 from ..typing import FailureKind
 from ._url import non_empty, non_negative_int, parse_options, positive_float, split_options
 
@@ -39,7 +39,6 @@ class RedisStreamSink:
     """
 
     def __init__(self, url: str, **options: Any) -> None:
-        from . import mask_url
 
         clean_url, parsed = split_options(url, _OPTIONS)
         parsed.update(parse_options(options, _OPTIONS, "redis"))
