@@ -24,7 +24,7 @@ COUNT = 250  # two and a half batches of 100
 
 SLOW_SINK = """
 import atexit, logging, os, sys, time, orjson
-import wide_logging.pipeline
+import wide_logging._lifecycle
 
 class SlowFile:
     name = "slow-file:"
@@ -66,7 +66,7 @@ LOGGING_SHUTDOWN_ONLY = (
     + """
 from wide_logging import WideEventHandler
 
-atexit.unregister(wide_logging.pipeline._close_all_at_exit)
+atexit.unregister(wide_logging._lifecycle._run_at_exit)
 handler = WideEventHandler(
     sink=SlowFile(out), fallback="file:" + sys.argv[2], batch_size=100, flush_interval=60
 )
@@ -81,7 +81,7 @@ LIFESPAN_ONLY = (
 import asyncio
 from wide_logging import WideEventHandler, WideEventMiddleware
 
-atexit.unregister(wide_logging.pipeline._close_all_at_exit)
+atexit.unregister(wide_logging._lifecycle._run_at_exit)
 handler = WideEventHandler(
     sink=SlowFile(out), fallback="file:" + sys.argv[2], batch_size=100, flush_interval=60
 )
@@ -133,7 +133,7 @@ def test_each_exit_path_alone_saves_every_queued_event(tmp_path: Path, script: s
 @pytest.mark.parametrize(
     ("script", "switched_off"),
     [
-        (ATEXIT_ONLY, "atexit.unregister(wide_logging.pipeline._close_all_at_exit)\n"),
+        (ATEXIT_ONLY, "atexit.unregister(wide_logging._lifecycle._run_at_exit)\n"),
         (LOGGING_SHUTDOWN_ONLY, "logging._handlerList.clear()\n"),
         (LIFESPAN_ONLY.replace("WideEventMiddleware(app, handler=handler)", "app"), ""),
     ],

@@ -116,3 +116,45 @@ def test_forked_child_events_arrive_and_inherited_queue_is_not_duplicated(
     assert len(pids) == 1
     assert pids.isdisjoint(parent_pids)
     assert read_jsonl(spool) == []
+
+
+def test_a_forked_child_redoes_ids_process_and_pipelines_in_that_order() -> None:
+    """One owner of the fork hooks (``_lifecycle``): the stages run in order whatever
+    order they were registered in, and the child's events carry the child's pid."""
+    import os
+
+    from wide_logging import _lifecycle
+    from wide_logging.testing import MemorySink
+
+    calls: list[str] = []
+    hooks = [
+        (_lifecycle.PIPELINES, lambda: calls.append("pipelines")),
+        (_lifecycle.IDS, lambda: calls.append("ids")),
+        (_lifecycle.PROCESS, lambda: calls.append("process")),
+    ]
+    for stage, hook in hooks:
+        _lifecycle.after_fork_in_child(stage, hook)
+    from wide_logging import WideEventHandler
+
+    handler = WideEventHandler(sink=MemorySink(), sampling={"normal_rate": 1.0})
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                event = handler.new_event()
+                fields = event.finalize(handler.resource(), {"rule": "normal", "rate": 1.0})
+                report = f"{','.join(calls)}|{fields['process']['pid']}|{os.getpid()}"
+                os.write(write, report.encode())
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        order, event_pid, child_pid = os.read(read, 1000).decode().split("|")
+    finally:
+        os.close(read)
+        os.close(write)
+        for entry in [e for e in _lifecycle._in_child if e[1] in {h for _, h in hooks}]:
+            _lifecycle._in_child.remove(entry)
+        handler.close()
+    assert order == "ids,process,pipelines"
+    assert event_pid == child_pid != str(os.getpid())

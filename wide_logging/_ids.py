@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import re
+
+from ._lifecycle import IDS, after_fork_in_child
 
 # CPython reseeds the module-level generator in a forked child, so random ids differ
 # between parent and child.
@@ -78,8 +79,7 @@ def _new_process_part() -> None:
     _request_prefix = _new_request_prefix()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_process_part)
+after_fork_in_child(IDS, _new_process_part)
 
 
 def _new_request_prefix() -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from . import metrics
+from . import _lifecycle, metrics
 from ._errors import ConfigurationError, check_bool, check_number
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent, uuid7
 from ._secrets import URL_MASK, scrub_text
@@ -55,16 +55,6 @@ _taps: list[Tap] = []
 _handlers: list[weakref.ref[WideEventHandler]] = []
 _handlers_lock = threading.Lock()
 _default_lock = threading.Lock()
-_process = {"pid": os.getpid()}
-
-
-def _refresh_process() -> None:
-    global _process
-    _process = {"pid": os.getpid()}
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_refresh_process)
 
 
 def _env(name: str) -> str | None:
@@ -194,7 +184,11 @@ class WideEventHandler(logging.Handler):
         check_bool("metrics_events", metrics_events)
         self.service = _service_fields(service)
         self._host = {"name": socket.gethostname()}
-        self._resource = {"service": self.service, "host": self._host, "process": _process}
+        self._resource = {
+            "service": self.service,
+            "host": self._host,
+            "process": _lifecycle.process,
+        }
         self.metrics = Metrics()
 
         if sink_options is not None and not isinstance(sink_options, Mapping):
@@ -313,12 +307,13 @@ class WideEventHandler(logging.Handler):
     def resource(self) -> dict[str, Any]:
         """The fields every event of this process carries: service, host, process.
 
-        Built once per process (``_process`` changes in a forked child); shared by every
+        Built once per process (``_lifecycle.process`` changes in a forked child); shared by every
         event and never modified (``finalize()`` copies what annotations extend).
         """
         resource = self._resource
-        if resource["process"] is not _process:
-            resource = self._resource = {**resource, "process": _process}
+        process = _lifecycle.process
+        if resource["process"] is not process:
+            resource = self._resource = {**resource, "process": process}
         return resource
 
     def _metrics_event(self) -> bytes:

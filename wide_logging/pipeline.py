@@ -36,7 +36,6 @@ Every event therefore ends up written, spooled, dead-lettered, or counted in
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
@@ -51,6 +50,7 @@ from dataclasses import dataclass, field
 
 from ._breaker import Breaker
 from ._errors import ConfigurationError, check_number
+from ._lifecycle import PIPELINES, after_fork_in_child, at_exit
 from ._secrets import mask_credentials
 from ._sink_worker import (
     SinkAborted,
@@ -183,7 +183,7 @@ class Pipeline:
 
     def put(self, data: bytes, decision: Decision) -> None:
         """Hand one encoded event to the writer. Never blocks on I/O, never raises."""
-        # A forked child gets fresh state from the os.register_at_fork hook below.
+        # A forked child gets fresh state from the after-fork hook below (_lifecycle).
         if self._thread is None and not self._closed:
             self._start()
         size = len(data) + EVENT_OVERHEAD
@@ -643,6 +643,5 @@ def _after_fork_in_child() -> None:
         pipeline._after_fork()
 
 
-atexit.register(_close_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_exit(_close_all_at_exit)
+after_fork_in_child(PIPELINES, _after_fork_in_child)
