@@ -319,3 +319,24 @@ def test_a_sink_raising_a_base_exception_is_a_failed_write_not_the_writers_end(
     # the writer lives on: later events are written and the spool replayed
     wait_for(lambda: len(sink.events) >= 20, timeout=15, what="writes after the abort")
     assert sorted(ids(sink.events), key=int) == [str(i) for i in range(20)]
+
+
+@pytest.mark.parametrize("answer", ["raises", "nonsense"])
+def test_a_sinks_broken_failure_kind_falls_back_to_the_exceptions_type(
+    build, spool_path: Path, answer: str
+) -> None:  # type: ignore[no-untyped-def]
+    class Confused(ControlledSink):
+        def failure_kind(self, error: BaseException) -> Any:
+            if answer == "raises":
+                raise RuntimeError("a bug in the sink's own classifier")
+            return "maybe"
+
+    sink = Confused()
+    sink.failing = True  # ControlledSink raises ConnectionError: unavailable, not content
+    pipeline = build(sink, batch_size=10, max_retries=0, breaker_cooldown=60)
+    for i in range(10):
+        pipeline.put(ev(i), ERROR)
+    assert pipeline.flush(5)
+    assert sorted(ids(read_jsonl(spool_path)), key=int) == [str(i) for i in range(10)]
+    assert pipeline.metrics.get("dead_letters.controlled") == 0  # not taken for content
+    assert pipeline.metrics.get("spooled.sink_failure") == 10

@@ -62,7 +62,7 @@ from ._sink_worker import (
 )
 from .metrics import Metrics, register_gauges, unregister_gauges
 from .spool import DeadLetters, SegmentReader, Spool
-from .typing import Decision, FailureKind, RejectedEvents, Sink
+from .typing import ClassifiesFailures, Decision, FailureKind, ForkAware, RejectedEvents, Sink
 
 _internal = logging.getLogger("wide_logging.internal")
 #: The queue spills to the spool, while the writer waits on a sink, above this share of
@@ -136,7 +136,7 @@ class Pipeline:
             _Link(
                 sink,
                 Breaker(breaker_cooldown),
-                None if getattr(sink, "local", False) else SinkWorker(sink),
+                None if getattr(sink, "local", False) else SinkWorker(sink),  # typing.Local
             )
             for sink in sinks
         ]
@@ -571,9 +571,11 @@ class Pipeline:
         self._replay_due = False
         self.metrics.reset()
         for sink in (*(link.sink for link in self.links), self.spool.sink, self.dead_letters.sink):
-            after_fork = getattr(sink, "after_fork", None)
-            if callable(after_fork):
-                after_fork()
+            if isinstance(sink, ForkAware):
+                try:
+                    sink.after_fork()
+                except Exception:  # one sink's bug must not keep the others' parent handles
+                    _internal.exception("sink %s could not reset after fork", sink.name)
 
 
 def failure_kind(sink: Sink, error: BaseException) -> FailureKind:
@@ -584,11 +586,13 @@ def failure_kind(sink: Sink, error: BaseException) -> FailureKind:
         return "timeout"
     if isinstance(error, SinkAborted):
         return "unavailable"
-    classify = getattr(sink, "failure_kind", None)
-    if callable(classify):
-        kind = classify(error)
-        if kind is not None:
-            return kind  # type: ignore[no-any-return]
+    if isinstance(sink, ClassifiesFailures):
+        try:
+            kind = sink.failure_kind(error)
+        except Exception:  # its own bug: decide from the exception's type below
+            kind = None
+        if kind in ("timeout", "unavailable", "content"):
+            return kind
     if isinstance(error, OSError):
         return "unavailable"
     return "content"

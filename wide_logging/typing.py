@@ -46,6 +46,7 @@ class RejectedEvents(Exception):
         )
 
 
+@runtime_checkable
 class ClassifiesFailures(Protocol):
     """A sink that knows its client's errors: says which kind a write failure is (None:
     let the pipeline decide from the exception's type)."""
@@ -61,6 +62,7 @@ class Local(Protocol):
     local: bool
 
 
+@runtime_checkable
 class ForkAware(Protocol):
     """A sink that must drop inherited handles in a forked child."""
 
