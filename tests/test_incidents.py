@@ -237,7 +237,19 @@ def test_rules_from_files_and_their_errors(tmp_path: Path) -> None:
         ({"name": "x"}, "lacks the field 'match'"),
         ({"name": "x", "match": "status >>= 3"}, "is not '<dotted.path> <op>"),
         ({"name": "x", "match": "error exists 3"}, "takes no value"),
-        ({"name": "x", "match": "a > 1", "threshold": 0}, "threshold >= 1"),
+        ({"name": "x", "match": "a > 1", "threshold": 0}, "threshold from 1"),
+        ({"name": "x", "match": "a > 1", "threshold": 10**20}, "threshold from 1"),
+        ({"name": "x", "match": "a > 1", "window": float("nan")}, "window and quiet finite"),
+        ({"name": "x", "match": "a > 1", "threshold": "many"}, "whole number"),
+        ({"name": "x", "match": "a > 1", "group_by": "http.route"}, "list of field paths"),
+        ({"name": "x", "match": "a > 1", "group_by": [5]}, "dotted field paths"),
+        ({"name": "x", "match": "a > 1", "group_by": ["$x"]}, "dotted field paths"),
+        ({"name": "x", "match": "a > 1", "group_by": ["a..b"]}, "dotted field paths"),
+        ({"name": "x", "match": "a > 1", "group_by": ["timestamp"]}, "not timestamp"),
+        ({"name": "x", "match": 5}, "match takes a condition"),
+        ({"name": "x", "match": 'timestamp >= "2026"'}, "--since"),
+        ({"name": "x", "match": "a == 99999999999999999999"}, "64 bits"),
+        ("a string", "a rule is a table"),
         ({"name": "x", "match": "a > 1", "colour": "red"}, "unknown rule field"),
     ]:
         with pytest.raises(ConfigurationError, match=message):
@@ -245,6 +257,24 @@ def test_rules_from_files_and_their_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_text("")
     with pytest.raises(ConfigurationError, match=r"\.json, \.toml or \.yaml"):
         load_rules(tmp_path / "bad.txt")
+    for name, text, message in [
+        ("syntax.json", '{"rules": [', "not valid JSON"),
+        ("syntax.toml", "[[rules]\nname =", "not valid TOML"),
+        ("syntax.yaml", "rules: [a, b", "not valid YAML"),
+        ("latin1.json", None, "UnicodeDecodeError"),
+        ("missing.json", "", "FileNotFoundError"),
+    ]:
+        path = tmp_path / name
+        if text is None:
+            path.write_bytes(b'{"rules": "caf\xe9"}')
+        elif name != "missing.json":
+            path.write_text(text)
+        with pytest.raises(ConfigurationError, match=message):
+            load_rules(path)
+    # a pattern is taken as written, not as JSON
+    assert Condition.parse("msg matches true").holds({"msg": "true"})
+    assert Condition.parse("msg matches 1.50").holds({"msg": "1.50"})
+    assert Condition.parse('msg matches "a\\\\d"').holds({"msg": "a7"})
 
 
 def test_conditions_compare_safely() -> None:
@@ -461,3 +491,50 @@ def test_the_summary_reports_the_median_and_the_95th_percentile_apart() -> None:
     events = [request(T0 + n / 100, "/r", duration=float(n)) for n in range(1, 101)]
     [incident] = summarize(events, [rule])
     assert (incident.duration_p50_ms, incident.duration_p95_ms) == (50.5, 96.0)
+
+
+def test_the_live_aggregator_under_threads_opens_once_counts_every_event_in_order() -> None:
+    """16 threads released together on one burst, many rounds, the interpreter switching
+    threads as often as it can: one "opened", first; the resolved count is every event."""
+    import sys
+    import threading
+
+    rule = Rule.from_dict({
+        "name": "burst", "match": ["error exists"], "group_by": ["error.type"],
+        "window": 1e6, "threshold": 5, "quiet": 10,
+    })  # fmt: skip
+    threads, per_thread = 16, 20
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(40):
+            now = [1000.0]
+            out: list[dict[str, Any]] = []
+            aggregator = IncidentAggregator(
+                lambda e, out=out: out.append(e["incident"]),
+                [rule],
+                clock=lambda now=now: now[0],
+            )
+            start = threading.Barrier(threads)
+
+            def worker(k: int, aggregator: IncidentAggregator = aggregator,
+                       start: threading.Barrier = start) -> None:  # fmt: skip
+                start.wait(timeout=10)
+                for i in range(per_thread):
+                    aggregator.observe({"request_id": f"r{k}-{i}", "error": {"type": "Boom"}})
+
+            workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+            for thread in workers:
+                thread.start()
+            for thread in workers:
+                thread.join(timeout=30)
+                assert not thread.is_alive()
+            now[0] += 11
+            aggregator.tick()
+            statuses = [incident["status"] for incident in out]
+            assert statuses[0] == "opened"
+            assert statuses.count("opened") == 1
+            assert statuses[-1] == "resolved"
+            assert out[-1]["count"] == threads * per_thread
+    finally:
+        sys.setswitchinterval(interval)

@@ -118,7 +118,10 @@ class IncidentAggregator:
             _RedisWindows(redis_url) if redis_url else _MemoryWindows(clock)
         )
         self._open: dict[str, _Open] = {}
-        self._lock = threading.Lock()
+        # One lock per stripe of incidents: one incident's Redis calls wait for no other's.
+        self._locks = tuple(threading.Lock() for _ in range(64))
+        # Announcements leave one at a time, in order (reentrant: an emit that observes).
+        self._emitting = threading.RLock()
 
     def observe(self, event: Mapping[str, Any]) -> None:
         now = event_time(event) or self.clock()
@@ -129,50 +132,67 @@ class IncidentAggregator:
             group_values = rule.group_of(event)
             digest = hashlib.blake2b(repr(group_values).encode(), digest_size=8).hexdigest()
             key = f"{self.namespace}:{rule.name}:{digest}"
-            # Window counters and markers may be Redis: no network call under our lock.
-            count = self._windows.add(key, now, rule.window)
-            announcement: EventDict | None = None
-            with self._lock:
-                current = self._open.get(key)
-                if current is not None:
-                    current.count += 1
-                    current.last_seen = now
-                    if len(current.examples) < 5 and request_id:
-                        current.examples.append(request_id)
-                    if count >= 2 * current.announced:  # the shared window count doubled
-                        current.announced = count
-                        announcement = _incident_event("escalated", current)
-            if current is not None:
-                self._windows.keep_open(key, rule.quiet)
-            elif count < rule.threshold:
-                continue
-            elif not self._windows.claim(key, rule.quiet):
-                self._windows.keep_open(key, rule.quiet)  # another process opened it
-                continue
-            else:
-                group = dict(zip(rule.group_by, group_values, strict=True))
-                opened = _Open(
-                    rule, group, now, now, count, count, [request_id] if request_id else []
-                )
-                with self._lock:
-                    self._open[key] = opened
-                    announcement = _incident_event("opened", opened)
-            if announcement is not None:
+            # An incident's state moves under its lock, its window and marker included:
+            # done outside it, an event between a claim and the open incident, or a tick
+            # between an event and its keep_open, lost or double-counted events or left a
+            # marker with no incident. Announcements go out in the order their states
+            # were reached, outside it.
+            with self._locks[hash(key) % len(self._locks)]:
+                count = self._windows.add(key, now, rule.window)
+                announcement = self._advance(key, rule, group_values, count, now, request_id)
+                if announcement is None:
+                    continue
+                self._emitting.acquire()  # before the state lock is released: in order
+            try:
                 self.emit(announcement)
+            finally:
+                self._emitting.release()
+
+    def _advance(
+        self,
+        key: str,
+        rule: Rule,
+        group_values: tuple[Any, ...],
+        count: int,
+        now: float,
+        request_id: str | None,
+    ) -> EventDict | None:
+        """The incident's next state after one more matching event; what to announce."""
+        current = self._open.get(key)
+        if current is not None:
+            current.count += 1
+            current.last_seen = now
+            if len(current.examples) < 5 and request_id:
+                current.examples.append(request_id)
+            self._windows.keep_open(key, rule.quiet)
+            if count >= 2 * current.announced:  # the shared window count doubled
+                current.announced = count
+                return _incident_event("escalated", current)
+            return None
+        if count < rule.threshold:
+            return None
+        if not self._windows.claim(key, rule.quiet):
+            self._windows.keep_open(key, rule.quiet)  # another process opened it
+            return None
+        group = dict(zip(rule.group_by, group_values, strict=True))
+        opened = _Open(rule, group, now, now, count, count, [request_id] if request_id else [])
+        self._open[key] = opened
+        return _incident_event("opened", opened)
 
     def tick(self) -> None:
         """Resolve incidents that have been quiet long enough (call every few seconds)."""
-        with self._lock:
-            candidates = list(self._open)
-        for key in candidates:
-            # the marker every matching event (in any process) keeps alive for `quiet`
-            if self._windows.is_open(key):
-                continue
-            with self._lock:
-                incident = self._open.pop(key, None)
-                announcement = None if incident is None else _incident_event("resolved", incident)
-            if announcement is not None:
-                self.emit(announcement)
+        for key in list(self._open):
+            with self._locks[hash(key) % len(self._locks)]:
+                incident = self._open.get(key)
+                # the marker every matching event (in any process) keeps alive for `quiet`
+                if incident is None or self._windows.is_open(key):
+                    continue
+                del self._open[key]
+                self._emitting.acquire()
+            try:
+                self.emit(_incident_event("resolved", incident))
+            finally:
+                self._emitting.release()
 
 
 def _incident_event(status: str, incident: _Open) -> EventDict:

@@ -41,9 +41,14 @@ def rule_pipeline(rule: Rule, since: float | None) -> list[dict[str, Any]]:
     conditions = [condition_query(c) for c in rule.match if c.path != FINGERPRINT]
     if since is not None:
         conditions.append({"timestamp": {"$gte": datetime.fromtimestamp(since, timezone.utc)}})
-    keys = {f"k{n}": f"${path}" for n, path in enumerate(rule.group_by) if path != FINGERPRINT}
+    # absent and null group alike, as on the client (a missing key would be a group apart)
+    keys = {
+        f"k{n}": {"$ifNull": [f"${path}", None]}
+        for n, path in enumerate(rule.group_by)
+        if path != FINGERPRINT
+    }
     return [
-        {"$match": {"$and": conditions}},
+        {"$match": {"$and": conditions} if conditions else {}},
         {"$sort": {"timestamp": 1}},
         {"$project": dict.fromkeys(outermost((*SUMMARY_FIELDS, *rule.stored_paths)), 1)},
         {

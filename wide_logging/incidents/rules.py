@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,9 +26,13 @@ from ..fields import get_path
 MISSING = object()
 _OPERATORS = ("exists", "missing", "==", "!=", ">=", "<=", ">", "<", "in", "matches")
 _CONDITION = re.compile(
-    r"^\s*(?P<path>[A-Za-z_][\w.]*)\s+(?P<op>exists|missing|==|!=|>=|<=|>|<|in|matches)"
+    r"^\s*(?P<path>[A-Za-z_]\w*(?:\.\w+)*)\s+(?P<op>exists|missing|==|!=|>=|<=|>|<|in|matches)"
     r"(?:\s+(?P<value>.+?))?\s*$"
 )
+_PATH = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")
+#: Stored as a date by MongoDB and as text in files: compared alike by neither. ``--since``.
+_NOT_A_RULE_PATH = "timestamp"
+_INT64 = 2**63
 #: The computed group key (not a stored field): error type + normalised message.
 FINGERPRINT = "fingerprint"
 #: The stored fields a fingerprint is computed from.
@@ -98,20 +103,23 @@ class Condition:
             msg = f"condition {text!r}: '{op}' takes {'no' if unary else 'a'} value"
             raise ConfigurationError(msg)
         value: Any = None
-        if raw is not None:
+        path = found.group("path")
+        if path == _NOT_A_RULE_PATH:
+            msg = f"condition {text!r}: select by time with --since, not a condition"
+            raise ConfigurationError(msg)
+        if raw is not None and op == "matches":
+            try:
+                value = re.compile(_pattern(raw))
+            except re.error as exc:
+                msg = f"condition {text!r}: bad regular expression: {exc}"
+                raise ConfigurationError(msg) from None
+        elif raw is not None:
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError:
                 value = raw.strip("'\"")
-            if op == "matches":
-                try:
-                    value = re.compile(str(value))
-                except re.error as exc:
-                    msg = f"condition {text!r}: bad regular expression: {exc}"
-                    raise ConfigurationError(msg) from None
-            else:
-                _check_value(text, op, value)
-        return cls(found.group("path"), op, value)
+            _check_value(text, op, value)
+        return cls(path, op, value)
 
     @property
     def stored_paths(self) -> tuple[str, ...]:
@@ -147,6 +155,21 @@ class Condition:
         return bool(actual <= self.value)
 
 
+def _pattern(raw: str) -> str:
+    """A regular expression as written: ``matches true`` is the text true, not JSON's
+    ``true``; a double-quoted one is a JSON string (its escapes decoded), a single-quoted
+    one is taken as it is between the quotes."""
+    if raw.startswith('"'):
+        try:
+            decoded = json.loads(raw)
+        except json.JSONDecodeError:
+            return raw.strip('"')
+        return decoded if isinstance(decoded, str) else raw
+    if len(raw) > 1 and raw[0] == raw[-1] == "'":
+        return raw[1:-1]
+    return raw
+
+
 def _check_value(text: str, op: str, value: Any) -> None:
     """A value both evaluators read alike: a scalar, a list of them for ``in``; no null
     to order by (use ``exists`` / ``missing``)."""
@@ -157,6 +180,9 @@ def _check_value(text: str, op: str, value: Any) -> None:
     for option in options:
         if _kind(option) is None or (isinstance(option, float) and option != option):
             msg = f"condition {text!r}: the value must be a string, number, true, false or null"
+            raise ConfigurationError(msg)
+        if type(option) is int and not -_INT64 <= option < _INT64:
+            msg = f"condition {text!r}: integers beyond 64 bits cannot be stored or compared"
             raise ConfigurationError(msg)
         if option is None and op in (">", ">=", "<", "<="):
             msg = f"condition {text!r}: null has no order; use 'exists' or 'missing'"
@@ -200,32 +226,62 @@ class Rule:
         if not self.match:
             msg = f"rule {self.name!r} needs at least one match condition"
             raise ConfigurationError(msg)
-        if self.threshold < 1 or self.window <= 0 or self.quiet <= 0:
-            msg = f"rule {self.name!r}: threshold >= 1, window > 0 and quiet > 0 are required"
+        if not (
+            1 <= self.threshold < 2**31 and 0 < self.window < math.inf and 0 < self.quiet < math.inf
+        ):
+            msg = (
+                f"rule {self.name!r}: threshold from 1 to 2**31 - 1, window and quiet finite "
+                "and above 0 are required"
+            )
             raise ConfigurationError(msg)
+        for path in self.group_by:
+            if not isinstance(path, str) or not _PATH.fullmatch(path) or path == _NOT_A_RULE_PATH:
+                msg = (
+                    f"rule {self.name!r}: group_by takes dotted field paths like http.route "
+                    f"(not timestamp), got {path!r}"
+                )
+                raise ConfigurationError(msg)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> Rule:
+        if not isinstance(spec, Mapping):
+            msg = f"a rule is a table of name, match, group_by, ..., got {spec!r}"
+            raise ConfigurationError(msg)
         unknown = set(spec) - {"name", "match", "group_by", "window", "threshold", "quiet", "title"}
         if unknown:
             msg = f"unknown rule field(s) {sorted(unknown)} in {spec.get('name', spec)!r}"
             raise ConfigurationError(msg)
         try:
             match = spec["match"]
-            conditions = tuple(
-                Condition.parse(c) for c in ([match] if isinstance(match, str) else match)
-            )
+            if isinstance(match, str):
+                match = [match]
+            group_by = spec.get("group_by", ())
+            if not isinstance(match, list) or not all(isinstance(c, str) for c in match):
+                msg = f"rule {spec.get('name')!r}: match takes a condition or a list of them"
+                raise ConfigurationError(msg)
+            if not isinstance(group_by, (list, tuple)):
+                msg = f"rule {spec.get('name')!r}: group_by takes a list of field paths"
+                raise ConfigurationError(msg)
+            threshold = spec.get("threshold", 5)
+            if isinstance(threshold, bool) or not isinstance(threshold, int):
+                msg = f"rule {spec.get('name')!r}: threshold takes a whole number"
+                raise ConfigurationError(msg)
             return cls(
                 name=str(spec["name"]),
-                match=conditions,
-                group_by=tuple(spec.get("group_by", ())),
+                match=tuple(Condition.parse(c) for c in match),
+                group_by=tuple(group_by),
                 window=float(spec.get("window", 300)),
-                threshold=int(spec.get("threshold", 5)),
+                threshold=threshold,
                 quiet=float(spec.get("quiet", 600)),
                 title=str(spec.get("title", "")),
             )
         except KeyError as exc:
             msg = f"rule {spec!r} lacks the field {exc.args[0]!r}"
+            raise ConfigurationError(msg) from None
+        except ConfigurationError:
+            raise
+        except (TypeError, ValueError) as exc:  # window: "soon", ...
+            msg = f"rule {spec.get('name')!r}: {exc}"
             raise ConfigurationError(msg) from None
 
     def matches(self, event: Mapping[str, Any]) -> bool:
@@ -282,7 +338,26 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 def load_rules(path: str | Path) -> tuple[Rule, ...]:
     """Rules from a ``.json``, ``.toml`` or ``.yaml`` file: a list under ``rules``."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"rules file {path}: {type(exc).__name__}: {exc}"
+        raise ConfigurationError(msg) from None
+    try:
+        data = _parse_rules_file(path, text)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # the parser's own error: JSON, TOML or YAML syntax
+        msg = f"rules file {path} is not valid {path.suffix[1:].upper()}: {exc}"
+        raise ConfigurationError(msg) from None
+    specs = data.get("rules") if isinstance(data, Mapping) else data
+    if not isinstance(specs, list) or not specs:
+        msg = f"{path}: expected a non-empty list of rules (top level, or under 'rules')"
+        raise ConfigurationError(msg)
+    return tuple(Rule.from_dict(spec) for spec in specs)
+
+
+def _parse_rules_file(path: Path, text: str) -> Any:
     if path.suffix == ".json":
         data = json.loads(text)
     elif path.suffix == ".toml":
@@ -302,8 +377,4 @@ def load_rules(path: str | Path) -> tuple[Rule, ...]:
     else:
         msg = f"rules file must be .json, .toml or .yaml, got {path.name!r}"
         raise ConfigurationError(msg)
-    specs = data.get("rules") if isinstance(data, Mapping) else data
-    if not isinstance(specs, list) or not specs:
-        msg = f"{path}: expected a non-empty list of rules (top level, or under 'rules')"
-        raise ConfigurationError(msg)
-    return tuple(Rule.from_dict(spec) for spec in specs)
+    return data

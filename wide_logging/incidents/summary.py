@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from .._errors import ConfigurationError
 from .rules import DEFAULT_RULES, MISSING, Rule, fingerprint, lookup
 
@@ -109,7 +111,8 @@ def summarize(
     since: float | None = None,
 ) -> list[Incident]:
     """Incident summaries for stored events (newest incident first)."""
-    groups: dict[tuple[str, tuple[Any, ...]], list[tuple[float, Mapping[str, Any]]]] = {}
+    groups: dict[tuple[str, bytes], list[tuple[float, Mapping[str, Any]]]] = {}
+    values_of: dict[tuple[str, bytes], tuple[Any, ...]] = {}
     traffic: dict[Any, list[tuple[float, float]]] = {}  # route -> (time, weight), all requests
     for event in events:
         moment = event_time(event)
@@ -120,10 +123,15 @@ def summarize(
             traffic.setdefault(str(route), []).append((moment, _weight(event)))
         for rule in rules:
             if rule.matches(event):
-                groups.setdefault((rule.name, rule.group_of(event)), []).append((moment, event))
+                values = rule.group_of(event)
+                # By their JSON: true is not 1 (as on MongoDB), objects group too.
+                key = (rule.name, orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS))
+                values_of.setdefault(key, values)
+                groups.setdefault(key, []).append((moment, event))
     by_name = {rule.name: rule for rule in rules}
     incidents = []
-    for (name, group_values), members in groups.items():
+    for (name, group_key), members in groups.items():
+        group_values = values_of[(name, group_key)]
         rule = by_name[name]
         members.sort(key=lambda pair: pair[0])
         times = [moment for moment, _ in members]
