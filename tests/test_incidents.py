@@ -538,3 +538,20 @@ def test_the_live_aggregator_under_threads_opens_once_counts_every_event_in_orde
             assert out[-1]["count"] == threads * per_thread
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_groups_by_value_true_apart_from_one_objects_and_huge_numbers_too() -> None:
+    rule = Rule.from_dict({
+        "name": "x", "match": "error exists", "group_by": ["user.n", "user.o"], "threshold": 2,
+    })  # fmt: skip
+
+    def event(second: int, n: Any) -> dict[str, Any]:
+        return {
+            "timestamp": iso(T0 + second), "kind": "http.request", "error": {"type": "E"},
+            "user": {"n": n, "o": {"a": 1}},
+        }  # fmt: skip
+
+    events = [event(1, 2**70), event(2, 2**70), event(3, True), event(4, 1), event(5, None)]
+    events.append({**event(6, None), "user": {"o": {"a": 1}}})  # absent: null's group
+    found = {(str(i.group["user.n"]), i.count) for i in summarize(events, [rule])}
+    assert found == {(str(2**70), 2), ("None", 2)}

@@ -124,8 +124,7 @@ def summarize(
         for rule in rules:
             if rule.matches(event):
                 values = rule.group_of(event)
-                # By their JSON: true is not 1 (as on MongoDB), objects group too.
-                key = (rule.name, orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS))
+                key = (rule.name, _group_key(values))
                 values_of.setdefault(key, values)
                 groups.setdefault(key, []).append((moment, event))
     by_name = {rule.name: rule for rule in rules}
@@ -140,6 +139,15 @@ def summarize(
                 incidents.append(_incident(rule, group_values, members[start:end], traffic))
     incidents.sort(key=lambda incident: incident.last_seen, reverse=True)
     return incidents
+
+
+def _group_key(values: tuple[Any, ...]) -> bytes:
+    """Values' identity as a group: by their JSON, so ``true`` is not ``1`` (as on MongoDB)
+    and objects group too; what JSON cannot hold (an integer beyond 64 bits) by its repr."""
+    try:
+        return orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return repr(values).encode()
 
 
 def _counts(events: Sequence[Mapping[str, Any]], path: str, top: int) -> Counter[str]:
