@@ -748,3 +748,17 @@ def test_installed_on_an_app_and_its_mounted_sub_app_one_event(handler: WideEven
     assert event["request_id"] == "one-id"
     assert event["http"]["route"] == "/sub/t/{i}"
     assert event["i"] == 3
+
+
+def test_a_status_is_an_int_or_an_int_enum_never_a_bool_or_text() -> None:
+    """The one reading of a response's status that the ASGI and Django middlewares share."""
+    from http import HTTPStatus
+
+    from wide_logging.middleware._common import status_code
+
+    assert status_code(200) == 200
+    assert status_code(HTTPStatus.SERVICE_UNAVAILABLE) == 503
+    assert type(status_code(HTTPStatus.SERVICE_UNAVAILABLE)) is int
+    assert status_code(True) is None
+    assert status_code("200") is None
+    assert status_code(None) is None

@@ -39,6 +39,7 @@ from .middleware._common import (
     HandlerRef,
     check_header_name,
     record_failure,
+    status_code,
 )
 
 _internal = logging.getLogger("wide_logging.internal")
@@ -152,8 +153,8 @@ class _Request:
             event.route = route_of(getattr(self.request, "resolver_match", None))
             if self.owner is None:
                 return response
-            status = getattr(response, "status_code", None)
-            if type(status) is int:
+            status = status_code(getattr(response, "status_code", None))
+            if status is not None:
                 event.status = status
             middleware = self.middleware
             if (
@@ -219,8 +220,7 @@ class _Body:
             request.finish()
             raise
         except BaseException as exc:
-            record_failure(request.event, exc)
-            request.finish()
+            request.fail(exc)
             raise
         finally:
             _current.reset(token)
@@ -250,8 +250,7 @@ class _AsyncBody:
             request.finish()
             raise
         except BaseException as exc:
-            record_failure(request.event, exc)
-            request.finish()
+            request.fail(exc)
             raise
         finally:
             _current.reset(token)

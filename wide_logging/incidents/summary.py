@@ -111,8 +111,10 @@ def summarize(
     since: float | None = None,
 ) -> list[Incident]:
     """Incident summaries for stored events (newest incident first)."""
-    groups: dict[tuple[str, bytes], list[tuple[float, Mapping[str, Any]]]] = {}
-    values_of: dict[tuple[str, bytes], tuple[Any, ...]] = {}
+    # (rule, the group's identity) -> (its values, its events with their times)
+    groups: dict[
+        tuple[str, bytes], tuple[tuple[Any, ...], list[tuple[float, Mapping[str, Any]]]]
+    ] = {}
     traffic: dict[Any, list[tuple[float, float]]] = {}  # route -> (time, weight), all requests
     for event in events:
         moment = event_time(event)
@@ -124,13 +126,11 @@ def summarize(
         for rule in rules:
             if rule.matches(event):
                 values = rule.group_of(event)
-                key = (rule.name, _group_key(values))
-                values_of.setdefault(key, values)
-                groups.setdefault(key, []).append((moment, event))
+                group = groups.setdefault((rule.name, _group_key(values)), (values, []))
+                group[1].append((moment, event))
     by_name = {rule.name: rule for rule in rules}
     incidents = []
-    for (name, group_key), members in groups.items():
-        group_values = values_of[(name, group_key)]
+    for (name, _), (group_values, members) in groups.items():
         rule = by_name[name]
         members.sort(key=lambda pair: pair[0])
         times = [moment for moment, _ in members]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from .._errors import ConfigurationError
 from ..event import WideEvent, is_control_flow
@@ -48,6 +49,16 @@ def check_header_name(name: str) -> str:
         msg = f"request_id_header must be an HTTP header name (letters, digits, -), got {name!r}"
         raise ConfigurationError(msg)
     return name
+
+
+def status_code(value: Any) -> int | None:
+    """A response's status as the event keeps it: an ``int``, an ``IntEnum`` such as
+    ``HTTPStatus.SERVICE_UNAVAILABLE`` as its number; anything else (a bool too) None."""
+    if type(value) is int:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    return None
 
 
 def record_failure(event: WideEvent, exc: BaseException) -> None:

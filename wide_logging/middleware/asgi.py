@@ -16,7 +16,13 @@ from ..context import _current
 from ..event import WideEvent
 from ..handler import WideEventHandler, active_handler
 from ..pipeline import flush_all
-from ._common import DEFAULT_REQUEST_ID_HEADER, HandlerRef, check_header_name, record_failure
+from ._common import (
+    DEFAULT_REQUEST_ID_HEADER,
+    HandlerRef,
+    check_header_name,
+    record_failure,
+    status_code,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -116,10 +122,10 @@ class WideEventMiddleware:
             except (KeyError, TypeError, AttributeError):
                 return send(message)  # not an ASGI message: the server's to refuse, as sent
             if kind == "http.response.start":
-                if type(status) is int:
+                if type(status) is int:  # (the usual, without a call)
                     event.status = status
-                elif isinstance(status, int) and not isinstance(status, bool):
-                    event.status = int(status)  # HTTPStatus.SERVICE_UNAVAILABLE, an IntEnum
+                elif (code := status_code(status)) is not None:
+                    event.status = code  # HTTPStatus.SERVICE_UNAVAILABLE, an IntEnum
                 if echo is not None:
                     message = _with_header(message, echo)
             elif last_chunk:
