@@ -231,7 +231,7 @@ def test_timings_of_the_same_name_add_up() -> None:
 
 
 def test_logs_are_capped_with_an_overflow_counter() -> None:
-    event = WideEvent("http.request", Serializer(), request_id="r", max_logs=3)
+    event = WideEvent("http.request", Serializer(max_logs=3), request_id="r")
     for n in range(10):
         event.add_log(record(logging.INFO, "line %d", n))
     fields = event.finalize(RESOURCE, SAMPLING)
@@ -422,3 +422,44 @@ def test_the_start_is_dated_when_the_event_opened_not_when_it_is_read() -> None:
     # An explicit start (a log record's own time) is kept as given.
     given_start = WideEvent("log", Serializer(), start_time=1234.5)
     assert given_start.start_time == 1234.5
+
+
+_ERROR_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-1, 1),
+    st.text(max_size=3),
+    st.dictionaries(st.sampled_from(["type", "message"]), st.text(max_size=3), max_size=2),
+)
+_ERROR_WRITES = st.lists(
+    st.one_of(
+        st.tuples(st.just("annotate"), _ERROR_VALUES),
+        st.tuples(st.just("dotted"), _ERROR_VALUES),
+        st.tuples(st.just("set"), _ERROR_VALUES),
+        st.tuples(st.just("log_error"), st.none()),
+        st.tuples(st.just("exception"), st.none()),
+    ),
+    max_size=6,
+)
+
+
+@given(writes=_ERROR_WRITES)
+@settings(max_examples=300, deadline=None)
+def test_has_error_always_says_what_the_event_holds(writes: list[tuple[str, Any]]) -> None:
+    """has_error is kept up to date where an error is written (the sampler reads it per
+    request, as a plain attribute): after any sequence of writes it says whether the
+    built event carries an error — the library's, or a truthy one the app annotated."""
+    event = make_event()
+    for how, value in writes:
+        if how == "annotate":
+            event.annotate(error=value)
+        elif how == "dotted":
+            event.annotate(**{"error.type": value})
+        elif how == "set":
+            event.set("error", value)
+        elif how == "log_error":
+            event.add_log(record(logging.ERROR, "failed"))
+        else:
+            event.record_exception(ValueError("boom"))
+    built = event.finalize(RESOURCE, SAMPLING)
+    assert event.has_error is bool(built.get("error"))

@@ -3,13 +3,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wide_logging import ConfigurationError, TailSampler, explain
+from wide_logging import ConfigurationError, TailSampler, WideEventHandler, explain
 from wide_logging.sampling import ALWAYS_KEEP_RULES, RULES
 
 
@@ -278,3 +279,42 @@ def test_made_up_paths_that_match_no_route_are_not_critical() -> None:
     for status in (404, 405):
         decision = sampler.decide_event({**event, "http": {"response": {"status_code": status}}})
         assert (decision.keep, decision.rule) == (False, "normal")
+
+
+def test_decide_matches_the_raw_path_only_without_a_route_and_only_when_a_route_matched() -> None:
+    """decide() takes the path beside the route: the rule reads it only when it needs it,
+    and a live request (handler.submit) decides as its stored dict (decide_event) does."""
+    sampler = TailSampler(normal_rate=0.0, critical_routes=["/admin/*"])
+    assert sampler.decide("r", status=200, path="/admin/x").rule == "critical_route"
+    assert sampler.decide("r", status=None, path="/admin/x").rule == "critical_route"
+    assert sampler.decide("r", status=404, path="/admin/x").rule == "normal"
+    assert sampler.decide("r", status=405, path="/admin/x").rule == "normal"
+    # a route template, when there is one, is what the rule matches: not the raw path
+    assert sampler.decide("r", status=200, route="/users/{id}", path="/admin/x").rule == "normal"
+    assert sampler.decide("r", status=404, route="/admin/{p}", path="/x").rule == "critical_route"
+    # a stored route that is not a string (a hand-written event) is no route at all
+    stored = {"request_id": "r", "http": {"route": 5}, "url": {"path": "/admin/x"}}
+    assert sampler.decide_event(stored).rule == "critical_route"
+
+
+@pytest.mark.parametrize("status", [200, 404, None])
+def test_the_handler_decides_a_request_as_its_stored_dict_would_be(
+    tmp_path: Path, status: int | None
+) -> None:
+    handler = WideEventHandler(
+        sink=f"file:{tmp_path}/e.jsonl",
+        sampling={"normal_rate": 0.0, "critical_routes": ["/admin/*"]},
+    )
+    try:
+        event = handler.new_event(request_id="req-1")
+        event.path = "/admin/panel"
+        event.status = status
+        decision = handler.submit(event)
+        assert decision is not None
+        stored = {"request_id": "req-1", "url": {"path": "/admin/panel"}}
+        if status is not None:
+            stored["http"] = {"response": {"status_code": status}}
+        assert decision == handler.sampler.decide_event(stored)
+        assert decision.keep is (status != 404)
+    finally:
+        handler.close()

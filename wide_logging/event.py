@@ -116,7 +116,6 @@ class WideEvent:
         "_fields",
         "_logs",
         "_logs_dropped",
-        "_max_logs",
         "_refused",
         "_sealed",
         "_serializer",
@@ -125,10 +124,10 @@ class WideEvent:
         "client_address",
         "error",
         "force_keep",
+        "has_error",
         "kind",
         "method",
         "path",
-        "refused_paths",
         "request_id",
         "route",
         "start_time",
@@ -143,7 +142,6 @@ class WideEvent:
         serializer: Serializer,
         request_id: str | None = None,
         trace_id: str | None = None,
-        max_logs: int = 50,
         start_time: float | None = None,
     ) -> None:
         self.kind = kind
@@ -155,16 +153,16 @@ class WideEvent:
         self._start_ns = _perf_ns()
         self._end_ns = 0
         self._serializer = serializer
-        self._max_logs = max_logs
         self._fields: dict[str, Any] = {}
         self._logs: list[dict[str, Any]] | None = None
         self._logs_dropped = 0
         self._timings: dict[str, float] | None = None
         self._refused: dict[str, Any] | None = None
-        #: Dotted paths of the annotations refused so far (the handler counts them).
-        self.refused_paths: list[str] | None = None
         self._sealed = False
         self.error: dict[str, Any] | None = None
+        #: The library's ``error`` or a truthy ``error`` annotated by the app: kept up to
+        #: date where either is written (a plain attribute: the sampler asks per request).
+        self.has_error = False
         self.force_keep = False
         self.method: str | None = None
         self.path: str | None = None
@@ -191,7 +189,7 @@ class WideEvent:
         known_secret = serializer.known_secret
         target = self._fields
         for key, value in fields.items():
-            if type(key) is not str or key in GUARDED_KEYS or "." in key:
+            if type(key) is not str or key in _LOOKED_AT or "." in key:
                 self._annotate_guarded(key, value)  # (a str subclass may hash as it likes)
                 continue
             secret = known_secret.get(key)
@@ -230,6 +228,8 @@ class WideEvent:
                 deep_merge(existing, cleaned)
             else:
                 self._fields[top] = cleaned
+            if top == "error":
+                self.has_error = self.error is not None or bool(self._fields.get("error"))
 
     def _refuse(self, path: tuple[str, ...], value: Any) -> None:
         """Keep an app's value for a library field apart, under ``refused_annotations``."""
@@ -243,9 +243,7 @@ class WideEvent:
                 child = node[part] = {}
             node = child
         node[path[-1]] = value
-        if self.refused_paths is None:
-            self.refused_paths = []
-        self.refused_paths.append(".".join(path))
+        self._serializer.count_refused(".".join(path))
 
     def set(self, path: str, value: Any) -> None:
         """Set one field by its dotted path, e.g. ``set("user.id", 42)``. Never raises."""
@@ -263,10 +261,6 @@ class WideEvent:
     @property
     def sealed(self) -> bool:
         return self._sealed
-
-    @property
-    def has_error(self) -> bool:
-        return self.error is not None or bool(self._fields.get("error"))
 
     def add_timing(self, name: str, milliseconds: float) -> None:
         """Add to ``timings.<name>``; repeated spans of one name add up."""
@@ -291,6 +285,7 @@ class WideEvent:
             and not is_control_flow(exc)
         ):
             self.error = exception_fields(exc, self._serializer)
+            self.has_error = True
 
     def record_call_error(self, name: str, exc: BaseException) -> None:
         """``<name>.error.{type,message}``: a dependency call failed (``instrument()``)."""
@@ -305,7 +300,7 @@ class WideEvent:
         logs = self._logs
         if logs is None:
             logs = self._logs = []
-        if len(logs) >= self._max_logs:
+        if len(logs) >= self._serializer.max_logs:
             self._logs_dropped += 1
         else:
             serializer = self._serializer
@@ -331,6 +326,7 @@ class WideEvent:
             return
         if record.levelno >= logging.ERROR and self.error is None:
             exc_info = record.exc_info
+            self.has_error = True
             if exc_info and isinstance(exc_info[1], BaseException):
                 self.error = exception_fields(exc_info[1], self._serializer)
             else:
@@ -467,6 +463,9 @@ def _nested_deep(node: dict[str, Any], max_depth: int) -> dict[str, Any]:
             out[key] = _nested_deep(value, max_depth - 1)
     return out
 
+
+#: Keys annotate() takes the long way: the guarded ones, and ``error`` (it sets has_error).
+_LOOKED_AT = GUARDED_KEYS | {"error"}
 
 #: Top-level keys holding library paths, and those paths below them.
 _OWNED_BELOW: dict[str, tuple[tuple[str, ...], ...]] = {}

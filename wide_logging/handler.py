@@ -30,14 +30,14 @@ from typing import Any
 import orjson
 
 from . import _lifecycle, metrics
-from ._errors import ConfigurationError, check_bool, check_number
+from ._errors import ConfigurationError, check_bool
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent, uuid7
 from ._secrets import URL_MASK, scrub_text
 from .context import current_event
 from .event import WideEvent, iso_timestamp, record_extra, record_message
 from .metrics import Metrics
 from .pipeline import Pipeline, in_writer_thread
-from .sampling import NO_ROUTE_MATCHED, Decision, TailSampler
+from .sampling import Decision, TailSampler
 from .serialize import DEFAULT_REDACT_PATTERN, Serializer
 from .sinks import open_sink
 from .sinks.file import RotatingFileSink
@@ -171,15 +171,16 @@ class WideEventHandler(logging.Handler):
         # configuration was rejected halfway.
         self.closed = True
         super().__init__(_check_level(level))
+        self.metrics = Metrics()
         self.serializer = Serializer(
             redact=redact,
             redact_pattern=redact_pattern,
             max_string=max_string,
             max_event_bytes=max_event_bytes,
+            max_logs=max_logs,
+            count_refused=self._count_refused,
         )
         self.sampler = TailSampler.from_config(self._sampling_with_env(sampling))
-        check_number("max_logs", max_logs, 0, integer=True)
-        self.max_logs = max_logs
         self.log_events = check_bool("log_events", log_events)
         check_bool("metrics_events", metrics_events)
         self.service = _service_fields(service)
@@ -189,7 +190,6 @@ class WideEventHandler(logging.Handler):
             "host": self._host,
             "process": _lifecycle.process,
         }
-        self.metrics = Metrics()
 
         if sink_options is not None and not isinstance(sink_options, Mapping):
             msg = f"sink_options must be a dict, got {type(sink_options).__name__}"
@@ -267,7 +267,7 @@ class WideEventHandler(logging.Handler):
         trace_id = trace_id_from_traceparent(traceparent) if traceparent else None
         if request_id is None or match_request_id(request_id) is None:
             request_id = trace_id or new_request_id()
-        return WideEvent(kind, self.serializer, request_id, trace_id, self.max_logs)
+        return WideEvent(kind, self.serializer, request_id, trace_id)
 
     def submit(self, event: WideEvent) -> Decision | None:
         """Decide, encode and hand off a finished event. Never raises."""
@@ -275,17 +275,14 @@ class WideEventHandler(logging.Handler):
             if event.kind == "log":  # no request id: a fresh random key samples log_rate
                 decision = self.sampler.decide_log(new_request_id(), error=event.has_error)
             else:
-                route = event.route
-                status = event.status
-                if route is None:  # route_for_rules(), inlined: this runs for every request
-                    route = None if status in NO_ROUTE_MATCHED else event.path
                 decision = self.sampler.decide(
                     event.request_id or "",
                     event.has_error,
-                    status,
+                    event.status,
                     event.end(),
-                    route,
+                    event.route,
                     event.force_keep,
+                    event.path,
                 )
             self.metrics.record_decision(decision.counter)
             if _taps:
@@ -295,14 +292,14 @@ class WideEventHandler(logging.Handler):
             else:  # kept: build, encode, hand off; expensive work only for kept events
                 fields = event.finalize(self.resource(), decision.fields, for_encoder=True)
                 self.pipeline.put(self.serializer.encode(fields), decision)
-            if event.refused_paths is not None:
-                for path in event.refused_paths:
-                    self.metrics.inc(f"annotations_refused.{path}")
             return decision
         except Exception:
             self.metrics.inc("dropped.internal_error")
             _internal.exception("wide_logging could not submit an event")
             return None
+
+    def _count_refused(self, path: str) -> None:
+        self.metrics.inc(f"annotations_refused.{path}")
 
     def resource(self) -> dict[str, Any]:
         """The fields every event of this process carries: service, host, process.

@@ -46,6 +46,8 @@ _LOWEST = -(2**63)
 #: Shortest sampling key accepted: 128 bits of a random hex or base64 string.
 MIN_KEY_LENGTH = 16
 _OPTIONS = ("normal_rate", "slow_ms", "critical_routes", "log_rate", "key")
+#: Statuses that say no route matched: their raw path is not matched by ``critical_routes``.
+NO_ROUTE_MATCHED = frozenset({404, 405})
 
 
 def keyed_hash(key: bytes) -> Callable[[str], int]:
@@ -217,15 +219,24 @@ class TailSampler:
         duration_ms: float = 0.0,
         route: str | None = None,
         force_keep: bool = False,
+        path: str | None = None,
     ) -> Decision:
+        """The decision for a finished request. ``route`` is the framework's template;
+        without one, ``critical_routes`` match the raw ``path`` — but not for a 404/405,
+        where nothing matched: a client could otherwise make any made-up ``/admin/...``
+        path an always-kept request (and amplify storage)."""
         if error:
             return self._keep_error
         if status is not None and status >= 500:
             return self._keep_server_error
         if duration_ms > self.slow_ms:
             return self._keep_slow
-        if self._critical_re is not None and route is not None and self._critical_re.match(route):
-            return self._keep_critical
+        critical = self._critical_re
+        if critical is not None:  # (the route is looked at only when a rule needs it)
+            if route is None and status not in NO_ROUTE_MATCHED:
+                route = path
+            if route is not None and critical.match(route):
+                return self._keep_critical
         if force_keep:
             return self._keep_forced
         # self.hit(key), inlined: this line runs for every request
@@ -241,6 +252,7 @@ class TailSampler:
     def decide_event(self, event: Mapping[str, Any]) -> Decision:
         """The decision for a finished event given as a dict (stored or captured)."""
         route = get_path(event, "http.route")
+        path = get_path(event, "url.path")
         status = get_path(event, "http.response.status_code")
         duration = get_path(event, "duration_ms")
         return self.decide(
@@ -248,12 +260,9 @@ class TailSampler:
             error=bool(event.get("error")),
             status=status if isinstance(status, int) else None,
             duration_ms=float(duration) if isinstance(duration, (int, float)) else 0.0,
-            route=route
-            if route is not None
-            else route_for_rules(
-                get_path(event, "url.path"), status if isinstance(status, int) else None
-            ),
+            route=route if isinstance(route, str) else None,
             force_keep=get_path(event, "sampling.rule") == "force_keep",
+            path=path if isinstance(path, str) else None,
         )
 
     def explain(self, event: Mapping[str, Any]) -> str:
@@ -307,17 +316,6 @@ class TailSampler:
             f"each kept normal event stands for "
             f"{1 / self.normal_rate if self.normal_rate else 0:g}{caveat}"
         )
-
-
-#: Statuses that say no route matched: their raw path is not matched by ``critical_routes``.
-NO_ROUTE_MATCHED = frozenset({404, 405})
-
-
-def route_for_rules(path: str | None, status: int | None) -> str | None:
-    """What ``critical_routes`` match when the framework gave no route template: the raw
-    path — but not for a 404/405, where nothing matched: a client could otherwise make any
-    made-up ``/admin/...`` path an always-kept request (and amplify storage)."""
-    return None if status in NO_ROUTE_MATCHED else path
 
 
 def sampling_key(event: Mapping[str, Any]) -> str:

@@ -30,7 +30,7 @@ import itertools
 import re
 import reprlib
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -76,10 +76,12 @@ class Serializer:
         "_encode_default",
         "_names",
         "_scrubbed_keys",
+        "count_refused",
         "known_secret",
         "max_depth",
         "max_event_bytes",
         "max_items",
+        "max_logs",
         "max_string",
     )
 
@@ -92,6 +94,8 @@ class Serializer:
         max_items: int = 200,
         max_depth: int = 10,
         max_event_bytes: int = 256 * 1024,
+        max_logs: int = 50,
+        count_refused: Callable[[str], object] | None = None,
     ) -> None:
         if isinstance(redact, (str, bytes, Mapping)) or not isinstance(redact, Iterable):
             msg = f"redact must be a list of key names, got {redact!r}"
@@ -105,6 +109,7 @@ class Serializer:
         check_number("max_items", max_items, 1, high=10**5, integer=True)
         check_number("max_depth", max_depth, 1, high=100, integer=True)
         check_number("max_event_bytes", max_event_bytes, 1024, high=16 * 1024**2, integer=True)
+        check_number("max_logs", max_logs, 0, integer=True)
         if redact_pattern is not None and (
             not isinstance(redact_pattern, str) or not redact_pattern
         ):
@@ -128,6 +133,11 @@ class Serializer:
         self.max_items = max_items
         self.max_depth = max_depth
         self.max_event_bytes = max_event_bytes
+        #: Log records attached to one event; the rest are counted in ``logs_dropped``.
+        self.max_logs = max_logs
+        #: Called with the dotted path of each annotation refused because the library owns
+        #: that field (the handler counts them by path).
+        self.count_refused = count_refused if count_refused is not None else _ignore
 
     # -- redaction -------------------------------------------------------------------
 
@@ -431,6 +441,10 @@ class Serializer:
                 for key in ("event_id", "kind")
             }
         )
+
+
+def _ignore(path: str) -> None:
+    """No one counts refused annotations (a Serializer outside a handler)."""
 
 
 def _repair_text(text: str) -> str:

@@ -117,19 +117,20 @@ class WideEventMiddleware:
         def send_wrapper(message: Message) -> Awaitable[None]:
             try:  # (free in 3.11 unless it raises: cheaper than .get())
                 kind = message["type"]
-                status = message["status"] if kind == "http.response.start" else None
-                last_chunk = kind == "http.response.body" and not message.get("more_body")
+                if kind == "http.response.start":
+                    status = message["status"]
+                elif kind == "http.response.body" and not message.get("more_body"):
+                    event.end()  # a streaming response ends with its last chunk
             except (KeyError, TypeError, AttributeError):
                 return send(message)  # not an ASGI message: the server's to refuse, as sent
-            if kind == "http.response.start":
-                if type(status) is int:  # (the usual, without a call)
-                    event.status = status
-                elif (code := status_code(status)) is not None:
-                    event.status = code  # HTTPStatus.SERVICE_UNAVAILABLE, an IntEnum
-                if echo is not None:
-                    message = _with_header(message, echo)
-            elif last_chunk:
-                event.end()  # a streaming response ends with its last chunk
+            if kind != "http.response.start":
+                return send(message)
+            if type(status) is int:  # (the usual, without a call)
+                event.status = status
+            elif (code := status_code(status)) is not None:
+                event.status = code  # HTTPStatus.SERVICE_UNAVAILABLE, an IntEnum
+            if echo is not None:  # (what the app's own header iterable raises reaches it)
+                message = _with_header(message, echo)
             return send(message)
 
         token = _current.set(event)
