@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import DirectClient  # the same requests as compare.py sends
 from wide_logging import WideEventHandler, WideEventMiddleware
 from wide_logging._ids import match_request_id, new_request_id, uuid7_ms
-from wide_logging.event import _iso_ms
+from wide_logging.fields import iso_ms
 
 START = {
     "type": "http.response.start",
@@ -121,7 +121,7 @@ def steps(tmp: str) -> None:
             lambda: event.finalize(resource, decision.fields, for_encoder=True),
         ),
         ("  of which: event id", lambda: uuid7_ms(1_764_236_000_123)),
-        ("  of which: timestamp", lambda: _iso_ms(1_764_236_000_123)),
+        ("  of which: timestamp", lambda: iso_ms(1_764_236_000_123)),
         ("encode (orjson)", lambda: handler.serializer.encode(fields)),
         ("hand off (queue put)", lambda: pipeline.put(data, False)),
     ]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from wide_logging.event import iso_timestamp
+from wide_logging.fields import iso_timestamp
 from wide_logging.incidents import DEFAULT_RULES
 from wide_logging.incidents.sources import incidents_from
 

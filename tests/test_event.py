@@ -25,7 +25,8 @@ from wide_logging._ids import (
     uuid7,
     uuid7_ms,
 )
-from wide_logging.event import WideEvent, _iso_ms, nest_dotted
+from wide_logging.event import WideEvent, nest_dotted
+from wide_logging.fields import iso_ms
 from wide_logging.serialize import REDACTED, Serializer
 
 RESOURCE = {"service": {"name": "svc"}, "host": {"name": "h"}, "process": {"pid": 1}}
@@ -312,7 +313,7 @@ def test_event_ids_and_timestamps_are_exact_within_and_across_milliseconds() -> 
     start = 1_764_236_399_998  # 2025-11-27T09:39:59.998Z
     for unix_ms in (start, start, start + 1, start + 2, start + 2, start + 1001, 0, 999):
         expected = datetime.datetime.fromtimestamp(unix_ms / 1000, datetime.timezone.utc)
-        assert _iso_ms(unix_ms) == expected.strftime("%Y-%m-%dT%H:%M:%S.") + (
+        assert iso_ms(unix_ms) == expected.strftime("%Y-%m-%dT%H:%M:%S.") + (
             f"{unix_ms % 1000:03d}Z"
         )
         event_id = uuid7_ms(unix_ms)
@@ -417,7 +418,7 @@ def test_the_start_is_dated_when_the_event_opened_not_when_it_is_read() -> None:
     assert event.start_time == start  # stable once read
     fields = event.finalize(RESOURCE, SAMPLING)
     unix_ms = int(start * 1000)
-    assert fields["timestamp"] == _iso_ms(unix_ms)
+    assert fields["timestamp"] == iso_ms(unix_ms)
     assert fields["duration_ms"] >= 49
     # An explicit start (a log record's own time) is kept as given.
     given_start = WideEvent("log", Serializer(), start_time=1234.5)

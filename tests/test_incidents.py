@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import random
 import subprocess
 import sys
@@ -40,7 +41,7 @@ T0 = 1_795_000_000.0  # a fixed start: 2026-11-18
 
 
 def iso(seconds: float) -> str:
-    from wide_logging.event import iso_timestamp
+    from wide_logging.fields import iso_timestamp
 
     return iso_timestamp(seconds)
 
@@ -411,12 +412,23 @@ def test_consumer_announces_incidents_into_its_sink(
     ]
     sink.write([orjson.dumps(e) for e in burst])
     out = tmp_path / "store" / "events.jsonl"
-    consumer = StreamConsumer(redis_url, f"file:{out}", block_ms=50, incident_rules=DEFAULT_RULES)
+    consumer = StreamConsumer(
+        redis_url,
+        f"file:{out}",
+        block_ms=50,
+        incident_rules=DEFAULT_RULES,
+        service={"name": "log-consumer", "version": "2.1"},
+    )
     consumer.ensure_group()
     consumer.process_once()
     stored = read_jsonl(out)
     incidents = [e for e in stored if e["kind"] == "incident"]
     assert len(stored) == 7
+    # the outer fields every event carries (docs/events.md): those of the consumer
+    assert set(incidents[0]) >= {"event_id", "timestamp", "kind", "service", "host", "process"}
+    assert incidents[0]["service"] == {"name": "log-consumer", "version": "2.1"}
+    assert incidents[0]["process"] == {"pid": os.getpid()}
+    assert uuid.UUID(incidents[0]["event_id"]).version == 7
     assert incidents[0]["incident"]["status"] == "opened"
     assert incidents[0]["incident"]["title"] == "Declined on /pay"
     assert "incident opened: Declined on /pay" in caplog.text

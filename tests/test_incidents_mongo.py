@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wide_logging.event import iso_timestamp
+from wide_logging.fields import iso_timestamp
 from wide_logging.incidents import Condition, Rule
 from wide_logging.incidents.mongo import condition_query, incidents_in
 from wide_logging.incidents.sources import incidents_from

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -11,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wide_logging import ConfigurationError, TailSampler, WideEventHandler, explain
-from wide_logging.sampling import ALWAYS_KEEP_RULES, RULES
+from wide_logging.sampling import ALWAYS_KEEP_RULES, RULES, Decision
+from wide_logging.testing import fake_clock
 
 
 def test_rule_precedence_first_matching_rule_decides() -> None:
@@ -316,5 +318,101 @@ def test_the_handler_decides_a_request_as_its_stored_dict_would_be(
             stored["http"] = {"response": {"status_code": status}}
         assert decision == handler.sampler.decide_event(stored)
         assert decision.keep is (status != 404)
+    finally:
+        handler.close()
+
+
+def test_explain_of_a_live_event_is_what_submit_decides_and_leaves_its_clock_running(
+    tmp_path: Path,
+) -> None:
+    handler = WideEventHandler(
+        sink=f"file:{tmp_path}/e.jsonl", sampling={"normal_rate": 0.0, "slow_ms": 100}
+    )
+    try:
+        with fake_clock() as clock:
+            event = handler.new_event(request_id="req-1")
+            clock.advance(ms=50)
+            assert explain(event, handler.sampler).startswith("dropped by rule 'normal'")
+            clock.advance(ms=100)  # explain() above must not have stopped the clock
+            text = explain(event, handler.sampler)
+            assert text.startswith("kept by rule 'slow'"), text
+            assert "duration_ms 150" in text
+            decision = handler.submit(event)
+        assert decision is not None
+        assert decision.rule == "slow"
+        errored = handler.new_event(request_id="req-2")
+        errored.annotate(error={"type": "Declined"})
+        assert "Declined" in explain(errored)  # the active handler's policy
+        assert handler.submit(errored) == handler.sampler.decide("req-2", error=True)
+    finally:
+        handler.close()
+
+
+class EveryThird:
+    """A sampler of the app's own, through the ``typing.Sampler`` protocol."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.keep = Decision(True, "every_third", 1 / 3)
+        self.drop = Decision(False, "every_third", 1 / 3)
+
+    def decide(self, key: str, error: bool = False, *args: Any, **kwargs: Any) -> Decision:
+        self.asked.append(key)
+        return self.keep if error or len(self.asked) % 3 == 0 else self.drop
+
+    def decide_log(self, key: str, *, error: bool) -> Decision:
+        return self.keep
+
+    def explain(self, event: Any) -> str:
+        return "every third one"
+
+
+def test_a_sampler_object_of_the_apps_own_decides(tmp_path: Path) -> None:
+    sampler = EveryThird()
+    handler = WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", sampling=sampler)
+    try:
+        assert handler.sampler is sampler
+        decisions = [handler.submit(handler.new_event(request_id=f"r-{n}")) for n in range(6)]
+        assert [d.keep for d in decisions if d is not None] == [False, False, True] * 2
+        assert sampler.asked == [f"r-{n}" for n in range(6)]
+        assert handler.metrics.get("events.kept.every_third") == 2
+        assert explain(handler.new_event(), sampler).startswith("dropped by rule 'every_third'")
+        assert handler.flush(5)
+        kept = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+        assert [e["sampling"] for e in kept] == [{"rule": "every_third", "rate": 1 / 3}] * 2
+    finally:
+        handler.close()
+
+
+@pytest.mark.parametrize("sampling", [object(), "0.5", 0.5, ["normal_rate"]])
+def test_a_sampling_option_that_is_neither_a_dict_nor_a_sampler_is_refused(
+    tmp_path: Path, sampling: Any
+) -> None:
+    with pytest.raises(ConfigurationError, match="sampling must be a dict of options or a sampler"):
+        WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", sampling=sampling)
+
+
+class Broken(EveryThird):
+    def decide(self, key: str, error: bool = False, *args: Any, **kwargs: Any) -> Decision:
+        raise RuntimeError("the sampler's own bug")
+
+
+def test_a_sampler_that_raises_never_costs_an_error_event(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", sampling=Broken())
+    try:
+        ids = [f"err-{n}" for n in range(20)]
+        for request_id in ids:
+            event = handler.new_event(request_id=request_id)
+            event.record_exception(ValueError("boom"))
+            decision = handler.submit(event)
+            assert decision is not None
+            assert (decision.keep, decision.rule) == (True, "error")
+        assert handler.metrics.get("sampler_errors") == 20
+        assert caplog.text.count("the sampler Broken raised") == 1
+        assert handler.flush(5)
+        stored = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+        assert sorted(e["request_id"] for e in stored) == sorted(ids)
     finally:
         handler.close()

@@ -31,17 +31,17 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from ._config import service_fields
 from ._errors import ConfigurationError, check_number
-from ._ids import uuid7
 from ._redis import DEFAULT_STREAM, EVENT_FIELD, connect
 from ._secrets import mask_credentials, mask_url
-from .event import iso_timestamp
+from .fields import Resource, outer_fields
 from .incidents import IncidentAggregator, Rule
 from .metrics import Metrics, register_gauges, unregister_counters, unregister_gauges
 from .pipeline import failure_kind
@@ -85,6 +85,7 @@ class StreamConsumer:
         retry_backoff: float = 0.5,
         socket_timeout: float = 5.0,
         incident_rules: Sequence[Rule] | None = None,
+        service: str | Mapping[str, Any] | None = None,
     ) -> None:
         for name, value in (
             ("batch_size", batch_size),
@@ -98,6 +99,8 @@ class StreamConsumer:
             raise ConfigurationError(msg)
         self.stream = stream
         self.group = group
+        #: service/host/process of the events this consumer writes itself (incidents)
+        self._resource = Resource(service_fields(service))
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch_size = batch_size
         self.block_ms = block_ms
@@ -289,13 +292,9 @@ class StreamConsumer:
 
     def _emit_incident(self, incident: EventDict) -> None:
         """An incident opened, escalated or resolved: to the sink, and to a logger."""
-        now = time.time()
-        event = {
-            "event_id": uuid7(now),
-            "timestamp": iso_timestamp(now),
-            **incident,
-            "sampling": {"rule": "incident", "rate": 1.0},
-        }
+        event = outer_fields("incident", int(time.time() * 1000), self._resource.fields())
+        event["incident"] = incident["incident"]
+        event["sampling"] = {"rule": "incident", "rate": 1.0}
         details = incident["incident"]
         _incident_log.warning(
             "incident %s: %s (%d events since %s)",

@@ -49,11 +49,18 @@ def annotate(**fields: Any) -> bool:
     return True
 
 
-def activate(event: WideEvent) -> Token[WideEvent | None]:
-    return _current.set(event)
+# For the middlewares, which call these once per request: the ContextVar's own methods,
+# with no Python frame of ours around them.
+#: Make an event the current one; returns a token for ``restore`` (or ``deactivate``).
+activate = _current.set
+#: Put back what was current before ``activate`` (in the same context: else ValueError).
+restore = _current.reset
+#: :func:`current_event`.
+get_current = _current.get
 
 
 def deactivate(token: Token[WideEvent | None]) -> None:
+    """``restore``, also from another context than the one that activated."""
     try:
         _current.reset(token)
     except ValueError:
@@ -142,6 +149,10 @@ def instrument(name: str) -> Callable[[F], F]:
     """Decorator for a dependency call (an LLM, a payment API): its duration goes to
     ``timings.<name>_ms`` and a failure to ``<name>.error``, on the current event.
 
+    The same as ``span(name, errors=True)``. A name of its own because it says at the call
+    site what it is for — a call to something outside the app, whose failures belong on
+    the event — where a bare ``span`` times a block of the app's own code (an exception
+    there is the request's error, recorded once by the middleware).
     Built on ``wrapt``: sync and async functions and methods, signatures intact.
     """
     return span(name, errors=True)

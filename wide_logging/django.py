@@ -31,7 +31,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from ._errors import ConfigurationError, check_bool
-from .context import _current, current_event, deactivate
+from .context import activate, current_event, deactivate, restore
 from .event import WideEvent
 from .handler import WideEventHandler
 from .middleware._common import (
@@ -120,7 +120,7 @@ class WideEventMiddleware:
         except Exception:  # our failure must not cost the request
             _internal.exception("wide_logging could not open an event")
             return None
-        return _Request(self, request, event, handler, _current.set(event))
+        return _Request(self, request, event, handler, activate(event))
 
 
 class _Request:
@@ -213,7 +213,7 @@ class _Body:
 
     def __next__(self) -> bytes:
         request = self.request
-        token = _current.set(request.event)
+        token = activate(request.event)
         try:
             return next(self.content)
         except StopIteration:
@@ -223,7 +223,7 @@ class _Body:
             request.fail(exc)
             raise
         finally:
-            _current.reset(token)
+            restore(token)
 
     def close(self) -> None:
         self.request.finish()
@@ -243,7 +243,7 @@ class _AsyncBody:
 
     async def __anext__(self) -> bytes:
         request = self.request
-        token = _current.set(request.event)
+        token = activate(request.event)
         try:
             return await self.content.__anext__()
         except StopAsyncIteration:
@@ -253,7 +253,7 @@ class _AsyncBody:
             request.fail(exc)
             raise
         finally:
-            _current.reset(token)
+            restore(token)
 
     def close(self) -> None:
         self.request.finish()

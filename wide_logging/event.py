@@ -9,21 +9,29 @@ is sealed: late annotations are ignored rather than racing the writer.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ._exception_info import exception_fields, exception_message, type_name
-from ._ids import uuid7_ms
-from .fields import GUARDED_KEYS, OWNED_FIELDS, OWNED_PATHS, REFUSED, get_path
+from ._ids import new_request_id
+from .fields import (
+    GUARDED_KEYS,
+    OWNED_FIELDS,
+    OWNED_PATHS,
+    REFUSED,
+    get_path,
+    outer_fields,
+)
 from .serialize import REDACTED, Serializer, safe_repr
 from .typing import EventDict
 
-_UTC = datetime.timezone.utc
+if TYPE_CHECKING:
+    from .typing import Decision, Sampler
+
 #: Exceptions that end a request without being its error: a cancelled task, a closed
 #: generator. They pass through; the event is still written.
 CONTROL_FLOW = (asyncio.CancelledError, GeneratorExit)
@@ -37,31 +45,6 @@ def is_control_flow(exc: BaseException) -> bool:
 
 _perf_ns = time.perf_counter_ns
 _time = time.time
-
-
-_second_cache: tuple[int, str] = (-1, "")
-_millisecond_cache: tuple[int, str] = (-1, "")
-_MILLIS_SUFFIX = tuple(f".{millis:03d}Z" for millis in range(1000))
-
-
-def iso_timestamp(unix_seconds: float) -> str:
-    """``2026-11-27T09:26:31.123Z``; the formatted second is reused within that second."""
-    return _iso_ms(int(unix_seconds * 1000))
-
-
-def _iso_ms(unix_ms: int) -> str:
-    global _second_cache, _millisecond_cache
-    cached_ms, text = _millisecond_cache
-    if unix_ms == cached_ms:  # under load many events share a millisecond
-        return text
-    second = unix_ms // 1000
-    cached_second, prefix = _second_cache
-    if second != cached_second:
-        prefix = datetime.datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second_cache = (second, prefix)
-    text = prefix + _MILLIS_SUFFIX[unix_ms - second * 1000]
-    _millisecond_cache = (unix_ms, text)
-    return text
 
 
 def deep_merge(target: dict[str, Any], source: Mapping[str, Any]) -> None:
@@ -345,6 +328,27 @@ class WideEvent:
             end = self._end_ns = _perf_ns()
         return (end - self._start_ns) / 1e6
 
+    def decide(self, sampler: Sampler, *, final: bool = True) -> Decision:
+        """The sampling decision for this event, from one reading of it: what the handler's
+        ``submit()`` keeps and ``explain()`` reports. ``final`` stops the clock (the
+        event is finished); ``explain()`` of an open event leaves it running."""
+        if self.kind == "log":  # no request id: a fresh random key samples log_rate
+            return sampler.decide_log(new_request_id(), error=self.has_error)
+        end = self._end_ns
+        if not end:
+            end = _perf_ns()
+            if final:
+                self._end_ns = end
+        return sampler.decide(
+            self.request_id or "",
+            self.has_error,
+            self.status,
+            (end - self._start_ns) / 1e6,
+            self.route,
+            self.force_keep,
+            self.path,
+        )
+
     @property
     def duration_ms(self) -> float:
         end = self._end_ns or _perf_ns()
@@ -369,13 +373,8 @@ class WideEvent:
         bug of ours), the event keeps its identity, status, duration and error.
         """
         self._sealed = True
-        start_ms = int(self.start_time * 1000)  # one clock reading names and dates the event
-        event: EventDict = {
-            "event_id": uuid7_ms(start_ms),
-            "timestamp": _iso_ms(start_ms),
-            "kind": self.kind,
-            **resource,
-        }
+        # one clock reading names and dates the event
+        event = outer_fields(self.kind, int(self.start_time * 1000), resource)
         try:
             if self.request_id is not None:
                 event["request_id"] = self.request_id

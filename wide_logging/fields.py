@@ -1,4 +1,5 @@
-"""The fields of an event that belong to the library, by dotted path.
+"""The event schema's owner: the fields that belong to the library, by dotted path, and
+the one builder of the outer fields every kind of event carries (:func:`outer_fields`).
 
 The library writes these and the app cannot: ``annotate()`` moves an app's value for any
 of them under :data:`REFUSED` (and the handler counts it), because a forged ``event_id``,
@@ -11,8 +12,14 @@ docs/events.md ("Fields the library owns") lists the same paths.
 
 from __future__ import annotations
 
+import datetime
+import socket
 from collections.abc import Mapping
 from typing import Any
+
+from . import _lifecycle
+from ._ids import uuid7_ms
+from .typing import EventDict
 
 #: Where refused annotations go, mirroring their paths: ``{"request_id": "x"}``.
 REFUSED = "refused_annotations"
@@ -88,3 +95,72 @@ def get_path(node: Any, path: str, default: Any = None) -> Any:
             return default
         node = node[part]
     return node
+
+
+def outer_fields(kind: str, unix_ms: int, resource: Mapping[str, Any]) -> EventDict:
+    """The fields every event starts with, whatever its kind (a request, a log record,
+    metrics, an incident): ``event_id`` (a UUIDv7 of ``unix_ms``), ``timestamp`` (the same
+    millisecond), ``kind``, then ``service``, ``host`` and ``process`` from ``resource``
+    (:meth:`Resource.fields`)."""
+    return {
+        "event_id": uuid7_ms(unix_ms),
+        "timestamp": iso_ms(unix_ms),
+        "kind": kind,
+        **resource,
+    }
+
+
+class Resource:
+    """``service``, ``host`` and ``process``: what every event of this process says about
+    where it comes from. Built once; ``process`` follows a fork (``_lifecycle.process``
+    is a new dict in a forked child, so a stale copy is told apart by identity)."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, service: Mapping[str, str]) -> None:
+        self._fields: dict[str, Any] = {
+            "service": dict(service),
+            "host": {"name": socket.gethostname()},
+            "process": _lifecycle.process,
+        }
+
+    @property
+    def service(self) -> dict[str, str]:
+        service: dict[str, str] = self._fields["service"]
+        return service
+
+    def fields(self) -> dict[str, Any]:
+        """Shared by every event and never modified (``finalize()`` copies what
+        annotations extend)."""
+        fields = self._fields
+        process = _lifecycle.process
+        if fields["process"] is not process:
+            fields = self._fields = {**fields, "process": process}
+        return fields
+
+
+_UTC = datetime.timezone.utc
+_second_cache: tuple[int, str] = (-1, "")
+_millisecond_cache: tuple[int, str] = (-1, "")
+_MILLIS_SUFFIX = tuple(f".{millis:03d}Z" for millis in range(1000))
+
+
+def iso_timestamp(unix_seconds: float) -> str:
+    """``2026-11-27T09:26:31.123Z``; the formatted second is reused within that second."""
+    return iso_ms(int(unix_seconds * 1000))
+
+
+def iso_ms(unix_ms: int) -> str:
+    """:func:`iso_timestamp` of integer milliseconds (the event id's own millisecond)."""
+    global _second_cache, _millisecond_cache
+    cached_ms, text = _millisecond_cache
+    if unix_ms == cached_ms:  # under load many events share a millisecond
+        return text
+    second = unix_ms // 1000
+    cached_second, prefix = _second_cache
+    if second != cached_second:
+        prefix = datetime.datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (second, prefix)
+    text = prefix + _MILLIS_SUFFIX[unix_ms - second * 1000]
+    _millisecond_cache = (unix_ms, text)
+    return text

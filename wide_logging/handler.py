@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import os
-import socket
 import sys
 import threading
 import time
@@ -29,20 +26,22 @@ from typing import Any
 
 import orjson
 
-from . import _lifecycle, metrics
+from . import metrics
+from ._config import env, env_float, service_fields
 from ._errors import ConfigurationError, check_bool
-from ._ids import match_request_id, new_request_id, trace_id_from_traceparent, uuid7
+from ._ids import match_request_id, new_request_id, trace_id_from_traceparent
 from ._secrets import URL_MASK, scrub_text
 from .context import current_event
-from .event import WideEvent, iso_timestamp, record_extra, record_message
+from .event import WideEvent, record_extra, record_message
+from .fields import Resource, outer_fields
 from .metrics import Metrics
 from .pipeline import Pipeline, in_writer_thread
-from .sampling import Decision, TailSampler
+from .sampling import TailSampler
 from .serialize import DEFAULT_REDACT_PATTERN, Serializer
 from .sinks import open_sink
 from .sinks.file import RotatingFileSink
 from .spool import Spool
-from .typing import EventDict, Sink
+from .typing import Decision, EventDict, Sampler, Sink
 
 _internal = logging.getLogger("wide_logging.internal")
 
@@ -55,52 +54,8 @@ _taps: list[Tap] = []
 _handlers: list[weakref.ref[WideEventHandler]] = []
 _handlers_lock = threading.Lock()
 _default_lock = threading.Lock()
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else None
-
-
-def _env_float(name: str) -> float | None:
-    value = _env(name)
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        msg = f"environment variable {name} must be a finite number, got {value!r}"
-        raise ConfigurationError(msg) from None
-    return number
-
-
-def _service_fields(service: str | Mapping[str, Any] | None) -> dict[str, str]:
-    if service is None:
-        service = {}
-    elif isinstance(service, str):
-        service = {"name": service}
-    elif not isinstance(service, Mapping):
-        msg = f"service must be a name or a dict with name/version/environment, got {service!r}"
-        raise ConfigurationError(msg)
-    unknown = set(service) - {"name", "version", "environment"}
-    if unknown:
-        msg = f"unknown service field(s) {sorted(unknown)}; allowed: name, version, environment"
-        raise ConfigurationError(msg)
-    for key, value in service.items():
-        if value is not None and (not isinstance(value, str) or not value):
-            msg = f"service {key} must be a non-empty string, got {value!r}"
-            raise ConfigurationError(msg)
-    fields = {
-        "name": service.get("name")
-        or _env("WIDE_LOGGING_SERVICE")
-        or _env("OTEL_SERVICE_NAME")
-        or "unknown_service",
-        "version": service.get("version") or _env("WIDE_LOGGING_SERVICE_VERSION"),
-        "environment": service.get("environment") or _env("WIDE_LOGGING_ENVIRONMENT"),
-    }
-    return {key: value for key, value in fields.items() if value is not None}
+#: What decides when a sampler of the app's own raises.
+_BUILT_IN_SAMPLER = TailSampler()
 
 
 def _check_level(level: object) -> int | str:
@@ -146,7 +101,7 @@ class WideEventHandler(logging.Handler):
         sink: str | Sink | None = None,
         sink_options: Mapping[str, Any] | None = None,
         service: str | Mapping[str, Any] | None = None,
-        sampling: Mapping[str, Any] | None = None,
+        sampling: Mapping[str, Any] | Sampler | None = None,
         batch_size: int = 100,
         flush_interval: float = 1.0,
         queue_size: int = 10_000,
@@ -180,16 +135,16 @@ class WideEventHandler(logging.Handler):
             max_logs=max_logs,
             count_refused=self._count_refused,
         )
-        self.sampler = TailSampler.from_config(self._sampling_with_env(sampling))
+        self.sampler: Sampler = (
+            sampling
+            if isinstance(sampling, Sampler)  # TailSampler(...) or one of your own, as it is
+            else TailSampler.from_config(self._sampling_with_env(sampling))
+        )
+        self._sampler_failed = False
         self.log_events = check_bool("log_events", log_events)
         check_bool("metrics_events", metrics_events)
-        self.service = _service_fields(service)
-        self._host = {"name": socket.gethostname()}
-        self._resource = {
-            "service": self.service,
-            "host": self._host,
-            "process": _lifecycle.process,
-        }
+        self._resource = Resource(service_fields(service))
+        self.service = self._resource.service
 
         if sink_options is not None and not isinstance(sink_options, Mapping):
             msg = f"sink_options must be a dict, got {type(sink_options).__name__}"
@@ -202,8 +157,8 @@ class WideEventHandler(logging.Handler):
             got = "an empty string" if isinstance(sink, str) else type(sink).__name__
             msg = f"sink must be a sink URL (docs/configuration.md) or a sink object, got {got}"
             raise ConfigurationError(msg)
-        primary = open_sink(sink or _env("WIDE_LOGGING_SINK") or DEFAULT_SINK, sink_options)
-        env_fallback = (_env("WIDE_LOGGING_FALLBACK") or "").split()  # space-separated URLs
+        primary = open_sink(sink or env("WIDE_LOGGING_SINK") or DEFAULT_SINK, sink_options)
+        env_fallback = (env("WIDE_LOGGING_FALLBACK") or "").split()  # space-separated URLs
         chain = [open_sink(s) for s in _sink_list(fallback or env_fallback or None)]
         last = chain[-1] if chain else None
         if isinstance(last, RotatingFileSink):  # the chain names its own spool
@@ -238,19 +193,22 @@ class WideEventHandler(logging.Handler):
             _handlers.append(weakref.ref(self))
 
     @staticmethod
-    def _sampling_with_env(sampling: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _sampling_with_env(sampling: object) -> dict[str, Any]:
         if sampling is not None and not isinstance(sampling, Mapping):
-            msg = f"sampling must be a dict of options, got {type(sampling).__name__}"
+            msg = (
+                "sampling must be a dict of options or a sampler (decide, decide_log, "
+                f"explain), got {type(sampling).__name__}"
+            )
             raise ConfigurationError(msg)
         merged = dict(sampling or {})
-        for key, env in (
+        for key, variable in (
             ("normal_rate", "WIDE_LOGGING_NORMAL_RATE"),
             ("slow_ms", "WIDE_LOGGING_SLOW_MS"),
         ):
-            value = _env_float(env)
+            value = env_float(variable)
             if key not in merged and value is not None:
                 merged[key] = value
-        secret = _env("WIDE_LOGGING_SAMPLING_KEY")
+        secret = env("WIDE_LOGGING_SAMPLING_KEY")
         if "key" not in merged and secret is not None:
             merged["key"] = secret
         return merged
@@ -272,18 +230,10 @@ class WideEventHandler(logging.Handler):
     def submit(self, event: WideEvent) -> Decision | None:
         """Decide, encode and hand off a finished event. Never raises."""
         try:
-            if event.kind == "log":  # no request id: a fresh random key samples log_rate
-                decision = self.sampler.decide_log(new_request_id(), error=event.has_error)
-            else:
-                decision = self.sampler.decide(
-                    event.request_id or "",
-                    event.has_error,
-                    event.status,
-                    event.end(),
-                    event.route,
-                    event.force_keep,
-                    event.path,
-                )
+            try:
+                decision = event.decide(self.sampler)
+            except Exception:
+                decision = self._decide_without_sampler(event)
             self.metrics.record_decision(decision.counter)
             if _taps:
                 self._tap(event, decision)
@@ -298,20 +248,26 @@ class WideEventHandler(logging.Handler):
             _internal.exception("wide_logging could not submit an event")
             return None
 
+    def _decide_without_sampler(self, event: WideEvent) -> Decision:
+        """A sampler of the app's own raised: the built-in policy decides (errors, 5xx and
+        slow requests kept), so a broken sampler never costs an error event."""
+        self.metrics.inc("sampler_errors")
+        if not self._sampler_failed:
+            self._sampler_failed = True
+            _internal.exception(
+                "wide_logging: the sampler %s raised; the built-in policy decides instead "
+                "(counted in sampler_errors, not logged again)",
+                type(self.sampler).__name__,
+            )
+        return event.decide(_BUILT_IN_SAMPLER)
+
     def _count_refused(self, path: str) -> None:
         self.metrics.inc(f"annotations_refused.{path}")
 
     def resource(self) -> dict[str, Any]:
-        """The fields every event of this process carries: service, host, process.
-
-        Built once per process (``_lifecycle.process`` changes in a forked child); shared by every
-        event and never modified (``finalize()`` copies what annotations extend).
-        """
-        resource = self._resource
-        process = _lifecycle.process
-        if resource["process"] is not process:
-            resource = self._resource = {**resource, "process": process}
-        return resource
+        """The fields every event of this process carries: service, host, process
+        (``fields.Resource``)."""
+        return self._resource.fields()
 
     def _metrics_event(self) -> bytes:
         """A ``kind: metrics`` event with this process's numbers (see docs/metrics.md)."""
@@ -319,14 +275,9 @@ class WideEventHandler(logging.Handler):
         numbers = metrics.snapshot()
         # sink names hold dots and colons: a list keeps them out of field names
         numbers["sinks"] = [{"name": name, **values} for name, values in numbers["sinks"].items()]
-        event: EventDict = {
-            "event_id": uuid7(now),
-            "timestamp": iso_timestamp(now),
-            "kind": "metrics",
-            **self.resource(),
-            "sampling": {"rule": "metrics", "rate": 1.0},
-            "metrics": numbers,
-        }
+        event = outer_fields("metrics", int(now * 1000), self.resource())
+        event["sampling"] = {"rule": "metrics", "rate": 1.0}
+        event["metrics"] = numbers
         return self.serializer.encode(event)
 
     def _tap(self, event: WideEvent, decision: Decision) -> None:
@@ -512,24 +463,25 @@ def remove_tap(tap: Tap) -> None:
         _taps.remove(tap)
 
 
-def explain(event: WideEvent | Mapping[str, Any], sampler: TailSampler | None = None) -> str:
+def explain(event: WideEvent | Mapping[str, Any], sampler: Sampler | None = None) -> str:
     """Which sampling rule decides for ``event`` (a live event or a stored dict), and why.
 
-    Uses the active handler's policy unless ``sampler`` is given.
+    Uses the active handler's policy unless ``sampler`` is given. A live event is decided
+    as ``submit()`` will decide it (``WideEvent.decide``), without stopping its clock.
     """
     if sampler is None:
         handler = active_handler()
         sampler = handler.sampler if handler is not None else TailSampler()
-    if isinstance(event, WideEvent):
-        http: dict[str, Any] = {"route": event.route, "response": {"status_code": event.status}}
-        fields: dict[str, Any] = {
-            "request_id": event.request_id,
-            "trace_id": event.trace_id,
-            "http": http,
-            "url": {"path": event.path},
-            "duration_ms": event.duration_ms,
-            "error": event.error or event.get("error"),
-            "sampling": {"rule": "force_keep"} if event.force_keep else {},
-        }
-        return sampler.explain(fields)
-    return sampler.explain(event)
+    if not isinstance(event, WideEvent):
+        return sampler.explain(event)
+    decision = event.decide(sampler, final=False)
+    if not isinstance(sampler, TailSampler):  # a sampler of the app's own: its verdict
+        return f"{'kept' if decision.keep else 'dropped'} by rule {decision.rule!r}"
+    # what the reasons quote (the decision itself is already made)
+    quoted = {
+        "request_id": event.request_id,
+        "trace_id": event.trace_id,
+        "duration_ms": round(event.duration_ms, 3),
+        "error": event.error or event.get("error"),
+    }
+    return sampler.why(quoted, decision)

@@ -50,6 +50,9 @@ FAMILIES: tuple[Family, ...] = (
            "Kept events that will not reach the store (dropped or dead-lettered), by the rule "
            "that kept them: re-weighted counts of a rule are low by this many.",
            "rule", ("events", "lost", "{}")),
+    Family("sampler_errors", "sampler_errors_total", "counter",
+           "Events the configured sampler could not decide (it raised): the built-in "
+           "policy decided them.", path=("sampler_errors",)),
     Family("annotations_refused", "annotations_refused_total", "counter",
            "App annotations refused because the field is the library's, by field.",
            "field", ("annotations_refused", "{}")),

@@ -47,6 +47,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._breaker import Breaker
 from ._errors import ConfigurationError, check_number
@@ -605,6 +606,10 @@ class _MetricsDecision:
     rule = "metrics"
     rate = 1.0
     always_keep = True
+    counter = "events.kept.metrics"
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Any] = {"rule": self.rule, "rate": self.rate}
 
 
 _METRICS_DECISION = _MetricsDecision()

@@ -33,6 +33,7 @@ from typing import Any
 
 from ._errors import ConfigurationError
 from .fields import get_path
+from .typing import Decision as AnyDecision
 
 #: Rule names for requests, in the order they are tried.
 RULES = ("error", "server_error", "slow", "critical_route", "force_keep", "normal")
@@ -273,7 +274,7 @@ class TailSampler:
         (a critical route removed since, another rate)."""
         stored = event.get("sampling")
         if not isinstance(stored, Mapping):
-            return self._why(event, self.decide_event(event))
+            return self.why(event, self.decide_event(event))
         rule, rate = stored.get("rule"), stored.get("rate")
         # (force_keep: decide_event() reads it from the stored rule, so today agrees)
         if isinstance(rule, str) and rule != "force_keep":
@@ -281,11 +282,13 @@ class TailSampler:
             today = self.decide_event(event)
             said = f"{'kept' if kept else 'dropped'} by rule '{rule}' (rate {rate}) when decided"
             if (today.keep, today.rule, today.rate) == (kept, rule, rate):
-                return f"{self._why(event, today)} (the decision stored with it)"
-            return f"{said}; today's policy would decide otherwise: {self._why(event, today)}"
-        return self._why(event, self.decide_event(event))
+                return f"{self.why(event, today)} (the decision stored with it)"
+            return f"{said}; today's policy would decide otherwise: {self.why(event, today)}"
+        return self.why(event, self.decide_event(event))
 
-    def _why(self, event: Mapping[str, Any], decision: Decision) -> str:
+    def why(self, event: Mapping[str, Any], decision: AnyDecision) -> str:
+        """The reason for ``decision`` about ``event`` (its quoted fields: error, duration,
+        the sampling key), in words."""
         reasons = {
             "error": f"it carries an error ({(event.get('error') or {}).get('type', 'error')})",
             "server_error": "its response status is 5xx",

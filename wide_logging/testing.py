@@ -24,9 +24,8 @@ from . import context as _context
 from . import event as _event
 from .fields import get_path
 from .handler import add_tap, remove_tap
-from .sampling import Decision
 from .sinks.memory import MemorySink
-from .typing import EventDict
+from .typing import Decision, EventDict
 
 
 class CapturedEvents(list[EventDict]):

@@ -70,14 +70,35 @@ class ForkAware(Protocol):
 
 
 class Decision(Protocol):
+    """A sampling verdict (``wide_logging.Decision`` builds them)."""
+
     keep: bool
     rule: str
     rate: float
     always_keep: bool
+    #: ``sampling.*`` of a kept event; shared, never modified
+    fields: dict[str, Any]
+    #: the metrics counter it increments: ``events.<kept|sampled_out>.<rule>``
+    counter: str
 
 
+@runtime_checkable
 class Sampler(Protocol):
-    """Decides, without I/O, whether a finished event is kept."""
+    """Decides, without I/O, whether a finished event is kept: ``TailSampler``, or an object
+    of your own given as the handler's ``sampling=`` (its decisions are ``Decision``s)."""
+
+    def decide(
+        self,
+        key: str,
+        error: bool = False,
+        status: int | None = None,
+        duration_ms: float = 0.0,
+        route: str | None = None,
+        force_keep: bool = False,
+        path: str | None = None,
+    ) -> Decision: ...
+
+    def decide_log(self, key: str, *, error: bool) -> Decision: ...
 
     def explain(self, event: Mapping[str, Any]) -> str: ...
 

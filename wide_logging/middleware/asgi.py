@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .._errors import ConfigurationError, check_bool
-from ..context import _current
+from ..context import activate, get_current, restore
 from ..event import WideEvent
 from ..handler import WideEventHandler, active_handler
 from ..pipeline import flush_all
@@ -31,7 +31,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _internal = logging.getLogger("wide_logging.internal")
-_current_event = _current.get  # (asked once per request)
 
 
 class WideEventMiddleware:
@@ -96,7 +95,7 @@ class WideEventMiddleware:
                 send = _flush_before_shutdown_completes(send)
             await self.app(scope, receive, send)
             return
-        if _current_event() is not None:
+        if get_current() is not None:
             # Another WideEventMiddleware outside this one (installed on the app and on a
             # mounted sub-app) owns the request's event: one event, its request id.
             await self.app(scope, receive, send)
@@ -133,14 +132,14 @@ class WideEventMiddleware:
                 message = _with_header(message, echo)
             return send(message)
 
-        token = _current.set(event)
+        token = activate(event)
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
             record_failure(event, exc)  # never raises: the server gets exc itself
             raise
         finally:
-            _current.reset(token)
+            restore(token)
             try:  # whatever the app left in its scope, the server gets the app's exception
                 event.route = _route_template(scope, entry_root_path)
             except Exception:

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from .._errors import check_bool
-from ..context import _current, current_event, deactivate
+from ..context import activate, current_event, deactivate
 from ..event import WideEvent
 from ..handler import WideEventHandler
 from ._common import DEFAULT_REQUEST_ID_HEADER, HandlerRef, check_header_name, record_failure
@@ -80,7 +80,7 @@ class WideEventWSGIMiddleware:
                 headers = [*headers, echo]  # type: ignore[list-item]
             return start_response(status, headers, exc_info)
 
-        token = _current.set(event)
+        token = activate(event)
         finish = _Finisher(handler, event, token, environ, self._resolve_route)
         try:
             body = self.app(environ, start_response_wrapper)
