@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wide_logging import _ids as ids_module
-from wide_logging import event as event_module
+from wide_logging import fields as fields_module
 from wide_logging._ids import (
     _hex_digits,
     match_request_id,
@@ -25,7 +25,8 @@ from wide_logging._ids import (
     uuid7,
     uuid7_ms,
 )
-from wide_logging.event import WideEvent, nest_dotted
+from wide_logging._nesting import nest_dotted
+from wide_logging.event import WideEvent
 from wide_logging.fields import iso_ms
 from wide_logging.serialize import REDACTED, Serializer
 
@@ -117,9 +118,9 @@ def test_encoder_path_writes_what_the_plain_dict_gives(
     serializer = Serializer()
     for _ in range(2):  # the second time from the cache
         _assert_encoder_path_matches(serializer, method, route, status, annotations)
-    assert len(event_module._http_fragments) <= event_module._HTTP_FRAGMENTS_MAX
+    assert len(fields_module._http_fragments) <= fields_module._HTTP_FRAGMENTS_MAX
     assert all(
-        len(key[0]) <= event_module._MAX_CACHED_METHOD for key in event_module._http_fragments
+        len(key[0]) <= fields_module._MAX_CACHED_METHOD for key in fields_module._http_fragments
     )
 
 
@@ -169,10 +170,10 @@ def test_encoder_path_survives_the_strict_and_shrinking_fallbacks() -> None:
 
 
 def test_http_fragment_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(event_module, "_http_fragments", {})
-    monkeypatch.setattr(event_module, "_HTTP_FRAGMENTS_MAX", 3)
-    parts = [event_module.http_fragment(f"M{n}", "/r", 200) for n in range(10)]
-    assert len(event_module._http_fragments) == 3
+    monkeypatch.setattr(fields_module, "_http_fragments", {})
+    monkeypatch.setattr(fields_module, "_HTTP_FRAGMENTS_MAX", 3)
+    parts = [fields_module.http_fragment(f"M{n}", "/r", 200) for n in range(10)]
+    assert len(fields_module._http_fragments) == 3
     assert [orjson.loads(orjson.dumps(part)) for part in parts] == [
         {"request": {"method": f"M{n}"}, "route": "/r", "response": {"status_code": 200}}
         for n in range(10)

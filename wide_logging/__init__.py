@@ -8,9 +8,10 @@ Add ``WideEventMiddleware`` (ASGI) or ``WideEventWSGIMiddleware`` (WSGI) to the 
 from __future__ import annotations
 
 from ._errors import ConfigurationError, WideLoggingError
+from ._explain import explain
 from .context import annotate, current_event, instrument, span
 from .event import WideEvent
-from .handler import WideEventHandler, explain
+from .handler import WideEventHandler
 from .middleware import WideEventMiddleware, WideEventWSGIMiddleware
 from .pipeline import flush_all as flush
 from .sampling import Decision, TailSampler

@@ -14,19 +14,21 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from ._exception_info import exception_fields, exception_message, type_name
 from ._ids import new_request_id
+from ._nesting import MISSING, deep_merge, nest_dotted, nested_deep, pop_path, snapshot
+from ._records import PLAIN_RECORD_SIZE, record_extra, record_message
 from .fields import (
     GUARDED_KEYS,
+    OWNED_BELOW,
     OWNED_FIELDS,
-    OWNED_PATHS,
     REFUSED,
     get_path,
+    http_fragment,
+    http_object,
     outer_fields,
 )
-from .serialize import REDACTED, Serializer, safe_repr
+from .serialize import REDACTED, Serializer
 from .typing import EventDict
 
 if TYPE_CHECKING:
@@ -45,50 +47,6 @@ def is_control_flow(exc: BaseException) -> bool:
 
 _perf_ns = time.perf_counter_ns
 _time = time.time
-
-
-def deep_merge(target: dict[str, Any], source: Mapping[str, Any]) -> None:
-    """Merge ``source`` into ``target``; nested dicts merge, anything else replaces.
-
-    ``source`` is a fresh copy that no other thread sees (cleaned annotations)."""
-    for key, value in source.items():
-        existing = target.get(key)
-        if isinstance(value, Mapping) and isinstance(existing, dict):
-            deep_merge(existing, value)
-        else:
-            target[key] = value
-
-
-def _snapshot(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A copy to iterate while another thread may still write to the original.
-
-    ``dict.copy()`` copies in C without running Python code, so no other thread can get
-    the GIL half way; ``list(d.items())`` is not enough: it allocates a tuple per item, an
-    allocation can start the garbage collector, and a finalizer run by it can let another
-    thread in (seen: 1 event in ~1,000 under a test that races annotate() with finalize())."""
-    return mapping.copy() if type(mapping) is dict else dict(mapping)
-
-
-def nest_dotted(fields: Mapping[str, Any], max_depth: int = 10) -> dict[str, Any]:
-    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``; keys without dots are kept as they are. At
-    most ``max_depth`` levels: the rest of a longer key stays in its last part."""
-    out: dict[str, Any] = {}
-    for key, value in fields.items():
-        if "." not in key:
-            deep_merge(out, {key: value})
-            continue
-        *parents, leaf = key.split(".", max_depth - 1)
-        node = out
-        for part in parents:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = node[part] = {}
-            node = child
-        if isinstance(value, Mapping) and isinstance(node.get(leaf), dict):
-            deep_merge(node[leaf], value)
-        else:
-            node[leaf] = value
-    return out
 
 
 class WideEvent:
@@ -194,15 +152,15 @@ class WideEvent:
             if top in OWNED_FIELDS:
                 self._refuse((top,), cleaned)
                 continue
-            if top in _OWNED_BELOW:
+            if top in OWNED_BELOW:
                 if type(cleaned) is not dict:  # would replace the library's object
                     self._refuse((top,), cleaned)
                     continue
                 # http={"response.status_code": 200} is the path it looks like
-                cleaned = _nested_deep(cleaned, serializer.max_depth)
-                for path in _OWNED_BELOW[top]:
-                    found = _pop_path(cleaned, path)
-                    if found is not _MISSING:
+                cleaned = nested_deep(cleaned, serializer.max_depth)
+                for path in OWNED_BELOW[top]:
+                    found = pop_path(cleaned, path)
+                    if found is not MISSING:
                         self._refuse((top, *path), found)
                 if not cleaned:
                     continue
@@ -295,7 +253,7 @@ class WideEvent:
                 "offset_ms": round((record.created - self.start_time) * 1000.0, 3),
             }
             # (record_extra() would say None at once: no call for the usual record)
-            extra = record_extra(record) if len(record.__dict__) > _PLAIN_RECORD_SIZE else None
+            extra = record_extra(record) if len(record.__dict__) > PLAIN_RECORD_SIZE else None
             if extra:  # log.info("charged", extra={"order_id": 42}): beside the message
                 for key, value in serializer.copy(extra).items():
                     entry.setdefault(key, value)
@@ -413,7 +371,7 @@ class WideEvent:
                     event["logs_dropped"] = self._logs_dropped
             timings = self._timings
             if timings:
-                event["timings"] = {key: round(ms, 3) for key, ms in _snapshot(timings).items()}
+                event["timings"] = {key: round(ms, 3) for key, ms in snapshot(timings).items()}
             if fields:
                 self._add_app_fields(event, self._serializer.scrub_strings(fields), ())
             if self._refused:
@@ -438,7 +396,7 @@ class WideEvent:
         """Merge the app's fields into the library's: they add, never replace. A clash
         (the app's ``error.type`` beside the library's) keeps the library's value and
         moves the app's to ``refused_annotations``."""
-        for key, value in _snapshot(fields).items():
+        for key, value in snapshot(fields).items():
             if key not in target:
                 target[key] = value
                 continue
@@ -451,126 +409,8 @@ class WideEvent:
                 self._refuse((*path, key), value)
 
 
-def _nested_deep(node: dict[str, Any], max_depth: int) -> dict[str, Any]:
-    """``node`` with dotted keys nested at every level (for the objects that hold library
-    paths, where ``"response.status_code"`` must mean that path)."""
-    if max_depth <= 0:
-        return node
-    out = nest_dotted(node, max_depth) if any("." in key for key in node) else dict(node)
-    for key, value in out.items():
-        if type(value) is dict:
-            out[key] = _nested_deep(value, max_depth - 1)
-    return out
-
-
 #: Keys annotate() takes the long way: the guarded ones, and ``error`` (it sets has_error).
 _LOOKED_AT = GUARDED_KEYS | {"error"}
 
-#: Top-level keys holding library paths, and those paths below them.
-_OWNED_BELOW: dict[str, tuple[tuple[str, ...], ...]] = {}
-for _path in OWNED_PATHS:
-    _OWNED_BELOW[_path[0]] = (*_OWNED_BELOW.get(_path[0], ()), _path[1:])
-_MISSING = object()
-
-
-def _pop_path(node: dict[str, Any], path: tuple[str, ...]) -> Any:
-    """Remove and return the value at ``path`` below ``node`` (``_MISSING`` if absent),
-    dropping dicts the removal leaves empty."""
-    if len(path) == 1:
-        return node.pop(path[0], _MISSING)
-    child = node.get(path[0])
-    if type(child) is not dict:
-        return _MISSING
-    found = _pop_path(child, path[1:])
-    if found is not _MISSING and not child:
-        del node[path[0]]
-    return found
-
-
-def http_object(method: str, route: str | None, status: int | None) -> dict[str, Any]:
-    """The event's ``http`` field: request method, route template, response status."""
-    http: dict[str, Any] = {"request": {"method": method}}
-    if route is not None:
-        http["route"] = route
-    if status is not None:
-        http["response"] = {"status_code": status}
-    return http
-
-
-#: Encoded ``http`` objects by (method, route, status). A service answers few distinct
-#: combinations, and orjson copies a fragment at a fraction of the cost of building three
-#: dicts and walking them for every kept event. Bounded in count and in size: the method
-#: comes from the client.
-_http_fragments: dict[tuple[str, str | None, int | None], orjson.Fragment] = {}
-_HTTP_FRAGMENTS_MAX = 2048
-_MAX_CACHED_METHOD = 32
-
-
-def http_fragment(
-    method: str, route: str | None, status: int | None
-) -> orjson.Fragment | dict[str, Any]:
-    """:func:`http_object`, encoded once per combination; the plain dict when the cache is
-    full or the values are unusual (the serializer's fallbacks then deal with them)."""
-    if status is not None and type(status) is not int:
-        # A buggy app's True or 200.0 would find the fragment of 1 or 200: equal keys,
-        # other JSON. The plain dict writes what it was given.
-        return http_object(method, route, status)
-    key = (method, route, status)
-    try:
-        return _http_fragments[key]
-    except KeyError:
-        pass
-    http = http_object(method, route, status)
-    if len(_http_fragments) >= _HTTP_FRAGMENTS_MAX:
-        return http
-    try:
-        if len(method) > _MAX_CACHED_METHOD:
-            return http
-        fragment = _http_fragments[key] = orjson.Fragment(orjson.dumps(http))
-    except Exception:  # not encodable as it is (a lone surrogate, an int beyond 64 bits)
-        return http
-    return fragment
-
-
-#: What every LogRecord has (and what logging adds while formatting): anything else on a
-#: record came from ``extra=``.
-_STANDARD_RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message",
-    "asctime",
-    "taskName",
-    "_wide_logging_attached",
-    "_wide_logging_shown",
-}
-
-
-_PLAIN_RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
-
-
 #: ``error.type`` of an ERROR record logged without an exception.
 LOGGED_ERROR = "LoggedError"
-
-
-def record_extra(record: logging.LogRecord) -> dict[str, Any] | None:
-    """The ``extra=`` fields of a log record (the keys not every record has), or None."""
-    attributes = record.__dict__
-    # The common case, without a set difference: nothing but the standard attributes (and
-    # the flag this handler sets on the records it attaches).
-    if len(attributes) - ("_wide_logging_attached" in attributes) <= _PLAIN_RECORD_SIZE:
-        return None
-    names = attributes.keys() - _STANDARD_RECORD_KEYS
-    if not names:
-        return None
-    return {name: attributes[name] for name in names if not name.startswith("_")} or None
-
-
-def record_message(record: logging.LogRecord) -> str:
-    """``record.getMessage()``, falling back to the raw message when its args do not fit
-    (and to reprs when even ``str(msg)`` fails). Never raises."""
-    try:
-        message = record.getMessage()
-        if type(message) is str:
-            return message
-    except Exception:
-        pass
-    msg = record.msg
-    return f"{msg if type(msg) is str else safe_repr(msg)} (args: {safe_repr(record.args)})"

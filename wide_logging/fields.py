@@ -17,6 +17,8 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from . import _lifecycle
 from ._ids import uuid7_ms
 from .typing import EventDict
@@ -52,6 +54,10 @@ OWNED_PATHS = (
 #: Top-level keys that need a closer look when annotated: the owned ones, and those
 #: holding owned paths (their value must stay an object).
 GUARDED_KEYS = OWNED_FIELDS | {path[0] for path in OWNED_PATHS}
+#: Top-level keys holding library paths, and those paths below them.
+OWNED_BELOW: dict[str, tuple[tuple[str, ...], ...]] = {}
+for _path in OWNED_PATHS:
+    OWNED_BELOW[_path[0]] = (*OWNED_BELOW.get(_path[0], ()), _path[1:])
 
 #: Fields that survive even the last-resort shrink of an oversized event.
 CORE_FIELDS = (
@@ -164,3 +170,48 @@ def iso_ms(unix_ms: int) -> str:
     text = prefix + _MILLIS_SUFFIX[unix_ms - second * 1000]
     _millisecond_cache = (unix_ms, text)
     return text
+
+
+def http_object(method: str, route: str | None, status: int | None) -> dict[str, Any]:
+    """The event's ``http`` field: request method, route template, response status."""
+    http: dict[str, Any] = {"request": {"method": method}}
+    if route is not None:
+        http["route"] = route
+    if status is not None:
+        http["response"] = {"status_code": status}
+    return http
+
+
+#: Encoded ``http`` objects by (method, route, status). A service answers few distinct
+#: combinations, and orjson copies a fragment at a fraction of the cost of building three
+#: dicts and walking them for every kept event. Bounded in count and in size: the method
+#: comes from the client.
+_http_fragments: dict[tuple[str, str | None, int | None], orjson.Fragment] = {}
+_HTTP_FRAGMENTS_MAX = 2048
+_MAX_CACHED_METHOD = 32
+
+
+def http_fragment(
+    method: str, route: str | None, status: int | None
+) -> orjson.Fragment | dict[str, Any]:
+    """:func:`http_object`, encoded once per combination; the plain dict when the cache is
+    full or the values are unusual (the serializer's fallbacks then deal with them)."""
+    if status is not None and type(status) is not int:
+        # A buggy app's True or 200.0 would find the fragment of 1 or 200: equal keys,
+        # other JSON. The plain dict writes what it was given.
+        return http_object(method, route, status)
+    key = (method, route, status)
+    try:
+        return _http_fragments[key]
+    except KeyError:
+        pass
+    http = http_object(method, route, status)
+    if len(_http_fragments) >= _HTTP_FRAGMENTS_MAX:
+        return http
+    try:
+        if len(method) > _MAX_CACHED_METHOD:
+            return http
+        fragment = _http_fragments[key] = orjson.Fragment(orjson.dumps(http))
+    except Exception:  # not encodable as it is (a lone surrogate, an int beyond 64 bits)
+        return http
+    return fragment

@@ -14,14 +14,11 @@ created open handler is the one a middleware without an explicit ``handler=`` us
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
 import time
-import traceback
-import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -30,9 +27,11 @@ from . import metrics
 from ._config import env, env_float, service_fields
 from ._errors import ConfigurationError, check_bool
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent
-from ._secrets import URL_MASK, scrub_text
+from ._internal_log import show_if_nobody_else_does
+from ._records import record_extra, record_message
+from ._registry import Registry, taps
 from .context import current_event
-from .event import WideEvent, record_extra, record_message
+from .event import WideEvent
 from .fields import Resource, outer_fields
 from .metrics import Metrics
 from .pipeline import Pipeline, in_writer_thread
@@ -41,18 +40,14 @@ from .serialize import DEFAULT_REDACT_PATTERN, Serializer
 from .sinks import open_sink
 from .sinks.file import RotatingFileSink
 from .spool import Spool
-from .typing import Decision, EventDict, Sampler, Sink
+from .typing import Decision, Sampler, Sink
 
 _internal = logging.getLogger("wide_logging.internal")
 
 DEFAULT_SINK = "file:wide-logs/events.jsonl"
 DEFAULT_SPOOL_NAME = "spool/events.jsonl"
 
-#: Called with every finished event while a ``wide_logging.testing`` capture is active.
-Tap = Callable[[EventDict, Decision], None]
-_taps: list[Tap] = []
-_handlers: list[weakref.ref[WideEventHandler]] = []
-_handlers_lock = threading.Lock()
+_handlers: Registry[WideEventHandler] = Registry()
 _default_lock = threading.Lock()
 #: What decides when a sampler of the app's own raises.
 _BUILT_IN_SAMPLER = TailSampler()
@@ -189,8 +184,7 @@ class WideEventHandler(logging.Handler):
             tick_interval=metrics_interval,
         )
         self.closed = False
-        with _handlers_lock:
-            _handlers.append(weakref.ref(self))
+        _handlers.register(self)
 
     @staticmethod
     def _sampling_with_env(sampling: object) -> dict[str, Any]:
@@ -235,7 +229,7 @@ class WideEventHandler(logging.Handler):
             except Exception:
                 decision = self._decide_without_sampler(event)
             self.metrics.record_decision(decision.counter)
-            if _taps:
+            if taps:
                 self._tap(event, decision)
             elif not decision.keep:
                 event.seal()
@@ -285,7 +279,7 @@ class WideEventHandler(logging.Handler):
         if not decision.keep:
             sampling["sampled_out"] = True
         fields = orjson.loads(self.serializer.encode(event.finalize(self.resource(), sampling)))
-        for tap in list(_taps):
+        for tap in list(taps):
             tap(fields, decision)
 
     # -- logging.Handler ---------------------------------------------------------------
@@ -294,7 +288,7 @@ class WideEventHandler(logging.Handler):
         # No handler lock: emit is thread-safe on its own, and request threads must not
         # queue up behind each other to log.
         if record.name.startswith("wide_logging"):
-            _show_if_nobody_else_does(record)  # never in an event: that would loop
+            show_if_nobody_else_does(record, WideEventHandler)  # in an event it would loop
             return False
         result = self.filter(record)
         if isinstance(result, logging.LogRecord):
@@ -368,76 +362,9 @@ class WideEventHandler(logging.Handler):
         super().close()
 
 
-class _ScrubInternal(logging.Filter):
-    """On ``wide_logging.internal``: our own records leave with their text scrubbed of
-    secrets (an exception message may quote a URL with its password, or a token) and with a
-    traceback formatted here, guarded — the app's exception in it may break formatting."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            record.msg = scrub_text(record_message(record), mask=URL_MASK)
-            record.args = None
-            if record.exc_info:
-                try:
-                    text = "".join(traceback.format_exception(*record.exc_info))
-                except BaseException:
-                    text = "<traceback unavailable>"
-                record.exc_text = scrub_text(text, mask=URL_MASK)
-                record.exc_info = None
-        except BaseException:
-            record.msg, record.args, record.exc_info = "wide_logging internal error", None, None
-        return True
-
-
-_internal.addFilter(_ScrubInternal())
-
-
-class _Stderr(logging.Handler):
-    """Our own warnings on ``sys.stderr`` (looked up per record: test runners swap it)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
-        except Exception:
-            self.handleError(record)
-
-
-_stderr = _Stderr()
-
-
-def _show_if_nobody_else_does(record: logging.LogRecord) -> None:
-    """A warning of ours ("sink failed", "spool failed") that reached this handler goes to
-    stderr when no other handler on its way would show it — as ``logging.lastResort`` does
-    when there are no handlers at all. With the README's config (root -> only this handler)
-    it would otherwise vanish."""
-    if record.levelno < logging.WARNING or record.__dict__.get("_wide_logging_shown"):
-        return
-    record._wide_logging_shown = True
-    logger: logging.Logger | None = logging.getLogger(record.name)
-    while logger is not None:
-        for handler in logger.handlers:
-            if not isinstance(handler, WideEventHandler) and record.levelno >= handler.level:
-                return  # somebody else shows it
-        if not logger.propagate:
-            break
-        logger = logger.parent
-    _stderr.handle(record)
-
-
 def active_handler() -> WideEventHandler | None:
     """The most recently created handler that is still open."""
-    with _handlers_lock:
-        for ref in reversed(_handlers):
-            handler = ref()
-            if handler is not None and not handler.closed:
-                return handler
-        _handlers[:] = [ref for ref in _handlers if ref() is not None]
-    return None
+    return _handlers.active()
 
 
 def resolve_handler() -> WideEventHandler:
@@ -452,36 +379,3 @@ def resolve_handler() -> WideEventHandler:
                 handler.pipeline.links[0].sink.name,
             )
     return handler
-
-
-def add_tap(tap: Tap) -> None:
-    _taps.append(tap)
-
-
-def remove_tap(tap: Tap) -> None:
-    with contextlib.suppress(ValueError):
-        _taps.remove(tap)
-
-
-def explain(event: WideEvent | Mapping[str, Any], sampler: Sampler | None = None) -> str:
-    """Which sampling rule decides for ``event`` (a live event or a stored dict), and why.
-
-    Uses the active handler's policy unless ``sampler`` is given. A live event is decided
-    as ``submit()`` will decide it (``WideEvent.decide``), without stopping its clock.
-    """
-    if sampler is None:
-        handler = active_handler()
-        sampler = handler.sampler if handler is not None else TailSampler()
-    if not isinstance(event, WideEvent):
-        return sampler.explain(event)
-    decision = event.decide(sampler, final=False)
-    if not isinstance(sampler, TailSampler):  # a sampler of the app's own: its verdict
-        return f"{'kept' if decision.keep else 'dropped'} by rule {decision.rule!r}"
-    # what the reasons quote (the decision itself is already made)
-    quoted = {
-        "request_id": event.request_id,
-        "trace_id": event.trace_id,
-        "duration_ms": round(event.duration_ms, 3),
-        "error": event.error or event.get("error"),
-    }
-    return sampler.why(quoted, decision)

@@ -22,8 +22,8 @@ from typing import Any
 
 from . import context as _context
 from . import event as _event
+from ._registry import add_tap, remove_tap
 from .fields import get_path
-from .handler import add_tap, remove_tap
 from .sinks.memory import MemorySink
 from .typing import Decision, EventDict
 
