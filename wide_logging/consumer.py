@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from ._chain import failure_kind
 from ._config import service_fields
 from ._errors import ConfigurationError, check_number
 from ._redis import DEFAULT_STREAM, EVENT_FIELD, connect
@@ -44,7 +45,6 @@ from ._secrets import mask_credentials, mask_url
 from .fields import Resource, outer_fields
 from .incidents import IncidentAggregator, Rule
 from .metrics import Metrics, register_gauges, unregister_counters, unregister_gauges
-from .pipeline import failure_kind
 from .sinks import open_sink
 from .typing import EventDict, RejectedEvents, Sink
 

@@ -11,23 +11,13 @@ and counted as ``dropped.queue_overflow`` (and ``events.lost.<rule>``).
 
 The writer thread (started lazily, restarted in a forked child) wakes every
 ``flush_interval`` or when a batch is full, and drains the queue in batches of
-``batch_size``. Each batch goes down a chain of links: the primary sink, then any
-fallback sinks, each behind its own circuit breaker; what no link takes is appended to the
-spool. A batch has one deadline per link (``sink_timeout``), retries and backoff included.
-A failure is one of three kinds (``typing.FailureKind``):
-
-- *timeout* — the sink hangs: its breaker opens at once, no retries;
-- *unavailable* — refused, reset, an error answer: retried with backoff, then the breaker
-  opens;
-- *content* — the sink refused what it was given: the batch is written in halves until the
-  event it refuses is alone; that event goes to the dead-letter file once the sink has
-  shown it takes others, and the rest is written.
-
-Network sinks run on a thread of their own (``_sink_worker``): while the writer waits for
-one, it spills the queue to the spool whenever the queue passes half its capacity, so a
-hung sink costs no events. A link whose breaker is open is skipped until
-``breaker_cooldown`` has passed, then probed with one attempt. While the primary is healthy,
-spooled segments are replayed into it, oldest first, one batch per turn after the live
+``batch_size``. Each batch goes down the chain of sinks (``_chain``: the primary, then the
+fallbacks, each behind its circuit breaker, with retries, a deadline per link and dead
+letters for the events a sink refuses); what no link takes is appended to the spool.
+While the writer waits on a network sink (each runs on a thread of its own,
+``_sink_worker``), it spills the queue to the spool whenever the queue passes half its
+capacity, so a hung sink costs no events. While the primary is healthy, spooled segments
+are replayed into it (``spool.Replay``), oldest first, one batch per turn after the live
 traffic, at most ``replay_rate`` events a second.
 
 Every event therefore ends up written, spooled, dead-lettered, or counted in
@@ -39,31 +29,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ._breaker import Breaker
+from ._chain import SinkChain
 from ._errors import ConfigurationError, check_number
 from ._lifecycle import PIPELINES, after_fork_in_child, at_exit
-from ._secrets import mask_credentials
 from ._sink_worker import (
-    SinkAborted,
     SinkCall,
-    SinkTimeout,
-    SinkWorker,
     in_sink_thread,
     mark_sink_thread,
 )
 from .metrics import Metrics, register_gauges, unregister_gauges
-from .spool import DeadLetters, SegmentReader, Spool
-from .typing import ClassifiesFailures, Decision, FailureKind, ForkAware, RejectedEvents, Sink
+from .spool import DeadLetters, Replay, Spool
+from .typing import Decision, ForkAware, Sink
 
 _internal = logging.getLogger("wide_logging.internal")
 #: The queue spills to the spool, while the writer waits on a sink, above this share of
@@ -85,16 +69,6 @@ EVENT_OVERHEAD = sys.getsizeof(b"") + 16
 COMPACT_ABOVE = 32 * 1024
 
 in_writer_thread = in_sink_thread
-
-
-@dataclass
-class _Link:
-    sink: Sink
-    breaker: Breaker
-    #: None: a local sink, written on the writer thread itself.
-    worker: SinkWorker | None
-    #: When the sink last took a write (monotonic): proof that it is up.
-    last_success: float = field(default=-1.0)
 
 
 class Pipeline:
@@ -133,17 +107,20 @@ class Pipeline:
         if not sinks:
             msg = "a pipeline needs at least one sink"
             raise ConfigurationError(msg)
-        self.links = [
-            _Link(
-                sink,
-                Breaker(breaker_cooldown),
-                None if getattr(sink, "local", False) else SinkWorker(sink),  # typing.Local
-            )
-            for sink in sinks
-        ]
         self.spool = spool
         self.dead_letters = DeadLetters.beside(spool)
         self.metrics = metrics
+        self.chain = SinkChain(
+            sinks,
+            self,
+            metrics=metrics,
+            dead_letters=self.dead_letters,
+            breaker_cooldown=breaker_cooldown,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            sink_timeout=sink_timeout,
+        )
+        self.links = self.chain.links
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.queue_size = queue_size
@@ -175,9 +152,7 @@ class Pipeline:
         self._in_flight: Sequence[bytes] = ()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._replay: SegmentReader | None = None
-        self._replay_due = True  # look for segments left by an earlier run
-        self._last_replay_scan = 0.0
+        self._replay = Replay(self.spool, self.batch_size, self.metrics)
         self._next_tick = time.monotonic() + self.tick_interval
 
     # -- request thread ----------------------------------------------------------------
@@ -277,8 +252,7 @@ class Pipeline:
             thread.join(max(0.1, min(timeout, 1.0)))
         if self.spool_leftovers(include_in_flight=thread is not None and thread.is_alive()):
             flushed = False
-        if self._replay is not None:
-            self._replay.close()
+        self._replay.close()
         for link in self.links:
             if link.worker is not None:
                 link.worker.stop()
@@ -367,11 +341,11 @@ class Pipeline:
 
     def _deliver(self, batch: list[bytes]) -> None:
         for link in self.links:
-            batch = self._write_link(link, batch)
+            batch = self.chain.write(link, batch)
             if not batch:
                 return
         self.spool.write(batch, "sink_failure")
-        self._replay_due = True
+        self._replay.due = True
 
     def _spill_if_high(self) -> None:
         """While a sink keeps the writer waiting, a queue past its high-water mark goes to
@@ -381,9 +355,15 @@ class Pipeline:
             spilled = self._drain_queue()
             if spilled:
                 self.spool.write(spilled, "backpressure")
-                self._replay_due = True
+                self._replay.due = True
 
-    def _pause(self, seconds: float) -> bool:
+    # -- what the chain asks while it writes (_chain.Waiter) ----------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def back_off(self, seconds: float) -> bool:
         """A retry's backoff, spilling the queue meanwhile; True when shutting down."""
         until = time.monotonic() + seconds
         while (remaining := until - time.monotonic()) > 0:
@@ -392,7 +372,8 @@ class Pipeline:
             self._spill_if_high()
         return False
 
-    def _wait(self, call: SinkCall, deadline: float) -> bool:
+    def wait_for(self, call: SinkCall, deadline: float) -> bool:
+        """Wait for a sink's call, spilling the queue meanwhile; True when it is done."""
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (self._stopping.is_set() and self._closed):
@@ -401,131 +382,8 @@ class Pipeline:
                 return True
             self._spill_if_high()
 
-    def _call(self, link: _Link, batch: Sequence[bytes], deadline: float) -> None:
-        try:
-            if link.worker is None:
-                link.sink.write(batch)
-            else:
-                link.worker.write(batch, deadline, self._wait)
-        except Exception:
-            raise
-        except BaseException as exc:  # would end the writer thread, and every later write
-            msg = f"sink {link.sink.name} raised {type(exc).__name__}"
-            raise SinkAborted(msg) from exc
-
-    def _write_link(
-        self, link: _Link, batch: list[bytes], failed_since: float | None = None
-    ) -> list[bytes]:
-        """Write ``batch`` to one link; returns what it did not take (to the next link).
-
-        ``failed_since``: when this batch first failed (a replayed one), so that a sink which
-        has taken other events since can be told apart from a sink that is down.
-        """
-        breaker = link.breaker
-        started = time.monotonic()
-        if not breaker.allows(started):
-            return batch
-        if link.worker is not None and link.worker.busy:  # still stuck in an earlier call
-            breaker.failed(started)
-            return batch
-        deadline = started + self.sink_timeout
-        attempts = 1 if breaker.probing or self._stopping.is_set() else 1 + self.max_retries
-        error: BaseException | None = None
-        tried = 0
-        for attempt in range(attempts):
-            if attempt:
-                self.metrics.inc(f"retries.{link.sink.name}")
-                delay = self.retry_backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-                if time.monotonic() + delay >= deadline or self._pause(delay):
-                    break  # out of time, or shutting down: let the chain go on
-            tried += 1
-            try:
-                refused = self._timed_write(link, batch, deadline)
-            except Exception as exc:
-                error, kind = exc, failure_kind(link.sink, exc)
-                if kind == "content":
-                    return self._isolate(link, batch, deadline, failed_since or started)
-                if kind == "timeout":
-                    self.metrics.inc(f"timeouts.{link.sink.name}")
-                    break  # a hung sink is skipped at once, like a dead one
-                continue
-            if refused:
-                self._dead_letter(link, batch, refused)
-            return []
-        self.metrics.inc(f"write_failures.{link.sink.name}")
-        if breaker.failed(time.monotonic()) and error is not None:
-            _internal.error(
-                "sink %s failed after %d attempt(s) (%s: %s); circuit open for %.1fs",
-                link.sink.name,
-                tried,
-                type(error).__name__,
-                mask_credentials(str(error))[:500],
-                breaker.cooldown,
-            )
-        return batch
-
-    def _timed_write(self, link: _Link, batch: Sequence[bytes], deadline: float) -> dict[int, str]:
-        """One write; counts what was stored and closes the breaker. Returns the events
-        the sink refused for good (``RejectedEvents``: it stored the rest)."""
-        started = time.perf_counter()
-        try:
-            self._call(link, batch, deadline)
-        except RejectedEvents as rejected:
-            refused = rejected.reasons
-        else:
-            refused = {}
-        link.last_success = time.monotonic()
-        name = link.sink.name
-        self.metrics.inc(f"written.{name}", len(batch) - len(refused))
-        self.metrics.inc(f"batches.{name}")
-        self.metrics.inc(f"write_us.{name}", int((time.perf_counter() - started) * 1e6))
-        if link.breaker.succeeded():
-            _internal.warning("sink %s recovered; replaying the spool", name)
-            self._replay_due = True
-        return refused
-
-    def _isolate(
-        self, link: _Link, batch: list[bytes], deadline: float, failed_since: float
-    ) -> list[bytes]:
-        """The sink refused ``batch`` for what is in it: write it in halves, down to the
-        events it refuses alone. Those are dead-lettered once the sink has taken anything
-        since ``failed_since`` (else it may simply be down: they go on down the chain).
-        Returns what was not written."""
-        unwritten: list[bytes] = []
-        refused: dict[int, str] = {}  # the sink said which (RejectedEvents)
-        suspects: dict[int, str] = {}  # alone, and still refused
-        parts = [(0, batch)]
-        while parts:
-            offset, part = parts.pop()
-            if time.monotonic() >= deadline:
-                unwritten.extend(part)
-                continue
-            try:
-                said = self._timed_write(link, part, deadline)
-            except Exception as exc:
-                if failure_kind(link.sink, exc) != "content":
-                    unwritten.extend(part)
-                elif len(part) > 1:
-                    middle = len(part) // 2
-                    parts += [(offset + middle, part[middle:]), (offset, part[:middle])]
-                else:
-                    suspects[offset] = f"{type(exc).__name__}: {mask_credentials(str(exc))[:500]}"
-            else:
-                refused.update({offset + index: reason for index, reason in said.items()})
-        if suspects and link.last_success > failed_since:
-            refused.update(suspects)
-        else:
-            unwritten.extend(batch[index] for index in suspects)
-        if refused:
-            self._dead_letter(link, batch, refused)
-        return unwritten
-
-    def _dead_letter(self, link: _Link, batch: Sequence[bytes], reasons: dict[int, str]) -> None:
-        refused = [
-            (batch[i], reason) for i, reason in sorted(reasons.items()) if 0 <= i < len(batch)
-        ]
-        if refused:
-            self.dead_letters.write(link.sink.name, refused)
+    def sink_recovered(self) -> None:
+        self._replay.due = True
 
     def _replay_one_batch(self) -> bool:
         """Replay one spooled batch into the primary; True if more remain.
@@ -536,32 +394,7 @@ class Pipeline:
         primary = self.links[0]
         if not primary.breaker.allows(time.monotonic()):
             return False
-        reader = self._replay
-        if reader is None:
-            now = time.monotonic()
-            if not self._replay_due and now - self._last_replay_scan < 30.0:
-                return False
-            self._replay_due = False
-            self._last_replay_scan = now
-            claimed = self.spool.claim()
-            if claimed is None:
-                return False
-            reader = self._replay = SegmentReader(
-                claimed, self.batch_size, self.metrics, self.spool.checkpoint_for(claimed)
-            )
-        batch = reader.next_batch()
-        if not batch:
-            reader.finish()
-            self._replay = None
-            self._replay_due = True  # there may be more segments
-            return True
-        unwritten = self._write_link(primary, batch, reader.failed_since)
-        reader.sent(unwritten)
-        if unwritten:
-            if reader.failed_since is None:
-                reader.failed_since = time.monotonic()
-            return False
-        return True
+        return self._replay.one_batch(lambda batch, since: self.chain.write(primary, batch, since))
 
     # -- fork --------------------------------------------------------------------------
 
@@ -569,7 +402,7 @@ class Pipeline:
         # The parent's queued events are the parent's to write; the child starts empty,
         # with fresh locks (a lock held by a parent thread would never be released here).
         self._init_process_state()
-        self._replay_due = False
+        self._replay.due = False
         self.metrics.reset()
         for sink in (*(link.sink for link in self.links), self.spool.sink, self.dead_letters.sink):
             if isinstance(sink, ForkAware):
@@ -577,26 +410,6 @@ class Pipeline:
                     sink.after_fork()
                 except Exception:  # one sink's bug must not keep the others' parent handles
                     _internal.exception("sink %s could not reset after fork", sink.name)
-
-
-def failure_kind(sink: Sink, error: BaseException) -> FailureKind:
-    """What a failed write means (``typing.FailureKind``); the sink's own answer first (it
-    knows its client); else a timeout or an OS error is the sink's state, anything else the
-    batch's content."""
-    if isinstance(error, (SinkTimeout, TimeoutError)):
-        return "timeout"
-    if isinstance(error, SinkAborted):
-        return "unavailable"
-    if isinstance(sink, ClassifiesFailures):
-        try:
-            kind = sink.failure_kind(error)
-        except Exception:  # its own bug: decide from the exception's type below
-            kind = None
-        if kind in ("timeout", "unavailable", "content"):
-            return kind
-    if isinstance(error, OSError):
-        return "unavailable"
-    return "content"
 
 
 class _MetricsDecision:

@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -228,6 +228,57 @@ class SegmentReader:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class Replay:
+    """The spool's segments back into the primary sink: oldest first, one batch a call,
+    each batch acknowledged (checkpointed) once written."""
+
+    #: Look for segments left by other processes at least this often (seconds).
+    RESCAN = 30.0
+
+    def __init__(self, spool: Spool, batch_size: int, metrics: Metrics) -> None:
+        self._spool = spool
+        self._batch_size = batch_size
+        self._metrics = metrics
+        self._reader: SegmentReader | None = None
+        #: Something may wait in the spool now: look at once, not at the next rescan.
+        self.due = True  # segments left by an earlier run
+        self._last_scan = 0.0
+
+    def one_batch(self, write: Callable[[list[bytes], float | None], list[bytes]]) -> bool:
+        """Send one batch through ``write(batch, failed_since)`` (which returns what it did
+        not write); True if more may follow at once."""
+        reader = self._reader
+        if reader is None:
+            now = time.monotonic()
+            if not self.due and now - self._last_scan < self.RESCAN:
+                return False
+            self.due = False
+            self._last_scan = now
+            claimed = self._spool.claim()
+            if claimed is None:
+                return False
+            reader = self._reader = SegmentReader(
+                claimed, self._batch_size, self._metrics, self._spool.checkpoint_for(claimed)
+            )
+        batch = reader.next_batch()
+        if not batch:
+            reader.finish()
+            self._reader = None
+            self.due = True  # there may be more segments
+            return True
+        unwritten = write(batch, reader.failed_since)
+        reader.sent(unwritten)
+        if unwritten:
+            if reader.failed_since is None:
+                reader.failed_since = time.monotonic()
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
 
 
 def _saved_position(checkpoint: Path) -> int:
