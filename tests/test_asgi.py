@@ -762,3 +762,31 @@ def test_a_status_is_an_int_or_an_int_enum_never_a_bool_or_text() -> None:
     assert status_code(True) is None
     assert status_code("200") is None
     assert status_code(None) is None
+
+
+class _OddType(str):
+    """A message type that answers False to == and to !=: nothing our wrapper asks of
+    it may decide anything but "send it as it is"."""
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    __hash__ = str.__hash__
+
+
+def test_a_message_whose_type_answers_nothing_goes_to_the_server_as_sent() -> None:
+    sent: list[Any] = []
+    start = {"type": _OddType("http.response.start"), "status": 200, "headers": []}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start)
+        await send({"type": "http.response.body", "body": b"x"})
+
+    async def server_send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    with capture_events() as events:
+        asyncio.run(WideEventMiddleware(app)(scope, None, server_send))
+    assert sent[0] is start
+    assert "error" not in events.requests()[0]

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import datetime
+import dis
 import itertools
 import json
 import logging
 import os
 import re
+import sys
+import threading
 import time
 import uuid
 from typing import Any
@@ -28,6 +31,7 @@ from wide_logging._ids import (
 from wide_logging._nesting import nest_dotted
 from wide_logging.event import WideEvent
 from wide_logging.fields import iso_ms
+from wide_logging.sampling import TailSampler
 from wide_logging.serialize import REDACTED, Serializer
 
 RESOURCE = {"service": {"name": "svc"}, "host": {"name": "h"}, "process": {"pid": 1}}
@@ -448,9 +452,8 @@ _ERROR_WRITES = st.lists(
 @given(writes=_ERROR_WRITES)
 @settings(max_examples=300, deadline=None)
 def test_has_error_always_says_what_the_event_holds(writes: list[tuple[str, Any]]) -> None:
-    """has_error is kept up to date where an error is written (the sampler reads it per
-    request, as a plain attribute): after any sequence of writes it says whether the
-    built event carries an error — the library's, or a truthy one the app annotated."""
+    """After any sequence of writes, has_error (and so the sampler) says whether the
+    stored event carries an error — the library's, or one the app annotated."""
     event = make_event()
     for how, value in writes:
         if how == "annotate":
@@ -463,5 +466,75 @@ def test_has_error_always_says_what_the_event_holds(writes: list[tuple[str, Any]
             event.add_log(record(logging.ERROR, "failed"))
         else:
             event.record_exception(ValueError("boom"))
-    built = event.finalize(RESOURCE, SAMPLING)
-    assert event.has_error is bool(built.get("error"))
+    stored = orjson.loads(Serializer().encode(event.finalize(RESOURCE, SAMPLING)))
+    assert event.has_error is bool(stored.get("error"))
+
+
+def _error_while_paused_at(offset: int) -> WideEvent:
+    """Thread A annotates ``error=None``; it is paused just before the instruction at
+    ``offset`` of ``_annotate_guarded`` while thread B logs an ERROR on the same event."""
+    event = WideEvent("http.request", Serializer(), request_id="r")
+    paused, resume = threading.Event(), threading.Event()
+    target = WideEvent._annotate_guarded.__code__
+
+    def tracer(frame: Any, what: str, arg: Any) -> Any:
+        if frame.f_code is not target:
+            return None
+        frame.f_trace_opcodes = True
+
+        def on_opcode(frame: Any, what: str, arg: Any) -> Any:
+            if what == "opcode" and frame.f_lasti == offset and not paused.is_set():
+                paused.set()
+                resume.wait(5)
+            return on_opcode
+
+        return on_opcode
+
+    def annotate_none() -> None:
+        sys.settrace(tracer)
+        try:
+            event.annotate(error=None)
+        finally:
+            sys.settrace(None)
+            paused.set()  # the offset was not reached: B need not wait
+
+    worker = threading.Thread(target=annotate_none)
+    worker.start()
+    assert paused.wait(5)
+    event.add_log(record(logging.ERROR, "payment provider failed"))
+    resume.set()
+    worker.join(5)
+    assert not worker.is_alive()
+    return event
+
+
+def test_an_error_recorded_while_another_thread_annotates_error_none_is_kept() -> None:
+    """Thread B records the request's error while thread A, annotating ``error=None`` (a
+    result object's field), is paused before each instruction of the annotation in turn:
+    every interleaving the interpreter may choose. The error must decide, whatever A
+    writes after."""
+    sampler = TailSampler(normal_rate=0.0)
+    offsets = [ins.offset for ins in dis.get_instructions(WideEvent._annotate_guarded)]
+    assert len(offsets) > 50
+    missed = [
+        offset
+        for offset in offsets
+        if (event := _error_while_paused_at(offset)).decide(sampler).rule != "error"
+        or not event.has_error
+    ]
+    assert missed == []
+
+
+class _FalsyDate(datetime.date):
+    def __bool__(self) -> bool:
+        return False
+
+
+def test_an_annotated_error_counts_by_what_is_stored_not_by_its_own_bool() -> None:
+    """An app's object whose ``__bool__`` says False is stored as its text: an error."""
+    event = make_event()
+    event.annotate(error=_FalsyDate(2026, 1, 2))
+    stored = orjson.loads(Serializer().encode(event.finalize(RESOURCE, SAMPLING)))
+    assert stored["error"]
+    assert event.has_error
+    assert event.decide(TailSampler(normal_rate=0.0)).rule == "error"

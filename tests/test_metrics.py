@@ -320,3 +320,32 @@ def test_stats_command_reads_a_live_metrics_endpoint(
     assert "wide_logging_events_seen_total" in table
     line = next(r for r in table.splitlines() if r.startswith("wide_logging_events_seen_total"))
     assert line.split()[-1] == "9"
+
+
+def test_a_refused_annotation_from_a_signal_handler_never_waits_on_a_lock() -> None:
+    """The app's signal handler annotates a library field (refused, counted) while its
+    own thread is inside a counter's first increment, holding the metrics lock: refusals
+    are tallied without any lock, so the thread goes on."""
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        from wide_logging import WideEventHandler
+        from wide_logging.testing import MemorySink
+        handler = WideEventHandler(sink=MemorySink(), sampling={"normal_rate": 1.0})
+        event = handler.new_event(request_id="a" * 32)
+        signal.signal(signal.SIGUSR1, lambda *a: event.annotate(kind="timeout"))
+        def tracer(frame, what, arg):
+            if what == "call" and frame.f_code.co_name == "__missing__":
+                sys.settrace(None)
+                signal.raise_signal(signal.SIGUSR1)  # arrives while inc() holds the lock
+        sys.settrace(tracer)
+        handler.metrics.inc("dropped.queue_overflow")  # a counter's first increment
+        sys.settrace(None)
+        print(handler.metrics.get("annotations_refused.kind"), flush=True)
+        os._exit(0)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "1", result.stderr

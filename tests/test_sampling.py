@@ -10,10 +10,21 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
 
-from wide_logging import ConfigurationError, TailSampler, WideEventHandler, explain
+from wide_logging import (
+    ConfigurationError,
+    TailSampler,
+    WideEventHandler,
+    WideEventMiddleware,
+    explain,
+)
 from wide_logging.sampling import ALWAYS_KEEP_RULES, RULES, Decision
-from wide_logging.testing import fake_clock
+from wide_logging.testing import MemorySink, fake_clock
 
 
 def test_rule_precedence_first_matching_rule_decides() -> None:
@@ -293,7 +304,10 @@ def test_decide_matches_the_raw_path_only_without_a_route_and_only_when_a_route_
     assert sampler.decide("r", status=405, path="/admin/x").rule == "normal"
     # a route template, when there is one, is what the rule matches: not the raw path
     assert sampler.decide("r", status=200, route="/users/{id}", path="/admin/x").rule == "normal"
-    assert sampler.decide("r", status=404, route="/admin/{p}", path="/x").rule == "critical_route"
+    assert sampler.decide("r", status=200, route="/admin/{p}", path="/x").rule == "critical_route"
+    # a 404/405 never: below a mount the route is the mount's prefix, whatever the path
+    assert sampler.decide("r", status=404, route="/admin", path="/admin/made-up").rule == "normal"
+    assert sampler.decide("r", status=405, route="/admin/{p}", path="/x").rule == "normal"
     # a stored route that is not a string (a hand-written event) is no route at all
     stored = {"request_id": "r", "http": {"route": 5}, "url": {"path": "/admin/x"}}
     assert sampler.decide_event(stored).rule == "critical_route"
@@ -414,5 +428,31 @@ def test_a_sampler_that_raises_never_costs_an_error_event(
         assert handler.flush(5)
         stored = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
         assert sorted(e["request_id"] for e in stored) == sorted(ids)
+    finally:
+        handler.close()
+
+
+def test_made_up_paths_below_a_mounted_app_are_not_always_kept() -> None:
+    """A mounted sub-app's 404: its route is the mount's prefix (``/checkout``), which a
+    ``/checkout*`` rule matches — a client must not be able to choose what is kept."""
+
+    async def pay(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("paid")
+
+    app = Starlette(routes=[Mount("/checkout", routes=[Route("/pay", pay, methods=["POST"])])])
+    sink = MemorySink()
+    handler = WideEventHandler(
+        sink=sink, sampling={"normal_rate": 0.0, "critical_routes": ["/checkout*"]}
+    )
+    WideEventMiddleware.install(app, handler=handler)
+    try:
+        with TestClient(app) as client:
+            for n in range(50):
+                assert client.get(f"/checkout/made-up-{n}").status_code == 404
+            for _ in range(5):
+                assert client.post("/checkout/pay").status_code == 200
+        assert handler.flush(5)
+        assert [e["http"]["route"] for e in sink.events] == ["/checkout/pay"] * 5
+        assert handler.metrics.get("events.sampled_out.normal") == 50
     finally:
         handler.close()

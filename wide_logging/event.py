@@ -54,6 +54,7 @@ class WideEvent:
 
     __slots__ = (
         "_end_ns",
+        "_error_annotated",
         "_fields",
         "_logs",
         "_logs_dropped",
@@ -65,7 +66,6 @@ class WideEvent:
         "client_address",
         "error",
         "force_keep",
-        "has_error",
         "kind",
         "method",
         "path",
@@ -101,9 +101,9 @@ class WideEvent:
         self._refused: dict[str, Any] | None = None
         self._sealed = False
         self.error: dict[str, Any] | None = None
-        #: The library's ``error`` or a truthy ``error`` annotated by the app: kept up to
-        #: date where either is written (a plain attribute: the sampler asks per request).
-        self.has_error = False
+        #: The app has annotated ``error`` (only ever becomes True: no write can race it
+        #: back to False); what it holds is looked at only then.
+        self._error_annotated = False
         self.force_keep = False
         self.method: str | None = None
         self.path: str | None = None
@@ -164,13 +164,13 @@ class WideEvent:
                         self._refuse((top, *path), found)
                 if not cleaned:
                     continue
+            if top == "error":  # (before the write: a decision that sees it sees this)
+                self._error_annotated = True
             existing = self._fields.get(top)
             if type(cleaned) is dict and type(existing) is dict:
                 deep_merge(existing, cleaned)
             else:
                 self._fields[top] = cleaned
-            if top == "error":
-                self.has_error = self.error is not None or bool(self._fields.get("error"))
 
     def _refuse(self, path: tuple[str, ...], value: Any) -> None:
         """Keep an app's value for a library field apart, under ``refused_annotations``."""
@@ -203,6 +203,14 @@ class WideEvent:
     def sealed(self) -> bool:
         return self._sealed
 
+    @property
+    def has_error(self) -> bool:
+        """The library recorded an error, or the app annotated an ``error`` that will be
+        stored as one (not null, false, 0 or empty)."""
+        return self.error is not None or (
+            self._error_annotated and _is_error(self._fields.get("error"))
+        )
+
     def add_timing(self, name: str, milliseconds: float) -> None:
         """Add to ``timings.<name>``; repeated spans of one name add up."""
         if self._sealed:
@@ -226,7 +234,6 @@ class WideEvent:
             and not is_control_flow(exc)
         ):
             self.error = exception_fields(exc, self._serializer)
-            self.has_error = True
 
     def record_call_error(self, name: str, exc: BaseException) -> None:
         """``<name>.error.{type,message}``: a dependency call failed (``instrument()``)."""
@@ -267,7 +274,6 @@ class WideEvent:
             return
         if record.levelno >= logging.ERROR and self.error is None:
             exc_info = record.exc_info
-            self.has_error = True
             if exc_info and isinstance(exc_info[1], BaseException):
                 self.error = exception_fields(exc_info[1], self._serializer)
             else:
@@ -290,8 +296,12 @@ class WideEvent:
         """The sampling decision for this event, from one reading of it: what the handler's
         ``submit()`` keeps and ``explain()`` reports. ``final`` stops the clock (the
         event is finished); ``explain()`` of an open event leaves it running."""
+        # self.has_error, inlined: no property call per request
+        error = self.error is not None or (
+            self._error_annotated and _is_error(self._fields.get("error"))
+        )
         if self.kind == "log":  # no request id: a fresh random key samples log_rate
-            return sampler.decide_log(new_request_id(), error=self.has_error)
+            return sampler.decide_log(new_request_id(), error=error)
         end = self._end_ns
         if not end:
             end = _perf_ns()
@@ -299,7 +309,7 @@ class WideEvent:
                 self._end_ns = end
         return sampler.decide(
             self.request_id or "",
-            self.has_error,
+            error,
             self.status,
             (end - self._start_ns) / 1e6,
             self.route,
@@ -409,7 +419,21 @@ class WideEvent:
                 self._refuse((*path, key), value)
 
 
-#: Keys annotate() takes the long way: the guarded ones, and ``error`` (it sets has_error).
+def _is_error(value: Any) -> bool:
+    """Whether an annotated ``error`` is one, by what it will be stored as: JSON's null,
+    false, 0 and empty values are not; anything else is — an object of the app's whose
+    own ``__bool__`` says False is still stored as its text, and an error."""
+    if value is None or value is False:
+        return False
+    kind = type(value)
+    if kind is dict or kind is list or kind is str or kind is tuple:
+        return len(value) > 0
+    if kind is int or kind is float:
+        return bool(value != 0)
+    return True
+
+
+#: Keys annotate() takes the long way: the guarded ones, and ``error`` (see has_error).
 _LOOKED_AT = GUARDED_KEYS | {"error"}
 
 #: ``error.type`` of an ERROR record logged without an exception.

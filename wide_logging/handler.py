@@ -256,7 +256,7 @@ class WideEventHandler(logging.Handler):
         return event.decide(_BUILT_IN_SAMPLER)
 
     def _count_refused(self, path: str) -> None:
-        self.metrics.inc(f"annotations_refused.{path}")
+        self.metrics.tally(f"annotations_refused.{path}")
 
     def resource(self) -> dict[str, Any]:
         """The fields every event of this process carries: service, host, process

@@ -153,17 +153,28 @@ class GaugeSource(Protocol):
 class Metrics:
     """The counters of one handler or consumer; registered with the process registry."""
 
-    __slots__ = ("__weakref__", "_counts", "_decisions", "_lock")
+    __slots__ = ("__weakref__", "_counts", "_decisions", "_lock", "_tallies")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._decisions: dict[str, itertools.count[int]] = {}
+        self._tallies: dict[str, itertools.count[int]] = {}
         _counter_sources.add(self)
 
     def inc(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self._counts[name] += amount
+
+    def tally(self, name: str) -> None:
+        """``inc(name)`` without any lock, for counts taken where the app's code runs
+        (``annotate()``, from a signal handler too: it must never wait on a lock that its
+        own thread holds, one level down the stack)."""
+        tallies = self._tallies
+        counter = tallies.get(name)
+        if counter is None:  # setdefault is one step: two threads get the same counter
+            counter = tallies.setdefault(name, itertools.count())
+        next(counter)
 
     def record_decision(self, counter: str) -> None:
         """One sampled event: the decision's own counter goes up (and so ``events.seen``)."""
@@ -190,6 +201,10 @@ class Metrics:
                 seen += value
         if seen:
             values["events.seen"] = seen  # every event gets exactly one decision
+        for name, counter in list(self._tallies.items()):
+            value = _value(counter)
+            if value:
+                values[name] = values.get(name, 0) + value
         return values
 
     def reset(self) -> None:
@@ -197,6 +212,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._counts = Counter()
         self._decisions = {}
+        self._tallies = {}
 
 
 _counter_sources: weakref.WeakSet[Metrics] = weakref.WeakSet()

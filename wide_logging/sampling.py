@@ -47,7 +47,7 @@ _LOWEST = -(2**63)
 #: Shortest sampling key accepted: 128 bits of a random hex or base64 string.
 MIN_KEY_LENGTH = 16
 _OPTIONS = ("normal_rate", "slow_ms", "critical_routes", "log_rate", "key")
-#: Statuses that say no route matched: their raw path is not matched by ``critical_routes``.
+#: Statuses that say no route matched: ``critical_routes`` do not keep them.
 NO_ROUTE_MATCHED = frozenset({404, 405})
 
 
@@ -222,10 +222,11 @@ class TailSampler:
         force_keep: bool = False,
         path: str | None = None,
     ) -> Decision:
-        """The decision for a finished request. ``route`` is the framework's template;
-        without one, ``critical_routes`` match the raw ``path`` — but not for a 404/405,
-        where nothing matched: a client could otherwise make any made-up ``/admin/...``
-        path an always-kept request (and amplify storage)."""
+        """The decision for a finished request. ``critical_routes`` match ``route`` (the
+        framework's template), or without one the raw ``path``; never for a 404 or 405:
+        a client can make those at will — a made-up ``/admin/...`` path, or one below a
+        mounted sub-app whose route is the mount's prefix — and would otherwise choose
+        what is always kept (and amplify storage)."""
         if error:
             return self._keep_error
         if status is not None and status >= 500:
@@ -233,8 +234,9 @@ class TailSampler:
         if duration_ms > self.slow_ms:
             return self._keep_slow
         critical = self._critical_re
-        if critical is not None:  # (the route is looked at only when a rule needs it)
-            if route is None and status not in NO_ROUTE_MATCHED:
+        if critical is not None and status not in NO_ROUTE_MATCHED:
+            # (the route is looked at only when a rule needs it)
+            if route is None:
                 route = path
             if route is not None and critical.match(route):
                 return self._keep_critical

@@ -118,11 +118,13 @@ class WideEventMiddleware:
                 kind = message["type"]
                 if kind == "http.response.start":
                     status = message["status"]
-                elif kind == "http.response.body" and not message.get("more_body"):
-                    event.end()  # a streaming response ends with its last chunk
-            except (KeyError, TypeError, AttributeError):
-                return send(message)  # not an ASGI message: the server's to refuse, as sent
-            if kind != "http.response.start":
+                else:
+                    if kind == "http.response.body" and not message.get("more_body"):
+                        event.end()  # a streaming response ends with its last chunk
+                    status = _NOT_START
+            except Exception:  # not an ASGI message: the server's to refuse, as it was sent
+                return send(message)
+            if status is _NOT_START:
                 return send(message)
             if type(status) is int:  # (the usual, without a call)
                 event.status = status
@@ -256,6 +258,9 @@ def _route_template(scope: Scope, entry_root_path: str) -> str | None:
         return prefix or path  # the mount itself matched (static files, a sub-app)
     return prefix + path
 
+
+#: What send_wrapper holds as the status of a message that does not start the response.
+_NOT_START = object()
 
 #: Kinds of route: a plain one, one that hands over to a sub-app, one of FastAPI's.
 _ROUTE, _MOUNT, _FASTAPI_ROUTE = 0, 1, 2
