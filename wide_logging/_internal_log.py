@@ -14,7 +14,8 @@ import sys
 import traceback
 
 from ._records import record_message
-from ._secrets import URL_MASK, scrub_text
+from ._secret_names import URL_MASK
+from ._secrets import scrub_text
 
 _internal = logging.getLogger("wide_logging.internal")
 

@@ -1,146 +1,29 @@
-"""Recognising secrets: by the name they are stored under, and inside free text and URLs.
+"""Secrets inside free text: :func:`scrub_text`.
 
-Theory of operation
--------------------
-A value is a secret when its *key* says so (``authorization``, ``api_key``,
-``user.session`` with ``redact=["session"]``, ``HTTP_AUTHORIZATION``, ``authHeader``):
-:class:`SecretNames` decides, per dotted part of the key, from a set of exact names and a
-pattern, after normalising case, camelCase, ``_``/``-``/spaces and URL encoding. That
-covers dicts, dotted annotation keys and header lists, and it is cheap (cached per key).
-
-Free text is the other way in: a log message that prints a URL with ``?token=``, an
-exception whose message holds ``user:pass@host``, a logged ``dict(request.headers)``, a
-dataclass repr. :func:`scrub_text` finds the places where text *names* a value —
-``key=value``, ``key='value'``, ``Key: value``, ``'key': 'value'`` (any value: a string, a
-number, a list or dict), ``('key', 'value')``, ``<key>value</key>``, URL userinfo (with or
-without a scheme), ``Bearer <token>``, ``Basic <user:pass>``, a JWT, a PEM private key —
-and masks the value when the name is a secret's. A cheap gate (:func:`needs_scrub`) lets
+A log message that prints a URL with ``?token=``, an exception whose message holds
+``user:pass@host``, a logged ``dict(request.headers)``, a dataclass repr.
+:func:`scrub_text` finds the places where text *names* a value — ``key=value``,
+``key='value'``, ``Key: value``, ``'key': 'value'`` (any value: a string, a number, a list or
+dict), ``('key', 'value')``, ``<key>value</key>``, URL userinfo (with or without a scheme),
+``Bearer <token>``, ``Basic <user:pass>``, a JWT, a PEM private key — and masks the value
+when the name is a secret's (``_secret_names``). A cheap gate (:func:`needs_scrub`) lets
 ordinary strings through untouched.
 
 Every pass runs in linear time: names are found at token starts only (a look-behind), and
 values are read by hand up to their end, so text crafted to make a regular expression
-backtrack (``"://" + "a." * 4000``) costs what its length does.
-
-:func:`mask_url` is the one masker for URLs in our own messages, metric labels and CLI
-output. It reads userinfo the way the clients do (everything up to the last ``@`` of the
-authority), and also masks what only looks like a password because the user wrote an
-unencoded ``/``, ``#``, ``?`` or ``@`` into it.
+backtrack (``"://" + "a." * 4000``) costs what its length does. URLs in our own messages
+are masked by ``_urls.mask_url``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import re
-from collections.abc import Callable, Iterable
-from urllib.parse import unquote
+from collections.abc import Callable
 
-REDACTED = "[REDACTED]"
-URL_MASK = "***"
-
-#: Header and field names that are always secrets, compared after normalising (lowercase,
-#: camelCase and ``_`` as ``-``) against each dotted part of a key.
-DEFAULT_REDACT_KEYS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "cookies",
-        "set-cookie",
-        "x-api-key",
-        "api-key",
-        "apikey",
-        "x-auth-token",
-        "x-csrf-token",
-        "x-xsrf-token",
-        "auth",
-        "pwd",
-        "pass",
-        "passphrase",
-        "jwt",
-        "bearer",
-        "dsn",
-        "sig",
-        "signature",
-        "sid",
-        "session-id",
-        "sessionid",
-        "phpsessid",
-        "private-key",
-        "client-secret",
-    }
-)
-#: Any key part containing one of these is a secret too. Plural ``tokens`` and
-#: ``sessions`` are counts (LLM usage, analytics), not secrets; the short words only count
-#: as a whole word (``x-auth``, ``basic-auth``, never ``author`` or ``auth-method``).
-DEFAULT_REDACT_PATTERN = (
-    r"passw(?:or)?d|passphrase|secret(?!ary)|token(?!s)|api-?key|credential|private-?key|"
-    r"cookie(?!-consent)|session(?!s|-count)|sessid|jwt|bearer|signature|authorization|"
-    r"(?:^|-)(?<!is-)(?<!has-)(?:auth(?!-(?:method|type|provider|required|mode|status|scheme|mechanism|source|db|url|host|"
-    r"server|realm|domain|enabled))"
-    r"|pwd|pass|dsn|sig|sid)(?:-|$)"
-)
-#: Query parameters that carry keys or signatures although their names are generic.
-_SECRET_QUERY_NAMES = frozenset({"key", "sig", "code", "access-key-id"})
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_SEPARATORS = re.compile(r"[_\s]+")
-
-
-def normalize_key(key: str) -> str:
-    """``HTTP_AUTHORIZATION``, ``authHeader``, ``Api Key``, ``user%5Bpassword%5D`` ->
-    ``http-authorization``, ``auth-header``, ``api-key``, ``user[password]``."""
-    if "%" in key:
-        key = unquote(key)
-    return _SEPARATORS.sub("-", _CAMEL.sub("-", key)).lower()
-
-
-class SecretNames:
-    """Decides whether a key names a secret. Configured once; safe to share."""
-
-    __slots__ = ("_cache", "_keys", "_pattern")
-
-    _CACHE_LIMIT = 4096
-
-    def __init__(self, extra: Iterable[str] = (), pattern: re.Pattern[str] | None = None) -> None:
-        # A dotted name ("user.ssn") redacts its last part wherever it appears.
-        self._keys = DEFAULT_REDACT_KEYS | {
-            normalize_key(key.strip()).rsplit(".", 1)[-1] for key in extra
-        }
-        self._pattern = pattern
-        self._cache: dict[str, bool] = {}
-
-    def __call__(self, key: str) -> bool:
-        """True when values under ``key`` must never leave the process."""
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        secret = any(self._part_is_secret(part) for part in normalize_key(key).split("."))
-        if len(self._cache) < self._CACHE_LIMIT:
-            self._cache[key] = secret
-        return secret
-
-    @property
-    def known(self) -> dict[str, bool]:
-        """The decisions made so far, by key: a lookup here skips the call on a hot path."""
-        return self._cache
-
-    def _part_is_secret(self, part: str) -> bool:
-        # Form fields and query arrays: user[password], credentials[0]; "Authorization:"
-        part = part.strip("[]'\" :")
-        if "[" in part:
-            return any(self._part_is_secret(piece) for piece in re.split(r"[\[\]]+", part))
-        if part in self._keys:
-            return True
-        pattern = self._pattern
-        return pattern is not None and pattern.search(part) is not None
-
-    def in_query(self, key: str) -> bool:
-        """Like calling it, plus names that are secrets in a URL query (``key``, ``sig``)."""
-        return self(key) or normalize_key(key) in _SECRET_QUERY_NAMES
-
-
-DEFAULT_SECRET_NAMES = SecretNames(pattern=re.compile(DEFAULT_REDACT_PATTERN, re.IGNORECASE))
+from ._secret_names import DEFAULT_SECRET_NAMES, REDACTED, URL_MASK, SecretNames
+from ._urls import mask_url_userinfo, secret_parts
 
 # -- free text ------------------------------------------------------------------------
 
@@ -148,9 +31,6 @@ DEFAULT_SECRET_NAMES = SecretNames(pattern=re.compile(DEFAULT_REDACT_PATTERN, re
 #: hold a secret in a form we recognise. (One character class: an alternation of the
 #: words in the same regex is several times slower on ordinary text.)
 _GATE = re.compile(r"[=<:\"']")
-#: Ends of a URL's authority, and of free-text tokens.
-_NETLOC_END = re.compile(r"[/?#\s\"'<>\\]")
-_TOKEN_END = re.compile(r"[\s\"'<>\\]")
 #: ``user:pass@host`` with no scheme (``bob:pw@db:5432``), at a token start.
 _BARE_USERINFO = re.compile(
     r"(?<![\w.:/@%+\-])(?!(?:mailto|tel|sips?|urn|xmpp|news|data):)"
@@ -214,7 +94,7 @@ def scrub_text(
     colons = text.count(":")
     if colons and "@" in text:  # userinfo needs both
         if "://" in text:
-            text = _mask_url_userinfo(text, mask)
+            text = mask_url_userinfo(text, mask)
         text = _BARE_USERINFO.sub(lambda m: f"{m.group(1)}:{mask}@", text)
     if "'" in text or '"' in text:
         text = _mask_values(text, _QUOTED_NAME, names, mask, name_group=2)
@@ -411,133 +291,6 @@ def _masked_basic(match: re.Match[str], mask: str) -> str:
     if b":" not in decoded:
         return match.group(0)
     return match.group(0).replace(token, mask)
-
-
-def _mask_url_userinfo(text: str, mask: str) -> str:
-    """Every ``scheme://userinfo@host`` in ``text`` with the password masked. Token by
-    token, each ``://`` looking only at its own authority: no scan is repeated."""
-    return _TOKEN.sub(
-        lambda m: _mask_token_userinfo(m.group(0), mask) if "://" in m.group(0) else m.group(0),
-        text,
-    )
-
-
-_TOKEN = re.compile(r"[^\s\"'<>\\]+")
-
-
-def _mask_token_userinfo(token: str, mask: str) -> str:
-    parts: list[str] = []
-    done = 0
-    last_at = token.rfind("@")
-    position = token.find("://")
-    while position != -1:
-        start = position + 3
-        if start >= done:
-            at = _userinfo_end(token, start, len(token), last_at)
-            if at is not None:
-                parts += [token[done:start], _masked_userinfo(token[start:at], mask), "@"]
-                done = at + 1
-        position = token.find("://", start)
-    return "".join([*parts, token[done:]]) if parts else token
-
-
-_PORT_ONLY = re.compile(r"[^:@/]*:\d*")
-
-
-def _userinfo_end(text: str, start: int, token_end: int, last_at: int | None = None) -> int | None:
-    """Where the userinfo that starts at ``start`` ends (its ``@``), or None.
-
-    As clients read it: the last ``@`` before the authority ends. Beyond that, a password
-    with an unencoded ``/``, ``#`` or ``?``: the last ``@`` of the token, when what comes
-    before it has a ``user:password`` shape (and not a ``host:port/path/`` one).
-    """
-    end = _NETLOC_END.search(text, start, token_end)
-    netloc_end = token_end if end is None else end.start()
-    at = text.rfind("@", start, netloc_end)
-    if at != -1:
-        return at
-    late = text.rfind("@", start, token_end) if last_at is None else last_at
-    if late < netloc_end:
-        return None
-    authority = text[start:netloc_end]
-    if ":" not in authority or _PORT_ONLY.fullmatch(authority):
-        return None
-    return late
-
-
-def _masked_userinfo(userinfo: str, mask: str) -> str:
-    if not userinfo:
-        return ""
-    user, colon, _ = userinfo.partition(":")
-    return f"{user}:{mask}" if colon else mask
-
-
-# -- URLs in our own messages -----------------------------------------------------------
-
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password, token or key replaced by ``***``; safe to print.
-
-    Userinfo is what a client reads (up to the last ``@`` of the authority), or, when the
-    password itself holds an unencoded ``/``, ``#`` or ``?`` (``redis://:pa/ss@host``),
-    everything up to the last ``@``. A string that is not quite a URL (``redis:/u:pw@h``)
-    loses everything between its first ``:`` and its last ``@``. Secret-named query values
-    are masked, and so are secret-named entries of list-valued options
-    (``authMechanismProperties=AWS_SESSION_TOKEN:...``).
-    """
-    if not isinstance(url, str):
-        return mask_url(str(url))
-    scheme = _SCHEME.match(url)
-    if scheme is not None:
-        start = scheme.end()
-        end = _TOKEN_END.search(url, start)
-        at = _userinfo_end(url, start, len(url) if end is None else end.start())
-        if at is not None:
-            url = url[:start] + _masked_userinfo(url[start:at], URL_MASK) + url[at:]
-    elif "@" in url:  # not a URL we can parse: hide whatever could be a password
-        colon, at = url.find(":"), url.rfind("@")
-        if 0 <= colon < at:
-            url = url[: colon + 1] + URL_MASK + url[at:]
-    return _mask_query(url)
-
-
-_QUERY_PAIR = re.compile(r"([?&;])([^=&#;]+)=([^&#;]*)")
-_LIST_ENTRY = re.compile(r"([^,:]+):([^,]*)")
-
-
-def _mask_query(url: str) -> str:
-    def pair(match: re.Match[str]) -> str:
-        name, value = match.group(2), match.group(3)
-        if DEFAULT_SECRET_NAMES.in_query(name):
-            value = URL_MASK
-        elif ":" in unquote(value):  # KEY:value,KEY2:value2 (authMechanismProperties)
-            value = _LIST_ENTRY.sub(
-                lambda m: (
-                    f"{m.group(1)}:{URL_MASK}" if DEFAULT_SECRET_NAMES(m.group(1)) else m.group(0)
-                ),
-                unquote(value),
-            )
-        return f"{match.group(1)}{name}={value}"
-
-    return _QUERY_PAIR.sub(pair, url)
-
-
-def secret_parts(url: str) -> list[str]:
-    """The pieces of ``url`` that ``mask_url`` hides (password or token, secret query
-    values), split where a parser might split them: a client library's error message about
-    a malformed URL may quote any of them (``Port could not be cast ... 'pa'``)."""
-    masked = mask_url(url)
-    if masked == url:
-        return []
-    hidden: list[str] = []
-    matcher = difflib.SequenceMatcher(None, url, masked, autojunk=False)
-    for tag, start, end, _, _ in matcher.get_opcodes():
-        if tag in ("replace", "delete"):
-            hidden.append(url[start:end])
-    pieces = {piece for text in hidden for piece in re.split(r"[:/@%#?]", text) if len(piece) >= 2}
-    return sorted(pieces, key=len, reverse=True)
 
 
 def mask_credentials(text: str) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from . import __version__
 from ._errors import WideLoggingError
-from ._secrets import mask_credentials, mask_url
+from ._secrets import mask_credentials
+from ._urls import mask_url
 
 
 def _demo(args: argparse.Namespace) -> int:

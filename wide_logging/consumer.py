@@ -41,7 +41,8 @@ from ._chain import failure_kind
 from ._config import service_fields
 from ._errors import ConfigurationError, check_number
 from ._redis import DEFAULT_STREAM, EVENT_FIELD, connect
-from ._secrets import mask_credentials, mask_url
+from ._secrets import mask_credentials
+from ._urls import mask_url
 from .fields import Resource, outer_fields
 from .incidents import IncidentAggregator, Rule
 from .metrics import Metrics, register_gauges, unregister_counters, unregister_gauges

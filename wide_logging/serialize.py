@@ -36,13 +36,8 @@ from typing import Any
 import orjson
 
 from ._errors import ConfigurationError, check_number
-from ._secrets import (
-    DEFAULT_REDACT_KEYS,
-    DEFAULT_REDACT_PATTERN,
-    REDACTED,
-    SecretNames,
-    scrub_text,
-)
+from ._secret_names import DEFAULT_REDACT_KEYS, DEFAULT_REDACT_PATTERN, REDACTED, SecretNames
+from ._secrets import scrub_text
 from .fields import CORE_FIELDS
 from .typing import EventDict
 

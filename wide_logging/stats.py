@@ -10,7 +10,7 @@ from typing import Any
 
 from ._errors import ConfigurationError
 from ._event_files import event_files, read_events
-from ._secrets import mask_url
+from ._urls import mask_url
 
 Row = tuple[str, str, str]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._redis import connect
-from .._secrets import mask_url
+from .._urls import mask_url
 
 
 class RedisKeyValueStore:

@@ -12,7 +12,7 @@ import orjson
 
 from .._errors import ConfigurationError
 from .._event_files import event_files, read_events
-from .._secrets import mask_url
+from .._urls import mask_url
 from .rules import Rule
 from .summary import Incident, summarize
 

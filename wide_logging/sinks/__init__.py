@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._errors import ConfigurationError
-from .._secrets import mask_url
+from .._urls import mask_url
 from ..typing import Sink
 from .file import RotatingFileSink
 from .stream import StreamSink

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._errors import ConfigurationError
-from .._secrets import mask_url
+from .._urls import mask_url
 
 
 def split_options(

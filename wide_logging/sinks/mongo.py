@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from .._errors import ConfigurationError
-from .._secrets import mask_url, without_secret_parts
+from .._secrets import without_secret_parts
+from .._urls import mask_url
 from ..typing import FailureKind, RejectedEvents
 from ._url import non_empty, non_negative_int, parse_options, positive_int, split_options
 

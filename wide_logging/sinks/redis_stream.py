@@ -17,7 +17,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .._errors import ConfigurationError
 from .._redis import DEFAULT_STREAM, EVENT_FIELD, connect, redis  # (says what to install)
-from .._secrets import mask_url, without_secret_parts
+from .._secrets import without_secret_parts
+from .._urls import mask_url
 from ..typing import FailureKind
 from ._url import non_empty, non_negative_int, parse_options, positive_float, split_options
 
