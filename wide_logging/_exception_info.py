@@ -14,6 +14,7 @@ The whole stack, source lines included, is scrubbed of secrets.
 
 from __future__ import annotations
 
+import asyncio
 import reprlib
 import traceback
 from collections.abc import Callable
@@ -184,3 +185,14 @@ def _notes(exc: BaseException, text: TextPolicy) -> list[str]:
         for note in notes[:_NOTES_MAX]
         if isinstance(note, str)
     ]
+
+
+#: Exceptions that end a request without being its error: a cancelled task, a closed
+#: generator. They pass through; the event is still written.
+CONTROL_FLOW = (asyncio.CancelledError, GeneratorExit)
+
+
+def is_control_flow(exc: BaseException) -> bool:
+    """A cancellation or a closed generator? Asked of ``type()``, never of the object: its
+    ``__class__`` may be a property that raises, or lies."""
+    return issubclass(type(exc), CONTROL_FLOW)

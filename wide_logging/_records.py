@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .serialize import safe_repr
+from ._text import safe_repr
 
 #: What every LogRecord has (and what logging adds while formatting): anything else on a
 #: record came from ``extra=``.

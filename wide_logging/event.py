@@ -8,13 +8,12 @@ is sealed: late annotations are ignored rather than racing the writer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._exception_info import exception_fields, exception_message, type_name
+from ._exception_info import exception_fields, exception_message, is_control_flow, type_name
 from ._ids import new_request_id
 from ._nesting import MISSING, deep_merge, nest_dotted, nested_deep, pop_path, snapshot
 from ._records import PLAIN_RECORD_SIZE, record_extra, record_message
@@ -26,6 +25,7 @@ from .fields import (
     get_path,
     http_fragment,
     http_object,
+    is_error_value,
     outer_fields,
 )
 from .serialize import REDACTED, Serializer
@@ -33,17 +33,6 @@ from .typing import EventDict
 
 if TYPE_CHECKING:
     from .typing import Decision, Sampler
-
-#: Exceptions that end a request without being its error: a cancelled task, a closed
-#: generator. They pass through; the event is still written.
-CONTROL_FLOW = (asyncio.CancelledError, GeneratorExit)
-
-
-def is_control_flow(exc: BaseException) -> bool:
-    """A cancellation or a closed generator? Asked of ``type()``, never of the object: its
-    ``__class__`` may be a property that raises, or lies."""
-    return issubclass(type(exc), CONTROL_FLOW)
-
 
 _perf_ns = time.perf_counter_ns
 _time = time.time
@@ -208,7 +197,7 @@ class WideEvent:
         """The library recorded an error, or the app annotated an ``error`` that will be
         stored as one (not null, false, 0 or empty)."""
         return self.error is not None or (
-            self._error_annotated and _is_error(self._fields.get("error"))
+            self._error_annotated and is_error_value(self._fields.get("error"))
         )
 
     def add_timing(self, name: str, milliseconds: float) -> None:
@@ -298,7 +287,7 @@ class WideEvent:
         event is finished); ``explain()`` of an open event leaves it running."""
         # self.has_error, inlined: no property call per request
         error = self.error is not None or (
-            self._error_annotated and _is_error(self._fields.get("error"))
+            self._error_annotated and is_error_value(self._fields.get("error"))
         )
         if self.kind == "log":  # no request id: a fresh random key samples log_rate
             return sampler.decide_log(new_request_id(), error=error)
@@ -417,20 +406,6 @@ class WideEvent:
                 self._add_app_fields(existing, value, (*path, key))
             elif existing != value:
                 self._refuse((*path, key), value)
-
-
-def _is_error(value: Any) -> bool:
-    """Whether an annotated ``error`` is one, by what it will be stored as: JSON's null,
-    false, 0 and empty values are not; anything else is — an object of the app's whose
-    own ``__bool__`` says False is still stored as its text, and an error."""
-    if value is None or value is False:
-        return False
-    kind = type(value)
-    if kind is dict or kind is list or kind is str or kind is tuple:
-        return len(value) > 0
-    if kind is int or kind is float:
-        return bool(value != 0)
-    return True
 
 
 #: Keys annotate() takes the long way: the guarded ones, and ``error`` (see has_error).

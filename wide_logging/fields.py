@@ -215,3 +215,17 @@ def http_fragment(
     except Exception:  # not encodable as it is (a lone surrogate, an int beyond 64 bits)
         return http
     return fragment
+
+
+def is_error_value(value: Any) -> bool:
+    """Whether an annotated ``error`` is one, by what it will be stored as: JSON's null,
+    false, 0 and empty values are not; anything else is — an object of the app's whose
+    own ``__bool__`` says False is still stored as its text, and an error."""
+    if value is None or value is False:
+        return False
+    kind = type(value)
+    if kind is dict or kind is list or kind is str or kind is tuple:
+        return len(value) > 0
+    if kind is int or kind is float:
+        return bool(value != 0)
+    return True

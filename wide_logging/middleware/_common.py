@@ -6,7 +6,8 @@ import logging
 from typing import Any
 
 from .._errors import ConfigurationError
-from ..event import WideEvent, is_control_flow
+from .._exception_info import is_control_flow
+from ..event import WideEvent
 from ..handler import WideEventHandler, resolve_handler
 
 _internal = logging.getLogger("wide_logging.internal")
