@@ -213,7 +213,7 @@ def test_a_hung_redis_loses_nothing_and_gets_everything_after_sigcont(
     assert set(stored) == set(sent)
     # At least once: a batch in flight when Redis froze may be stored twice (the stuck
     # XADD completes after SIGCONT, and the spooled copy is replayed).
-    assert sum(stored.values()) - len(stored) <= 2 * handler.pipeline.batch_size
+    assert sum(stored.values()) - len(stored) <= 2 * handler.pipeline.options.batch_size
 
 
 # -- re-weighting stays honest ------------------------------------------------------------

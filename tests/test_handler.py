@@ -52,7 +52,15 @@ def test_dict_config_round_trip(tmp_path: Path) -> None:
     assert (handler.sampler.normal_rate, handler.sampler.slow_ms) == (0.5, 250.0)
     assert handler.sampler.critical_routes == ("/pay*",)
     pipeline = handler.pipeline
-    assert (pipeline.batch_size, pipeline.queue_size, pipeline.max_retries) == (7, 123, 1)
+    assert (
+        pipeline.options.batch_size,
+        pipeline.options.queue_size,
+        pipeline.options.max_retries,
+    ) == (
+        7,
+        123,
+        1,
+    )
     assert pipeline.links[0].sink.name == f"file:{tmp_path}/out/events.jsonl"
     assert pipeline.spool.name == f"file:{tmp_path}/spool/events.jsonl"
     assert handler.serializer.is_secret("ssn")
@@ -85,6 +93,8 @@ def test_dict_config_round_trip(tmp_path: Path) -> None:
         ({"service": {"team": "x"}}, "unknown service field"),
         ({"redact": "password"}, "redact"),
         ({"max_logs": -1}, "max_logs"),
+        ({"batchsize": 10}, r"unknown option\(s\) \['batchsize'\]"),
+        ({"metrics_interval": 0.5}, "metrics_interval"),
         # accepted once, failing later (the writer thread died or spun, or silently wrong)
         ({"flush_interval": float("nan")}, "flush_interval"),
         ({"flush_interval": float("inf")}, "flush_interval"),

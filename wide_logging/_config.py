@@ -1,4 +1,5 @@
-"""Reading options from the environment, and the ``service`` option every event carries.
+"""Options: the pipeline's (declared once, in :class:`PipelineOptions`), those read from
+the environment, and the ``service`` option every event carries.
 
 Options given in code win; ``WIDE_LOGGING_*`` variables fill in what was not given; an
 empty variable counts as not set. A value that cannot be used is a ``ConfigurationError``
@@ -10,9 +11,10 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, check_number
 
 
 def env(name: str) -> str | None:
@@ -62,3 +64,53 @@ def service_fields(service: str | Mapping[str, Any] | None) -> dict[str, str]:
         "environment": service.get("environment") or env("WIDE_LOGGING_ENVIRONMENT"),
     }
     return {key: value for key, value in fields.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """The pipeline's options, their defaults and their bounds: declared here once.
+
+    ``WideEventHandler(batch_size=..., ...)`` and ``Pipeline(..., batch_size=...)`` take
+    them as keywords; an unknown one, or a value out of bounds, is a ``ConfigurationError``
+    naming it (docs/configuration.md describes each).
+    """
+
+    batch_size: int = 100
+    flush_interval: float = 1.0
+    queue_size: int = 10_000
+    queue_bytes: int = 32 * 1024 * 1024
+    max_retries: int = 3
+    retry_backoff: float = 0.1
+    breaker_cooldown: float = 5.0
+    replay_rate: float = 10_000.0
+    shutdown_timeout: float = 5.0
+    sink_timeout: float = 5.0
+    metrics_interval: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name, (low, high, integer) in _PIPELINE_BOUNDS.items():
+            check_number(name, getattr(self, name), low, high=high, integer=integer)
+
+    @classmethod
+    def from_keywords(cls, options: Mapping[str, Any]) -> PipelineOptions:
+        unknown = sorted(set(options) - set(_PIPELINE_BOUNDS))
+        if unknown:
+            msg = f"unknown option(s) {unknown}; see docs/configuration.md"
+            raise ConfigurationError(msg)
+        return cls(**options)
+
+
+#: (lowest, highest, whole number) of each pipeline option.
+_PIPELINE_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "batch_size": (1, 1_000_000, True),
+    "flush_interval": (0.001, 3600, False),
+    "queue_size": (1, 10**9, True),
+    "queue_bytes": (1024, 2**50, True),
+    "max_retries": (0, 100, True),
+    "retry_backoff": (0, 60, False),
+    "breaker_cooldown": (0, 86400, False),
+    "replay_rate": (1, 10**9, False),
+    "shutdown_timeout": (0, 3600, False),
+    "sink_timeout": (0.01, 3600, False),
+    "metrics_interval": (1, 86400, False),
+}

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from . import metrics
-from ._config import env, env_float, service_fields
+from ._config import PipelineOptions, env, env_float, service_fields
 from ._errors import ConfigurationError, check_bool
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent
 from ._internal_log import show_if_nobody_else_does
@@ -85,8 +85,11 @@ class WideEventHandler(logging.Handler):
 
     Every option is keyword-only and JSON-like; see docs/configuration.md for all of them.
     Options not given fall back to ``WIDE_LOGGING_*`` environment variables, then to the
-    defaults. Invalid values raise ``ConfigurationError`` (a ``ValueError``) here, never
-    later.
+    defaults. The pipeline's options (``batch_size``, ``flush_interval``, ``queue_size``,
+    ``queue_bytes``, ``max_retries``, ``retry_backoff``, ``breaker_cooldown``,
+    ``replay_rate``, ``shutdown_timeout``, ``sink_timeout``, ``metrics_interval``) are
+    declared once, with their defaults and bounds, in ``_config.PipelineOptions``. Invalid
+    or unknown options raise ``ConfigurationError`` (a ``ValueError``) here, never later.
     """
 
     def __init__(
@@ -97,15 +100,6 @@ class WideEventHandler(logging.Handler):
         sink_options: Mapping[str, Any] | None = None,
         service: str | Mapping[str, Any] | None = None,
         sampling: Mapping[str, Any] | Sampler | None = None,
-        batch_size: int = 100,
-        flush_interval: float = 1.0,
-        queue_size: int = 10_000,
-        queue_bytes: int = 32 * 1024 * 1024,
-        max_retries: int = 3,
-        retry_backoff: float = 0.1,
-        breaker_cooldown: float = 5.0,
-        replay_rate: float = 10_000.0,
-        sink_timeout: float = 5.0,
         fallback: str | Sink | Iterable[str | Sink] | None = None,
         redact: Iterable[str] = (),
         redact_pattern: str | None = DEFAULT_REDACT_PATTERN,
@@ -113,14 +107,14 @@ class WideEventHandler(logging.Handler):
         max_event_bytes: int = 256 * 1024,
         max_logs: int = 50,
         log_events: bool = True,
-        shutdown_timeout: float = 5.0,
         metrics_events: bool = False,
-        metrics_interval: float = 60.0,
+        **pipeline: Any,
     ) -> None:
         # Closed until fully built: logging.shutdown() may flush a handler whose
         # configuration was rejected halfway.
         self.closed = True
         super().__init__(_check_level(level))
+        pipeline_options = PipelineOptions.from_keywords(pipeline)  # before opening sinks
         self.metrics = Metrics()
         self.serializer = Serializer(
             redact=redact,
@@ -170,18 +164,8 @@ class WideEventHandler(logging.Handler):
             [primary, *chain],
             Spool(spool_sink, self.metrics),
             metrics=self.metrics,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            queue_size=queue_size,
-            queue_bytes=queue_bytes,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            breaker_cooldown=breaker_cooldown,
-            replay_rate=replay_rate,
-            shutdown_timeout=shutdown_timeout,
-            sink_timeout=sink_timeout,
             tick=self._metrics_event if metrics_events else None,
-            tick_interval=metrics_interval,
+            options=pipeline_options,
         )
         self.closed = False
         _handlers.register(self)

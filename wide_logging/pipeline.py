@@ -38,7 +38,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._chain import SinkChain
-from ._errors import ConfigurationError, check_number
+from ._config import PipelineOptions
+from ._errors import ConfigurationError
 from ._lifecycle import PIPELINES, after_fork_in_child, at_exit
 from ._sink_worker import (
     SinkCall,
@@ -80,30 +81,17 @@ class Pipeline:
         spool: Spool,
         *,
         metrics: Metrics,
-        batch_size: int = 100,
-        flush_interval: float = 1.0,
-        queue_size: int = 10_000,
-        queue_bytes: int = 32 * 1024 * 1024,
-        max_retries: int = 3,
-        retry_backoff: float = 0.1,
-        breaker_cooldown: float = 5.0,
-        replay_rate: float = 10_000.0,
-        shutdown_timeout: float = 5.0,
-        sink_timeout: float = 5.0,
         tick: Callable[[], bytes] | None = None,
-        tick_interval: float = 60.0,
+        options: PipelineOptions | None = None,
+        **keywords: Any,
     ) -> None:
-        check_number("batch_size", batch_size, 1, high=1_000_000, integer=True)
-        check_number("flush_interval", flush_interval, 0.001, high=3600)
-        check_number("queue_size", queue_size, 1, high=10**9, integer=True)
-        check_number("queue_bytes", queue_bytes, 1024, high=2**50, integer=True)
-        check_number("max_retries", max_retries, 0, high=100, integer=True)
-        check_number("retry_backoff", retry_backoff, 0, high=60)
-        check_number("breaker_cooldown", breaker_cooldown, 0, high=86400)
-        check_number("replay_rate", replay_rate, 1, high=10**9)
-        check_number("shutdown_timeout", shutdown_timeout, 0, high=3600)
-        check_number("sink_timeout", sink_timeout, 0.01, high=3600)
-        check_number("metrics_interval", tick_interval, 1, high=86400)
+        """``options`` (``_config.PipelineOptions``), or its fields as ``keywords``."""
+        if options is None:
+            options = PipelineOptions.from_keywords(keywords)
+        elif keywords:
+            msg = f"give the pipeline options or keywords, not both: {sorted(keywords)}"
+            raise ConfigurationError(msg)
+        self.options = options_ = options
         if not sinks:
             msg = "a pipeline needs at least one sink"
             raise ConfigurationError(msg)
@@ -115,25 +103,22 @@ class Pipeline:
             self,
             metrics=metrics,
             dead_letters=self.dead_letters,
-            breaker_cooldown=breaker_cooldown,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            sink_timeout=sink_timeout,
+            breaker_cooldown=options_.breaker_cooldown,
+            max_retries=options_.max_retries,
+            retry_backoff=options_.retry_backoff,
+            sink_timeout=options_.sink_timeout,
         )
         self.links = self.chain.links
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
-        self.queue_size = queue_size
-        self.queue_bytes = queue_bytes
-        self.max_retries = max_retries
-        self.retry_backoff = retry_backoff
-        self.replay_rate = replay_rate
-        self.shutdown_timeout = shutdown_timeout
-        self.sink_timeout = sink_timeout
-        #: Called by the writer every ``tick_interval`` s; its event joins the queue.
+        # read by put() for every kept event: one attribute away, not two
+        self._batch_size = options_.batch_size
+        self._queue_size = options_.queue_size
+        self._queue_bytes = options_.queue_bytes
+        #: Called by the writer every ``metrics_interval`` s; its event joins the queue.
         self.tick = tick
-        self.tick_interval = tick_interval
-        self._high_water = (int(queue_size * HIGH_WATER), int(queue_bytes * HIGH_WATER))
+        self._high_water = (
+            int(options_.queue_size * HIGH_WATER),
+            int(options_.queue_bytes * HIGH_WATER),
+        )
         self._init_process_state()
         _live_pipelines.add(self)
         register_gauges(self)
@@ -152,8 +137,8 @@ class Pipeline:
         self._in_flight: Sequence[bytes] = ()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._replay = Replay(self.spool, self.batch_size, self.metrics)
-        self._next_tick = time.monotonic() + self.tick_interval
+        self._replay = Replay(self.spool, self.options.batch_size, self.metrics)
+        self._next_tick = time.monotonic() + self.options.metrics_interval
 
     # -- request thread ----------------------------------------------------------------
 
@@ -171,8 +156,8 @@ class Pipeline:
             queue = self._queue
             accepted = (
                 not self._closed
-                and len(queue) < self.queue_size
-                and self._queued_bytes + size <= self.queue_bytes
+                and len(queue) < self._queue_size
+                and self._queued_bytes + size <= self._queue_bytes
             )
             if accepted:
                 queue.append(data)
@@ -182,7 +167,7 @@ class Pipeline:
             lock.release()
         if accepted:
             # Event.set() takes a lock: only the put that completes a batch pays for it.
-            if depth >= self.batch_size and not self._wake.is_set():
+            if depth >= self._batch_size and not self._wake.is_set():
                 self._wake.set()
             return
         reason = "closed" if self._closed else "queue_overflow"
@@ -198,9 +183,9 @@ class Pipeline:
         """Queue fill and circuit breakers, for ``wide_logging.metrics``."""
         gauges: list[tuple[str, float]] = [
             ("queue.depth", len(self._queue)),
-            ("queue.capacity", self.queue_size),
+            ("queue.capacity", self.options.queue_size),
             ("queue.bytes", self._queued_bytes),
-            ("queue.capacity_bytes", self.queue_bytes),
+            ("queue.capacity_bytes", self.options.queue_bytes),
         ]
         gauges.extend(
             (f"circuit_open.{link.sink.name}", float(link.breaker.state != "closed"))
@@ -218,7 +203,7 @@ class Pipeline:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything handed off so far is written or spooled; False on timeout."""
-        timeout = self.shutdown_timeout if timeout is None else timeout
+        timeout = self.options.shutdown_timeout if timeout is None else timeout
         thread = self._thread
         if self._closed or thread is None or not thread.is_alive() or self._pid != os.getpid():
             return not self._queue  # closed: close() already waited (logging.shutdown asks again)
@@ -241,7 +226,7 @@ class Pipeline:
         """
         if self._closed:
             return True
-        timeout = self.shutdown_timeout if timeout is None else timeout
+        timeout = self.options.shutdown_timeout if timeout is None else timeout
         flushed = self.flush(timeout)
         with self._lock:
             self._closed = True
@@ -293,7 +278,10 @@ class Pipeline:
 
     def _run(self) -> None:
         mark_sink_thread()
-        timeout = self.flush_interval
+        options = self.options
+        # a replayed batch a turn: at most replay_rate events a second
+        replay_turn = min(options.flush_interval, options.batch_size / options.replay_rate)
+        timeout = options.flush_interval
         while True:
             self._wake.wait(timeout)
             self._wake.clear()
@@ -301,9 +289,9 @@ class Pipeline:
             try:
                 self._tick_if_due()
                 self._write_queued()
-                timeout = self.flush_interval
+                timeout = options.flush_interval
                 if not stopping and self._replay_one_batch():
-                    timeout = min(self.flush_interval, self.batch_size / self.replay_rate)
+                    timeout = replay_turn
             except Exception:  # a bug of ours must not kill the writer
                 _internal.exception("wide_logging writer error")
             with self._progress:
@@ -314,7 +302,7 @@ class Pipeline:
     def _tick_if_due(self) -> None:
         if self.tick is None or time.monotonic() < self._next_tick:
             return
-        self._next_tick = time.monotonic() + self.tick_interval
+        self._next_tick = time.monotonic() + self.options.metrics_interval
         self.put(self.tick(), _METRICS_DECISION)
 
     def _drain_queue(self, limit: int | None = None) -> list[bytes]:
@@ -330,7 +318,7 @@ class Pipeline:
 
     def _write_queued(self) -> None:
         while self._queue:
-            batch = self._drain_queue(self.batch_size)
+            batch = self._drain_queue(self.options.batch_size)
             self._in_flight = batch
             try:
                 self._deliver(batch)

@@ -192,7 +192,7 @@ def _flush_before_shutdown_completes(send: Send) -> Send:
 
 def _flush_at_shutdown() -> None:
     handler = active_handler()
-    timeout = handler.pipeline.shutdown_timeout if handler is not None else 5.0
+    timeout = handler.pipeline.options.shutdown_timeout if handler is not None else 5.0
     flush_all(timeout, spool_leftovers=True)
 
 
