@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, check_bool
 from .._exception_info import is_control_flow
 from ..event import WideEvent
 from ..handler import WideEventHandler, resolve_handler
@@ -37,6 +37,32 @@ class HandlerRef:
         if handler is None or (handler.closed and self._explicit is None):
             handler = self._cached = resolve_handler()
         return handler
+
+
+App = TypeVar("App")
+
+
+class Middleware(Generic[App]):
+    """The options every middleware takes, checked where it is configured: ``handler``
+    (default: the configured ``WideEventHandler``), ``request_id_header``
+    (``X-Request-ID``), ``echo_request_id`` (True: the id is sent back on the response)."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        handler: WideEventHandler | None = None,
+        request_id_header: str = DEFAULT_REQUEST_ID_HEADER,
+        echo_request_id: bool = True,
+    ) -> None:
+        self.app = app
+        self._handler = HandlerRef(handler)
+        self._echo = check_bool("echo_request_id", echo_request_id)
+        self._use_header(check_header_name(request_id_header))
+
+    def _use_header(self, name: str) -> None:
+        """Keep the request id header's name in the form this kind of server needs."""
+        raise NotImplementedError
 
 
 _TOKEN_CHARS = frozenset(

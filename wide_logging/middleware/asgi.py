@@ -11,18 +11,12 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .._errors import ConfigurationError, check_bool
+from .._errors import ConfigurationError
 from ..context import activate, get_current, restore
 from ..event import WideEvent
 from ..handler import WideEventHandler, active_handler
 from ..pipeline import flush_all
-from ._common import (
-    DEFAULT_REQUEST_ID_HEADER,
-    HandlerRef,
-    check_header_name,
-    record_failure,
-    status_code,
-)
+from ._common import Middleware, record_failure, status_code
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,7 +27,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _internal = logging.getLogger("wide_logging.internal")
 
 
-class WideEventMiddleware:
+class WideEventMiddleware(Middleware[ASGIApp]):
     """Wrap an ASGI app; for Starlette and FastAPI, ``WideEventMiddleware.install(app)``.
 
     Options: ``handler`` (default: the configured ``WideEventHandler``),
@@ -74,20 +68,10 @@ class WideEventMiddleware:
         app.middleware_stack = None  # built again, with us outside, on the next request
         return app
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        handler: WideEventHandler | None = None,
-        request_id_header: str = DEFAULT_REQUEST_ID_HEADER,
-        echo_request_id: bool = True,
-    ) -> None:
-        self.app = app
-        self._handler = HandlerRef(handler)
+    def _use_header(self, name: str) -> None:
         # ASGI header names are lowercase, in the request and (the spec requires it) in the
         # response too; WSGI echoes the name as configured. HTTP names ignore case.
-        self._header_name = check_header_name(request_id_header).lower().encode("latin-1")
-        self._echo = check_bool("echo_request_id", echo_request_id)
+        self._header_name = name.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

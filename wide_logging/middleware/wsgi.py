@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .._errors import check_bool
 from ..context import activate, current_event, deactivate
 from ..event import WideEvent
 from ..handler import WideEventHandler
-from ._common import DEFAULT_REQUEST_ID_HEADER, HandlerRef, check_header_name, record_failure
+from ._common import Middleware, record_failure
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -34,7 +33,7 @@ _internal = logging.getLogger("wide_logging.internal")
 BODY_IN_MEMORY = "wide_logging.body_in_memory"
 
 
-class WideEventWSGIMiddleware:
+class WideEventWSGIMiddleware(Middleware[WSGIApp]):
     """Wrap a WSGI app: ``app.wsgi_app = WideEventWSGIMiddleware(app.wsgi_app)`` (Flask),
     ``application = WideEventWSGIMiddleware(get_wsgi_application())`` (Django).
 
@@ -42,21 +41,10 @@ class WideEventWSGIMiddleware:
     ``echo_request_id``.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        handler: WideEventHandler | None = None,
-        request_id_header: str = DEFAULT_REQUEST_ID_HEADER,
-        echo_request_id: bool = True,
-    ) -> None:
-        self.app = app
-        self._handler = HandlerRef(handler)
-        header = check_header_name(request_id_header)
-        self._environ_key = "HTTP_" + header.upper().replace("-", "_")
-        self._response_header = header  # echoed as configured, as the ASGI middleware does
-        self._echo = check_bool("echo_request_id", echo_request_id)
-        self._resolve_route = _install_framework_hooks(app)
+    def _use_header(self, name: str) -> None:
+        self._environ_key = "HTTP_" + name.upper().replace("-", "_")
+        self._response_header = name  # echoed as configured, as the ASGI middleware does
+        self._resolve_route = _install_framework_hooks(self.app)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
