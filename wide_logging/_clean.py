@@ -118,6 +118,10 @@ class Cleaner:
         #: Called with the dotted path of each annotation refused because the library owns
         #: that field (the handler counts them by path).
         self.count_refused = count_refused if count_refused is not None else _ignore
+        self._configured()
+
+    def _configured(self) -> None:
+        """Called at the end of ``__init__``: what a subclass derives from the options."""
 
     # -- redaction -------------------------------------------------------------------
 

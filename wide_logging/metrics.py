@@ -16,6 +16,7 @@ samples to Prometheus. :data:`FAMILIES` is the catalogue (docs/metrics.md lists 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import weakref
@@ -128,6 +129,7 @@ _BY_PREFIX = sorted(FAMILIES, key=lambda f: len(f.prefix), reverse=True)
 Sample = tuple[Family, "str | None", float]
 
 
+@functools.lru_cache(maxsize=4096)  # names repeat at every scrape; bounded all the same
 def family_of(name: str) -> tuple[Family, str | None] | None:
     """The family of a flat counter name and its label value; None when it has none."""
     for family in _BY_PREFIX:

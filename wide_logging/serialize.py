@@ -40,7 +40,10 @@ __all__ = ["DEFAULT_REDACT_KEYS", "DEFAULT_REDACT_PATTERN", "REDACTED", "Seriali
 class Serializer(Cleaner):
     """Redacts, caps and encodes events. Configured once; safe to share between threads."""
 
-    __slots__ = ()
+    __slots__ = ("_encode_default",)
+
+    def _configured(self) -> None:
+        self._encode_default = self._default  # bound once, not per encoded event
 
     # -- encoding --------------------------------------------------------------------
 
@@ -51,7 +54,7 @@ class Serializer(Cleaner):
             # through clean() is already a str. A stray one takes the strict path below.
             # orjson's own bytes, spare capacity and all: the pipeline compacts them only
             # when they have to wait in a backlog (pipeline.COMPACT_ABOVE).
-            data = orjson.dumps(event, default=self._default)
+            data = orjson.dumps(event, default=self._encode_default)
         except Exception:
             data = self._encode_strict(event)
         if len(data) > self.max_event_bytes:
@@ -70,7 +73,7 @@ class Serializer(Cleaner):
     def _encode_strict(self, event: Any, max_string: int | None = None) -> bytes:
         try:
             cleaned = self.clean(event, strict=True, max_string=max_string)
-            return orjson.dumps(cleaned, default=self._default)
+            return orjson.dumps(cleaned, default=self._encode_default)
         except Exception as exc:  # a bug of ours: the event keeps its identity all the same
             identity = {
                 key: as_text(event.get(key), 64)
