@@ -234,11 +234,14 @@ class TailSampler:
         if duration_ms > self.slow_ms:
             return self._keep_slow
         critical = self._critical_re
-        if critical is not None and status not in NO_ROUTE_MATCHED:
-            # (the route is looked at only when a rule needs it)
+        if critical is not None:  # (the route is looked at only when a rule needs it)
             if route is None:
                 route = path
-            if route is not None and critical.match(route):
+            if (
+                route is not None
+                and critical.match(route)
+                and status not in NO_ROUTE_MATCHED  # (asked only of a match: rare)
+            ):
                 return self._keep_critical
         if force_keep:
             return self._keep_forced
