@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import pytest
 
 from conftest import read_jsonl
@@ -256,7 +257,18 @@ def test_a_replay_killed_half_way_resumes_where_it_stopped(tmp_path: Path) -> No
     again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "resumed at byte" in again.stderr
-    ids = Counter(e["event_id"] for e in read_jsonl(target))
+    # A SIGKILL inside a write can leave a line without its end; the next writer starts a
+    # new line after it (sinks/file.py), and readers skip it: at most that one fragment.
+    lines = target.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    parsed, fragments = [], []
+    for line in lines[:-1]:
+        try:
+            parsed.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            fragments.append(line)
+    assert len(fragments) <= 1, fragments[:3]
+    ids = Counter(e["event_id"] for e in parsed)
     assert set(ids) == {f"r-{n}" for n in range(total)}  # nothing lost
     assert sum(ids.values()) - total <= 500  # at most one batch twice
     assert not list(tmp_path.glob(".*.offset"))  # the checkpoint is gone once done
