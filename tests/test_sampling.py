@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import uuid
@@ -23,7 +24,9 @@ from wide_logging import (
     WideEventMiddleware,
     explain,
 )
+from wide_logging.event import WideEvent
 from wide_logging.sampling import ALWAYS_KEEP_RULES, RULES, Decision
+from wide_logging.serialize import Serializer
 from wide_logging.testing import MemorySink, fake_clock
 
 
@@ -456,3 +459,120 @@ def test_made_up_paths_below_a_mounted_app_are_not_always_kept() -> None:
         assert handler.metrics.get("events.sampled_out.normal") == 50
     finally:
         handler.close()
+
+
+class ReturnsNone(EveryThird):
+    """A sampler of the app's own with a bug: it forgets to return."""
+
+    def decide(self, key: str, error: bool = False, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+
+class PlainVerdict:
+    def __init__(self, keep: bool, rule: str, rate: float) -> None:
+        self.keep, self.rule, self.rate = keep, rule, rate
+
+
+class ReturnsItsOwnVerdict(EveryThird):
+    def decide(self, key: str, error: bool = False, *args: Any, **kwargs: Any) -> Any:
+        return PlainVerdict(True, "mine", 1.0)
+
+
+@pytest.mark.parametrize("sampler", [ReturnsNone(), ReturnsItsOwnVerdict()])
+def test_a_sampler_that_answers_something_else_than_a_decision_falls_back(
+    tmp_path: Path, sampler: Any
+) -> None:
+    handler = WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", sampling=sampler)
+    try:
+        event = handler.new_event(request_id="r-500")
+        event.method, event.path, event.status = "POST", "/pay", 500
+        decision = handler.submit(event)
+        assert decision is not None
+        assert (decision.keep, decision.rule) == (True, "server_error")
+        assert handler.metrics.get("sampler_errors") == 1
+        assert handler.metrics.get("dropped.internal_error") == 0
+        assert handler.flush(5)
+        stored = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+        assert [e["request_id"] for e in stored] == ["r-500"]
+    finally:
+        handler.close()
+
+
+class AttrDict(dict[str, Any]):
+    """addict-style options: any attribute exists (an empty AttrDict when missing)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self[name] if name in self else AttrDict()
+
+
+def test_a_sampler_class_is_refused_and_options_in_a_mapping_stay_options(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigurationError, match="the class TailSampler"):
+        WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", sampling=TailSampler)
+    handler = WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", sampling=AttrDict(normal_rate=1.0))
+    try:
+        assert isinstance(handler.sampler, TailSampler)
+        assert handler.sampler.normal_rate == 1.0
+    finally:
+        handler.close()
+
+
+class LoggingSampler:
+    """A sampler that logs what it decides (the README's root -> wide handler setup)."""
+
+    def __init__(self) -> None:
+        self.inner = TailSampler(normal_rate=1.0)
+        self.calls = 0
+        self.log = logging.getLogger("myapp.sampling")
+
+    def decide(self, key: str, *args: Any) -> Decision:
+        self.calls += 1
+        self.log.info("deciding for %s", key)
+        return self.inner.decide(key, *args)
+
+    def decide_log(self, key: str, *, error: bool) -> Decision:
+        self.calls += 1
+        self.log.info("deciding for a log record")
+        return self.inner.decide_log(key, error=error)
+
+    def explain(self, event: Any) -> str:
+        return self.inner.explain(event)
+
+
+def test_what_a_sampler_logs_while_deciding_is_not_decided_on_again(tmp_path: Path) -> None:
+    sampler = LoggingSampler()
+    handler = WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", sampling=sampler)
+    root = logging.getLogger()
+    saved_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        handler.submit(handler.new_event(request_id="r-1"))
+        logging.getLogger("myapp").info("outside any request")  # a log event: decided once
+        assert handler.flush(5)
+        stored = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+        assert sorted(e["kind"] for e in stored) == ["http.request", "log"]
+        assert sampler.calls == 2
+        assert handler.metrics.get("sampler_errors") == 0
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved_level)
+        handler.close()
+
+
+@pytest.mark.parametrize("error", ["payment declined", True, ["a", "b"], {"code": 7}])
+def test_explain_names_an_error_that_is_not_an_object_with_a_type(error: Any) -> None:
+    text = explain({"request_id": "abc", "error": error}, TailSampler())
+    assert text.startswith("kept by rule 'error'"), text
+    event = WideEvent("http.request", Serializer(), request_id="abc")
+    event.annotate(error=error)
+    assert "it carries an error (error)" in explain(event, TailSampler())
+
+
+def test_an_environment_variable_out_of_bounds_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WIDE_LOGGING_NORMAL_RATE", "1.5")
+    with pytest.raises(ConfigurationError, match="WIDE_LOGGING_NORMAL_RATE"):
+        WideEventHandler(sink=f"file:{tmp_path}/e.jsonl")

@@ -19,11 +19,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from . import metrics
+from ._app_sampler import AppSampler, deciding, is_sampler
 from ._config import PipelineOptions, env, env_float, service_fields
 from ._errors import ConfigurationError, check_bool
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent
@@ -124,11 +125,17 @@ class WideEventHandler(logging.Handler):
             max_logs=max_logs,
             count_refused=self._count_refused,
         )
-        self.sampler: Sampler = (
-            sampling
-            if isinstance(sampling, Sampler)  # TailSampler(...) or one of your own, as it is
-            else TailSampler.from_config(self._sampling_with_env(sampling))
-        )
+        #: The policy as configured: a TailSampler, or the app's own sampler object.
+        self.sampler: Sampler
+        #: What ``submit()`` asks: the sampler itself, or the app's wrapped (AppSampler).
+        self._decider: Sampler
+        if isinstance(sampling, TailSampler):  # built in code: used as it is
+            self.sampler = self._decider = sampling
+        elif is_sampler(sampling):
+            self.sampler = cast(Sampler, sampling)
+            self._decider = AppSampler(self.sampler)
+        else:
+            self.sampler = self._decider = _sampler_from_options(sampling)
         self._sampler_failed = False
         self.log_events = check_bool("log_events", log_events)
         check_bool("metrics_events", metrics_events)
@@ -170,27 +177,6 @@ class WideEventHandler(logging.Handler):
         self.closed = False
         _handlers.register(self)
 
-    @staticmethod
-    def _sampling_with_env(sampling: object) -> dict[str, Any]:
-        if sampling is not None and not isinstance(sampling, Mapping):
-            msg = (
-                "sampling must be a dict of options or a sampler (decide, decide_log, "
-                f"explain), got {type(sampling).__name__}"
-            )
-            raise ConfigurationError(msg)
-        merged = dict(sampling or {})
-        for key, variable in (
-            ("normal_rate", "WIDE_LOGGING_NORMAL_RATE"),
-            ("slow_ms", "WIDE_LOGGING_SLOW_MS"),
-        ):
-            value = env_float(variable)
-            if key not in merged and value is not None:
-                merged[key] = value
-        secret = env("WIDE_LOGGING_SAMPLING_KEY")
-        if "key" not in merged and secret is not None:
-            merged["key"] = secret
-        return merged
-
     # -- events ------------------------------------------------------------------------
 
     def new_event(
@@ -209,7 +195,7 @@ class WideEventHandler(logging.Handler):
         """Decide, encode and hand off a finished event. Never raises."""
         try:
             try:
-                decision = event.decide(self.sampler)
+                decision = event.decide(self._decider)
             except Exception:
                 decision = self._decide_without_sampler(event)
             self.metrics.record_decision(decision.counter)
@@ -284,6 +270,8 @@ class WideEventHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if in_writer_thread():
             return  # sink libraries' logs, from our own threads, would loop
+        if deciding():
+            return  # a sampler of the app's own logging: its records would be decided on
         try:
             event = current_event()
             if event is not None and not event.sealed:
@@ -344,6 +332,40 @@ class WideEventHandler(logging.Handler):
             self.pipeline.close()
             metrics.unregister_counters(self.metrics)
         super().close()
+
+
+def _sampler_from_options(sampling: object) -> TailSampler:
+    """The policy from a dict of options, completed by the ``WIDE_LOGGING_*`` variables."""
+    if sampling is not None and not isinstance(sampling, Mapping):
+        msg = (
+            "sampling must be a dict of options or a sampler object (with decide, "
+            f"decide_log and explain methods), got {_described(sampling)}"
+        )
+        raise ConfigurationError(msg)
+    merged = dict(sampling or {})
+    from_environment: list[str] = []
+    for key, variable in (
+        ("normal_rate", "WIDE_LOGGING_NORMAL_RATE"),
+        ("slow_ms", "WIDE_LOGGING_SLOW_MS"),
+        ("key", "WIDE_LOGGING_SAMPLING_KEY"),
+    ):
+        value = env(variable) if key == "key" else env_float(variable)
+        if key not in merged and value is not None:
+            merged[key] = value
+            from_environment.append(variable)
+    try:
+        return TailSampler.from_config(merged)
+    except ConfigurationError as exc:
+        if not from_environment:
+            raise
+        msg = f"{exc} (options set by environment variables: {', '.join(from_environment)})"
+        raise ConfigurationError(msg) from None
+
+
+def _described(value: object) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__name__} (an instance is needed)"
+    return type(value).__name__
 
 
 def active_handler() -> WideEventHandler | None:

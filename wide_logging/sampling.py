@@ -295,7 +295,7 @@ class TailSampler:
         """The reason for ``decision`` about ``event`` (its quoted fields: error, duration,
         the sampling key), in words."""
         reasons = {
-            "error": f"it carries an error ({(event.get('error') or {}).get('type', 'error')})",
+            "error": f"it carries an error ({_error_type(event.get('error'))})",
             "server_error": "its response status is 5xx",
             "slow": f"duration_ms {event.get('duration_ms')} > slow_ms {self.slow_ms:g}",
             "critical_route": "its route matches one of critical_routes "
@@ -334,3 +334,10 @@ def sampling_key(event: Mapping[str, Any]) -> str:
     decides alike. Events outside requests fall back to their event id.
     """
     return str(event.get("request_id") or event.get("trace_id") or event.get("event_id") or "")
+
+
+def _error_type(error: object) -> str:
+    """What an event's ``error`` is called in a reason: its ``type`` when it has one (an
+    app may annotate a text, ``True`` or a list as its error)."""
+    kind = error.get("type") if isinstance(error, Mapping) else None
+    return str(kind)[:200] if kind else "error"
