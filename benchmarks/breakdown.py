@@ -108,7 +108,7 @@ def steps(tmp: str) -> None:
     event.client_address, event.user_agent = "127.0.0.1", "bench/1.0"
     decision = handler.sampler.decide("bench-123")
     resource = handler.resource()
-    fields = event.finalize(resource, decision.fields, for_encoder=True)
+    fields = event.finalize(resource, decision.fields)
     data = handler.serializer.encode(fields)
     pipeline = handler.pipeline
     pieces: list[tuple[str, Any]] = [
@@ -118,7 +118,7 @@ def steps(tmp: str) -> None:
         ("sampling decision", lambda: handler.sampler.decide("bench-123", False, 200, 1.0)),
         (
             "build the event dict",
-            lambda: event.finalize(resource, decision.fields, for_encoder=True),
+            lambda: event.finalize(resource, decision.fields),
         ),
         ("  of which: event id", lambda: uuid7_ms(1_764_236_000_123)),
         ("  of which: timestamp", lambda: iso_ms(1_764_236_000_123)),

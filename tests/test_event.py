@@ -77,30 +77,37 @@ def test_finalize_builds_the_documented_fields() -> None:
     assert "logs" not in fields
 
 
-def _encoded(event: WideEvent, serializer: Serializer, *, for_encoder: bool) -> str:
+def _encoded(event: WideEvent, serializer: Serializer) -> str:
     """The event as written, keys sorted: types count (``true`` is not ``1``)."""
-    fields = orjson.loads(
-        serializer.encode(event.finalize(RESOURCE, SAMPLING, for_encoder=for_encoder))
-    )
-    del fields["event_id"]  # a new one per call
+    fields = orjson.loads(serializer.encode(event.finalize(RESOURCE, SAMPLING)))
+    for key in ("event_id", "timestamp", "duration_ms"):  # this event's own
+        del fields[key]
     return json.dumps(fields, sort_keys=True)
 
 
-def _assert_encoder_path_matches(
+def _assert_shared_http_matches(
     serializer: Serializer,
     method: str,
     route: str | None,
     status: Any,
     annotations: dict[str, Any] | None = None,
 ) -> None:
-    """A finished request event, written through ``for_encoder`` and through plain dicts."""
-    event = make_event()
-    event.method, event.path, event.route, event.status = method, "/u/7", route, status
-    event.annotate(**(annotations or {}))
-    event.end()
-    assert _encoded(event, serializer, for_encoder=True) == _encoded(
-        event, serializer, for_encoder=False
-    )
+    """A finished request event, written with the shared ``http`` objects and with a fresh
+    one for every event (the cache off): the same bytes."""
+    written = []
+    for cache_size in (fields_module._HTTP_OBJECTS_MAX, 0):
+        event = make_event()
+        event.method, event.path, event.route, event.status = method, "/u/7", route, status
+        event.annotate(**(annotations or {}))
+        event.end()
+        saved = fields_module._HTTP_OBJECTS_MAX, fields_module._http_objects
+        if cache_size == 0:
+            fields_module._HTTP_OBJECTS_MAX, fields_module._http_objects = 0, {}
+        try:
+            written.append(_encoded(event, serializer))
+        finally:
+            fields_module._HTTP_OBJECTS_MAX, fields_module._http_objects = saved
+    assert written[0] == written[1]
 
 
 @pytest.mark.parametrize(
@@ -116,16 +123,32 @@ def _assert_encoder_path_matches(
         ("GET", "/u/{id}", [200], {}),  # a buggy app's unhashable status
     ],
 )
-def test_encoder_path_writes_what_the_plain_dict_gives(
+def test_shared_http_objects_write_what_a_fresh_one_gives(
     method: str, route: str | None, status: Any, annotations: dict[str, Any]
 ) -> None:
     serializer = Serializer()
     for _ in range(2):  # the second time from the cache
-        _assert_encoder_path_matches(serializer, method, route, status, annotations)
-    assert len(fields_module._http_fragments) <= fields_module._HTTP_FRAGMENTS_MAX
+        _assert_shared_http_matches(serializer, method, route, status, annotations)
+    assert len(fields_module._http_objects) <= fields_module._HTTP_OBJECTS_MAX
     assert all(
-        len(key[0]) <= fields_module._MAX_CACHED_METHOD for key in fields_module._http_fragments
+        len(key[0]) <= fields_module._MAX_CACHED_METHOD for key in fields_module._http_objects
     )
+
+
+def test_an_events_own_http_fields_never_reach_the_shared_object() -> None:
+    plain = make_event()
+    plain.method, plain.route, plain.status = "PATCH", "/shared/{id}", 204
+    plain.finalize(RESOURCE, SAMPLING)  # caches the object for this combination
+    annotated = make_event()
+    annotated.method, annotated.route, annotated.status = "PATCH", "/shared/{id}", 204
+    annotated.annotate(http={"request": {"body_bytes": 12}})
+    built = annotated.finalize(RESOURCE, SAMPLING)
+    assert built["http"]["request"] == {"method": "PATCH", "body_bytes": 12}
+    assert fields_module.shared_http_object("PATCH", "/shared/{id}", 204) == {
+        "request": {"method": "PATCH"},
+        "route": "/shared/{id}",
+        "response": {"status_code": 204},
+    }
 
 
 @settings(max_examples=300, deadline=None)
@@ -149,13 +172,13 @@ def test_encoder_path_writes_what_the_plain_dict_gives(
 def test_encoder_path_equals_the_plain_dict_for_any_request(
     method: str, route: str | None, status: Any, annotations: dict[str, Any]
 ) -> None:
-    _assert_encoder_path_matches(Serializer(), method, route, status, annotations)
+    _assert_shared_http_matches(Serializer(), method, route, status, annotations)
 
 
 def test_equal_statuses_of_other_types_do_not_share_a_fragment() -> None:
     serializer = Serializer()
     for status in (1, True, 200, 200.0):  # True == 1 and 200.0 == 200 as dict keys
-        _assert_encoder_path_matches(serializer, "GET", "/eq", status)
+        _assert_shared_http_matches(serializer, "GET", "/eq", status)
 
 
 def test_encoder_path_survives_the_strict_and_shrinking_fallbacks() -> None:
@@ -163,7 +186,7 @@ def test_encoder_path_survives_the_strict_and_shrinking_fallbacks() -> None:
     event = make_event()
     event.method, event.path, event.route, event.status = "GET", "/x\ud800", "/x", 200
     event.annotate(blob="y" * 5000)  # over max_event_bytes: shrunk
-    fields = orjson.loads(serializer.encode(event.finalize(RESOURCE, SAMPLING, for_encoder=True)))
+    fields = orjson.loads(serializer.encode(event.finalize(RESOURCE, SAMPLING)))
     assert fields["http"] == {
         "request": {"method": "GET"},
         "route": "/x",
@@ -173,12 +196,12 @@ def test_encoder_path_survives_the_strict_and_shrinking_fallbacks() -> None:
     assert "truncated" in fields
 
 
-def test_http_fragment_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fields_module, "_http_fragments", {})
-    monkeypatch.setattr(fields_module, "_HTTP_FRAGMENTS_MAX", 3)
-    parts = [fields_module.http_fragment(f"M{n}", "/r", 200) for n in range(10)]
-    assert len(fields_module._http_fragments) == 3
-    assert [orjson.loads(orjson.dumps(part)) for part in parts] == [
+def test_the_shared_http_objects_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fields_module, "_http_objects", {})
+    monkeypatch.setattr(fields_module, "_HTTP_OBJECTS_MAX", 3)
+    objects = [fields_module.shared_http_object(f"M{n}", "/r", 200) for n in range(10)]
+    assert len(fields_module._http_objects) == 3
+    assert objects == [
         {"request": {"method": f"M{n}"}, "route": "/r", "response": {"status_code": 200}}
         for n in range(10)
     ]

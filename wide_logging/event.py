@@ -23,10 +23,10 @@ from .fields import (
     OWNED_FIELDS,
     REFUSED,
     get_path,
-    http_fragment,
     http_object,
     is_error_value,
     outer_fields,
+    shared_http_object,
 )
 from .serialize import REDACTED, Serializer
 from .typing import EventDict
@@ -318,16 +318,13 @@ class WideEvent:
         self,
         resource: Mapping[str, Any],
         sampling: Mapping[str, Any],
-        *,
-        for_encoder: bool = False,
     ) -> EventDict:
         """Seal the event and build its dict.
 
-        ``resource`` (service/host/process) and ``sampling`` are shared between events and
-        never modified here (the app cannot annotate them). ``for_encoder``: the dict goes
-        straight to orjson, so parts that repeat between events (the ``http`` object) may
-        be pre-encoded ``orjson.Fragment`` values. Never raises: should building fail (a
-        bug of ours), the event keeps its identity, status, duration and error.
+        ``resource`` (service/host/process), ``sampling`` and, unless the app annotated
+        ``http``, the ``http`` object are shared between events: the dict is for encoding,
+        not for changing. Never raises: should building fail (a bug of ours), the event
+        keeps its identity, status, duration and error.
         """
         self._sealed = True
         # one clock reading names and dates the event
@@ -339,9 +336,9 @@ class WideEvent:
                 event["trace_id"] = self.trace_id
             fields = self._fields
             if self.method is not None:
-                if for_encoder and "http" not in fields:  # annotations merge into a dict
-                    event["http"] = http_fragment(self.method, self.route, self.status)
-                else:
+                if "http" not in fields:
+                    event["http"] = shared_http_object(self.method, self.route, self.status)
+                else:  # the app's http fields merge into it: a fresh one
                     event["http"] = http_object(self.method, self.route, self.status)
             path = self.path
             if path is not None:

@@ -17,8 +17,6 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from . import _lifecycle
 from ._ids import uuid7_ms
 from .typing import EventDict
@@ -182,39 +180,31 @@ def http_object(method: str, route: str | None, status: int | None) -> dict[str,
     return http
 
 
-#: Encoded ``http`` objects by (method, route, status). A service answers few distinct
-#: combinations, and orjson copies a fragment at a fraction of the cost of building three
-#: dicts and walking them for every kept event. Bounded in count and in size: the method
-#: comes from the client.
-_http_fragments: dict[tuple[str, str | None, int | None], orjson.Fragment] = {}
-_HTTP_FRAGMENTS_MAX = 2048
+#: ``http`` objects by (method, route, status), shared by the events that have the same:
+#: a service answers few distinct combinations, and building three dicts per kept event
+#: costs more than finding them. Never modified (an event whose app annotated ``http``
+#: gets a fresh one to merge into). Bounded in count and in size: the method comes from
+#: the client.
+_http_objects: dict[tuple[str, str | None, int | None], dict[str, Any]] = {}
+_HTTP_OBJECTS_MAX = 2048
 _MAX_CACHED_METHOD = 32
 
 
-def http_fragment(
-    method: str, route: str | None, status: int | None
-) -> orjson.Fragment | dict[str, Any]:
-    """:func:`http_object`, encoded once per combination; the plain dict when the cache is
-    full or the values are unusual (the serializer's fallbacks then deal with them)."""
+def shared_http_object(method: str, route: str | None, status: int | None) -> dict[str, Any]:
+    """:func:`http_object`, one shared dict per combination; never modify it."""
     if status is not None and type(status) is not int:
-        # A buggy app's True or 200.0 would find the fragment of 1 or 200: equal keys,
-        # other JSON. The plain dict writes what it was given.
+        # A buggy app's True or 200.0 would find the object of 1 or 200: equal keys,
+        # other values. A fresh one holds what it was given.
         return http_object(method, route, status)
     key = (method, route, status)
     try:
-        return _http_fragments[key]
+        return _http_objects[key]
     except KeyError:
         pass
     http = http_object(method, route, status)
-    if len(_http_fragments) >= _HTTP_FRAGMENTS_MAX:
-        return http
-    try:
-        if len(method) > _MAX_CACHED_METHOD:
-            return http
-        fragment = _http_fragments[key] = orjson.Fragment(orjson.dumps(http))
-    except Exception:  # not encodable as it is (a lone surrogate, an int beyond 64 bits)
-        return http
-    return fragment
+    if len(_http_objects) < _HTTP_OBJECTS_MAX and len(method) <= _MAX_CACHED_METHOD:
+        _http_objects[key] = http
+    return http
 
 
 def is_error_value(value: Any) -> bool:

@@ -204,7 +204,7 @@ class WideEventHandler(logging.Handler):
             elif not decision.keep:
                 event.seal()
             else:  # kept: build, encode, hand off; expensive work only for kept events
-                fields = event.finalize(self.resource(), decision.fields, for_encoder=True)
+                fields = event.finalize(self.resource(), decision.fields)
                 self.pipeline.put(self.serializer.encode(fields), decision)
             return decision
         except Exception:
