@@ -15,12 +15,15 @@ from typing import Any
 from .sampling import Decision
 from .typing import Sampler
 
-_local = threading.local()
+
+class _ThreadState(threading.local):
+    #: True while a sampler of the app's own decides on this thread. (A class default:
+    #: reading an attribute a thread never set must not raise inside, per log record.)
+    deciding = False
 
 
-def deciding() -> bool:
-    """True while a sampler of the app's own decides on this thread."""
-    return getattr(_local, "deciding", False)
+#: Read by the handler for every log record: ``if state.deciding``.
+state = _ThreadState()
 
 
 def is_sampler(value: object) -> bool:
@@ -50,12 +53,12 @@ class AppSampler:
         return self.sampler.explain(event)
 
     def _checked(self, name: str, method: Any, *args: Any, **kwargs: Any) -> Decision:
-        before = deciding()
-        _local.deciding = True
+        before = state.deciding
+        state.deciding = True
         try:
             decision = method(*args, **kwargs)
         finally:
-            _local.deciding = before
+            state.deciding = before
         if not isinstance(decision, Decision):
             msg = (
                 f"{type(self.sampler).__name__}.{name}() returned "

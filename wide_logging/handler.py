@@ -24,7 +24,8 @@ from typing import Any, cast
 import orjson
 
 from . import metrics
-from ._app_sampler import AppSampler, deciding, is_sampler
+from ._app_sampler import AppSampler, is_sampler
+from ._app_sampler import state as app_sampler
 from ._config import PipelineOptions, env, env_float, service_fields
 from ._errors import ConfigurationError, check_bool
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent
@@ -270,7 +271,7 @@ class WideEventHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if in_writer_thread():
             return  # sink libraries' logs, from our own threads, would loop
-        if deciding():
+        if app_sampler.deciding:
             return  # a sampler of the app's own logging: its records would be decided on
         try:
             event = current_event()
