@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from ._errors import ConfigurationError, WideLoggingError
 from ._explain import explain
+from ._pipelines import flush_all as flush
 from ._urls import mask_url
 from .context import annotate, current_event, instrument, span
 from .event import WideEvent
 from .handler import WideEventHandler
 from .middleware import WideEventMiddleware, WideEventWSGIMiddleware
-from .pipeline import flush_all as flush
 from .sampling import Decision, TailSampler
 
 __version__ = "0.1.0.dev0"

@@ -89,6 +89,14 @@ class SinkChain:
         self.retry_backoff = retry_backoff
         self.sink_timeout = sink_timeout
 
+    def close(self) -> None:
+        """Stop the sink threads and close the sinks (one stuck in a call keeps its client)."""
+        for link in self.links:
+            if link.worker is not None:
+                link.worker.stop()
+            if link.worker is None or not link.worker.busy:
+                close_quietly(link.sink)
+
     def _call(self, link: Link, batch: Sequence[bytes], deadline: float) -> None:
         try:
             if link.worker is None:
@@ -234,3 +242,10 @@ def failure_kind(sink: Sink, error: BaseException) -> FailureKind:
     if isinstance(error, OSError):
         return "unavailable"
     return "content"
+
+
+def close_quietly(sink: Sink) -> None:
+    try:
+        sink.close()
+    except Exception as exc:
+        _internal.warning("closing sink %s failed: %s", sink.name, type(exc).__name__)

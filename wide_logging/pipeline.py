@@ -26,21 +26,19 @@ Every event therefore ends up written, spooled, dead-lettered, or counted in
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._chain import SinkChain
+from ._chain import SinkChain, close_quietly
 from ._config import PipelineOptions
 from ._errors import ConfigurationError
-from ._lifecycle import PIPELINES, after_fork_in_child, at_exit
+from ._pipelines import live_pipelines
 from ._sink_worker import (
     SinkCall,
     in_sink_thread,
@@ -110,7 +108,6 @@ class Pipeline:
         )
         self.links = self.chain.links
         # read by put() for every kept event: one attribute away, not two
-        self._batch_size = options_.batch_size
         self._queue_size = options_.queue_size
         self._queue_bytes = options_.queue_bytes
         #: Called by the writer every ``metrics_interval`` s; its event joins the queue.
@@ -119,8 +116,9 @@ class Pipeline:
             int(options_.queue_size * HIGH_WATER),
             int(options_.queue_bytes * HIGH_WATER),
         )
+        self._wake_at = max(1, min(options_.batch_size, self._high_water[0]))
         self._init_process_state()
-        _live_pipelines.add(self)
+        live_pipelines.add(self)
         register_gauges(self)
 
     def _init_process_state(self) -> None:
@@ -167,7 +165,9 @@ class Pipeline:
             lock.release()
         if accepted:
             # Event.set() takes a lock: only the put that completes a batch pays for it.
-            if depth >= self._batch_size and not self._wake.is_set():
+            # (_wake_at: a full batch, or the high-water mark when that comes first, so that
+            # a writer backing off from a sink spills at once instead of at its next look)
+            if depth >= self._wake_at and not self._wake.is_set():
                 self._wake.set()
             return
         reason = "closed" if self._closed else "queue_overflow"
@@ -238,14 +238,10 @@ class Pipeline:
         if self.spool_leftovers(include_in_flight=thread is not None and thread.is_alive()):
             flushed = False
         self._replay.close()
-        for link in self.links:
-            if link.worker is not None:
-                link.worker.stop()
-            if link.worker is None or not link.worker.busy:  # a hung call keeps its client
-                _close_quietly(link.sink)
-        _close_quietly(self.spool.sink)
+        self.chain.close()
+        close_quietly(self.spool.sink)
         self.dead_letters.close()
-        _live_pipelines.discard(self)
+        live_pipelines.discard(self)
         unregister_gauges(self)
         return flushed
 
@@ -355,7 +351,10 @@ class Pipeline:
         """A retry's backoff, spilling the queue meanwhile; True when shutting down."""
         until = time.monotonic() + seconds
         while (remaining := until - time.monotonic()) > 0:
-            if self._stopping.wait(min(remaining, _WAIT_SLICE)):
+            # woken by close() (stopping) or by put() at the high-water mark
+            self._wake.wait(min(remaining, _WAIT_SLICE))
+            self._wake.clear()
+            if self._stopping.is_set():
                 return True
             self._spill_if_high()
         return False
@@ -386,7 +385,8 @@ class Pipeline:
 
     # -- fork --------------------------------------------------------------------------
 
-    def _after_fork(self) -> None:
+    def after_fork(self) -> None:
+        """In a forked child: the parent's queue and threads dropped, the sinks reset."""
         # The parent's queued events are the parent's to write; the child starts empty,
         # with fresh locks (a lock held by a parent thread would never be released here).
         self._init_process_state()
@@ -414,44 +414,3 @@ class _MetricsDecision:
 
 
 _METRICS_DECISION = _MetricsDecision()
-
-
-def _close_quietly(sink: Sink) -> None:
-    try:
-        sink.close()
-    except Exception as exc:
-        _internal.warning("closing sink %s failed: %s", sink.name, type(exc).__name__)
-
-
-_live_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
-
-
-def flush_all(timeout: float = 5.0, *, spool_leftovers: bool = False) -> bool:
-    """Flush every live pipeline of this process within ``timeout`` seconds in total.
-
-    With ``spool_leftovers`` (a server shutting down), whatever is still queued when the
-    time is up — and a batch stuck in a hung sink — goes to the spool before returning.
-    """
-    deadline = time.monotonic() + timeout
-    ok = True
-    for pipeline in list(_live_pipelines):
-        flushed = pipeline.flush(max(0.0, deadline - time.monotonic()))
-        if not flushed and spool_leftovers:
-            pipeline.spool_leftovers()
-        ok = flushed and ok
-    return ok
-
-
-def _close_all_at_exit() -> None:
-    for pipeline in list(_live_pipelines):
-        with contextlib.suppress(Exception):  # exiting: never a traceback
-            pipeline.close()
-
-
-def _after_fork_in_child() -> None:
-    for pipeline in list(_live_pipelines):
-        pipeline._after_fork()
-
-
-at_exit(_close_all_at_exit)
-after_fork_in_child(PIPELINES, _after_fork_in_child)

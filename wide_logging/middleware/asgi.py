@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .._errors import ConfigurationError
+from .._pipelines import flush_all
 from ..context import activate, get_current, restore
 from ..event import WideEvent
 from ..handler import WideEventHandler, active_handler
-from ..pipeline import flush_all
 from ._common import Middleware, record_failure, status_code
 
 Scope = MutableMapping[str, Any]
