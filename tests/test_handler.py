@@ -94,6 +94,9 @@ def test_dict_config_round_trip(tmp_path: Path) -> None:
         ({"redact": "password"}, "redact"),
         ({"max_logs": -1}, "max_logs"),
         ({"batchsize": 10}, r"unknown option\(s\) \['batchsize'\]"),
+        ({"max_string": 10, "redcat": ["x"]}, r"unknown option\(s\) \['redcat'\]"),
+        ({"max_items": 0}, "max_items"),
+        ({"max_depth": 1000}, "max_depth"),
         ({"metrics_interval": 0.5}, "metrics_interval"),
         # accepted once, failing later (the writer thread died or spun, or silently wrong)
         ({"flush_interval": float("nan")}, "flush_interval"),
@@ -447,3 +450,19 @@ def test_extra_fields_named_like_parameters_are_kept(
         log.removeHandler(handler)
     [event] = events.by_kind("log")
     assert (event["self"], event["fields"]) == ("me", 2)
+
+
+def test_the_events_options_reach_the_serializer_through_dict_config(tmp_path: Path) -> None:
+    """Each option is declared once where it is used (the serializer's in _clean.Cleaner):
+    the handler passes them on by name."""
+    logging.config.dictConfig(
+        dict_config(tmp_path, max_items=5, max_depth=3, max_logs=7, redact=["ssn"])
+    )
+    handler = active_handler()
+    assert handler is not None
+    try:
+        serializer = handler.serializer
+        assert (serializer.max_items, serializer.max_depth, serializer.max_logs) == (5, 3, 7)
+        assert serializer.copy({"ssn": "123-45-6789"}) == {"ssn": REDACTED}
+    finally:
+        handler.close()

@@ -8,6 +8,7 @@ naming the variable, raised where the handler (or consumer) is configured.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping
@@ -93,12 +94,15 @@ class PipelineOptions:
 
     @classmethod
     def from_keywords(cls, options: Mapping[str, Any]) -> PipelineOptions:
-        unknown = sorted(set(options) - set(_PIPELINE_BOUNDS))
+        unknown = sorted(set(options) - PIPELINE_OPTIONS)
         if unknown:
             msg = f"unknown option(s) {unknown}; see docs/configuration.md"
             raise ConfigurationError(msg)
         return cls(**options)
 
+
+#: The names of the pipeline's options (its fields).
+PIPELINE_OPTIONS = frozenset(field.name for field in dataclasses.fields(PipelineOptions))
 
 #: (lowest, highest, whole number) of each pipeline option.
 _PIPELINE_BOUNDS: dict[str, tuple[float, float, bool]] = {

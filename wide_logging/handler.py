@@ -14,6 +14,7 @@ created open handler is the one a middleware without an explicit ``handler=`` us
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import threading
@@ -26,7 +27,8 @@ import orjson
 from . import metrics
 from ._app_sampler import AppSampler, is_sampler
 from ._app_sampler import state as app_sampler
-from ._config import PipelineOptions, env, env_float, service_fields
+from ._clean import Cleaner
+from ._config import PIPELINE_OPTIONS, PipelineOptions, env, env_float, service_fields
 from ._errors import ConfigurationError, check_bool
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent
 from ._internal_log import show_if_nobody_else_does
@@ -38,7 +40,7 @@ from .fields import Resource, outer_fields
 from .metrics import Metrics
 from .pipeline import Pipeline, in_writer_thread
 from .sampling import TailSampler
-from .serialize import DEFAULT_REDACT_PATTERN, Serializer
+from .serialize import Serializer
 from .sinks import open_sink
 from .sinks.file import RotatingFileSink
 from .spool import Spool
@@ -87,11 +89,14 @@ class WideEventHandler(logging.Handler):
 
     Every option is keyword-only and JSON-like; see docs/configuration.md for all of them.
     Options not given fall back to ``WIDE_LOGGING_*`` environment variables, then to the
-    defaults. The pipeline's options (``batch_size``, ``flush_interval``, ``queue_size``,
-    ``queue_bytes``, ``max_retries``, ``retry_backoff``, ``breaker_cooldown``,
-    ``replay_rate``, ``shutdown_timeout``, ``sink_timeout``, ``metrics_interval``) are
-    declared once, with their defaults and bounds, in ``_config.PipelineOptions``. Invalid
-    or unknown options raise ``ConfigurationError`` (a ``ValueError``) here, never later.
+    defaults. Besides those in the signature, ``options`` are each declared once, with its
+    default and bounds, where it is used: the pipeline's (``batch_size``, ``flush_interval``,
+    ``queue_size``, ``queue_bytes``, ``max_retries``, ``retry_backoff``, ``breaker_cooldown``,
+    ``replay_rate``, ``shutdown_timeout``, ``sink_timeout``, ``metrics_interval``) in
+    ``_config.PipelineOptions``, the event's (``redact``, ``redact_pattern``,
+    ``max_string``, ``max_items``, ``max_depth``, ``max_event_bytes``, ``max_logs``) in
+    ``_clean.Cleaner``. Invalid or unknown options raise ``ConfigurationError`` (a
+    ``ValueError``) here, never later.
     """
 
     def __init__(
@@ -103,27 +108,24 @@ class WideEventHandler(logging.Handler):
         service: str | Mapping[str, Any] | None = None,
         sampling: Mapping[str, Any] | Sampler | None = None,
         fallback: str | Sink | Iterable[str | Sink] | None = None,
-        redact: Iterable[str] = (),
-        redact_pattern: str | None = DEFAULT_REDACT_PATTERN,
-        max_string: int = 8192,
-        max_event_bytes: int = 256 * 1024,
-        max_logs: int = 50,
         log_events: bool = True,
         metrics_events: bool = False,
-        **pipeline: Any,
+        **options: Any,
     ) -> None:
         # Closed until fully built: logging.shutdown() may flush a handler whose
         # configuration was rejected halfway.
         self.closed = True
         super().__init__(_check_level(level))
-        pipeline_options = PipelineOptions.from_keywords(pipeline)  # before opening sinks
+        unknown = sorted(set(options) - PIPELINE_OPTIONS - EVENT_OPTIONS)
+        if unknown:
+            msg = f"unknown option(s) {unknown}; see docs/configuration.md"
+            raise ConfigurationError(msg)
+        pipeline_options = PipelineOptions.from_keywords(  # (checked before any sink opens)
+            {name: value for name, value in options.items() if name in PIPELINE_OPTIONS}
+        )
         self.metrics = Metrics()
         self.serializer = Serializer(
-            redact=redact,
-            redact_pattern=redact_pattern,
-            max_string=max_string,
-            max_event_bytes=max_event_bytes,
-            max_logs=max_logs,
+            **{name: value for name, value in options.items() if name in EVENT_OPTIONS},
             count_refused=self._count_refused,
         )
         #: The policy as configured: a TailSampler, or the app's own sampler object.
@@ -333,6 +335,13 @@ class WideEventHandler(logging.Handler):
             self.pipeline.close()
             metrics.unregister_counters(self.metrics)
         super().close()
+
+
+#: The event's options: those the serializer declares (``_clean.Cleaner``).
+EVENT_OPTIONS = frozenset(inspect.signature(Cleaner.__init__).parameters) - {
+    "self",
+    "count_refused",
+}
 
 
 def _sampler_from_options(sampling: object) -> TailSampler:
