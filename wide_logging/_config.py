@@ -67,30 +67,36 @@ def service_fields(service: str | Mapping[str, Any] | None) -> dict[str, str]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
+def _option(default: float, low: float, high: float, *, whole: bool = False) -> Any:
+    """A pipeline option: its default and the bounds it is checked against."""
+    return dataclasses.field(default=default, metadata={"bounds": (low, high, whole)})
+
+
 @dataclass(frozen=True)
 class PipelineOptions:
-    """The pipeline's options, their defaults and their bounds: declared here once.
+    """The pipeline's options, each declared here once: its default and its bounds.
 
     ``WideEventHandler(batch_size=..., ...)`` and ``Pipeline(..., batch_size=...)`` take
     them as keywords; an unknown one, or a value out of bounds, is a ``ConfigurationError``
     naming it (docs/configuration.md describes each).
     """
 
-    batch_size: int = 100
-    flush_interval: float = 1.0
-    queue_size: int = 10_000
-    queue_bytes: int = 32 * 1024 * 1024
-    max_retries: int = 3
-    retry_backoff: float = 0.1
-    breaker_cooldown: float = 5.0
-    replay_rate: float = 10_000.0
-    shutdown_timeout: float = 5.0
-    sink_timeout: float = 5.0
-    metrics_interval: float = 60.0
+    batch_size: int = _option(100, 1, 1_000_000, whole=True)
+    flush_interval: float = _option(1.0, 0.001, 3600)
+    queue_size: int = _option(10_000, 1, 10**9, whole=True)
+    queue_bytes: int = _option(32 * 1024 * 1024, 1024, 2**50, whole=True)
+    max_retries: int = _option(3, 0, 100, whole=True)
+    retry_backoff: float = _option(0.1, 0, 60)
+    breaker_cooldown: float = _option(5.0, 0, 86400)
+    replay_rate: float = _option(10_000.0, 1, 10**9)
+    shutdown_timeout: float = _option(5.0, 0, 3600)
+    sink_timeout: float = _option(5.0, 0.01, 3600)
+    metrics_interval: float = _option(60.0, 1, 86400)
 
     def __post_init__(self) -> None:
-        for name, (low, high, integer) in _PIPELINE_BOUNDS.items():
-            check_number(name, getattr(self, name), low, high=high, integer=integer)
+        for field in dataclasses.fields(self):
+            low, high, whole = field.metadata["bounds"]
+            check_number(field.name, getattr(self, field.name), low, high=high, integer=whole)
 
     @classmethod
     def from_keywords(cls, options: Mapping[str, Any]) -> PipelineOptions:
@@ -103,18 +109,3 @@ class PipelineOptions:
 
 #: The names of the pipeline's options (its fields).
 PIPELINE_OPTIONS = frozenset(field.name for field in dataclasses.fields(PipelineOptions))
-
-#: (lowest, highest, whole number) of each pipeline option.
-_PIPELINE_BOUNDS: dict[str, tuple[float, float, bool]] = {
-    "batch_size": (1, 1_000_000, True),
-    "flush_interval": (0.001, 3600, False),
-    "queue_size": (1, 10**9, True),
-    "queue_bytes": (1024, 2**50, True),
-    "max_retries": (0, 100, True),
-    "retry_backoff": (0, 60, False),
-    "breaker_cooldown": (0, 86400, False),
-    "replay_rate": (1, 10**9, False),
-    "shutdown_timeout": (0, 3600, False),
-    "sink_timeout": (0.01, 3600, False),
-    "metrics_interval": (1, 86400, False),
-}
