@@ -212,7 +212,14 @@ def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
 
     parser = build_parser()
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(commands.choices) == {"demo", "consume", "replay", "stats", "incidents"}
+    assert set(commands.choices) == {
+        "demo",
+        "consume",
+        "replay",
+        "stats",
+        "incidents",
+        "simulate",
+    }
     for name, command in commands.choices.items():
         text = command.format_help()
         for action in command._actions:

@@ -40,6 +40,16 @@ def event_files(spec: str) -> list[Path]:
     return files
 
 
+def parse_event(line: bytes) -> dict[str, Any] | None:
+    """The event on one JSONL line; None for a line that holds none (a torn write, a
+    stray line, JSON that is not an object)."""
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return event if type(event) is dict else None
+
+
 def read_events(
     files: Sequence[Path], counts: Counter[str] | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -53,11 +63,8 @@ def read_events(
             for line in handle:
                 if not line.strip():
                     continue
-                try:
-                    event = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    event = None
-                if type(event) is not dict:
+                event = parse_event(line)
+                if event is None:
                     tally["unreadable"] += 1
                     continue
                 event_id = event.get("event_id")

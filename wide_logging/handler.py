@@ -138,7 +138,7 @@ class WideEventHandler(logging.Handler):
             self.sampler = cast(Sampler, sampling)
             self._decider = AppSampler(self.sampler)
         else:
-            self.sampler = self._decider = _sampler_from_options(sampling)
+            self.sampler = self._decider = sampler_from_options(sampling)
         self._sampler_failed = False
         self.log_events = check_bool("log_events", log_events)
         check_bool("metrics_events", metrics_events)
@@ -344,7 +344,7 @@ EVENT_OPTIONS = frozenset(inspect.signature(Cleaner.__init__).parameters) - {
 }
 
 
-def _sampler_from_options(sampling: object) -> TailSampler:
+def sampler_from_options(sampling: object) -> TailSampler:
     """The policy from a dict of options, completed by the ``WIDE_LOGGING_*`` variables."""
     if sampling is not None and not isinstance(sampling, Mapping):
         msg = (
