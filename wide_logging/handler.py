@@ -143,7 +143,6 @@ class WideEventHandler(logging.Handler):
         self.log_events = check_bool("log_events", log_events)
         check_bool("metrics_events", metrics_events)
         self._resource = Resource(service_fields(service))
-        self.service = self._resource.service
 
         if sink_options is not None and not isinstance(sink_options, Mapping):
             msg = f"sink_options must be a dict, got {type(sink_options).__name__}"
@@ -227,6 +226,11 @@ class WideEventHandler(logging.Handler):
                 type(self.sampler).__name__,
             )
         return event.decide(_BUILT_IN_SAMPLER)
+
+    @property
+    def service(self) -> dict[str, str]:
+        """The ``service`` object every event of this handler carries."""
+        return self._resource.service
 
     def _count_refused(self, path: str) -> None:
         self.metrics.tally(f"annotations_refused.{path}")

@@ -146,6 +146,17 @@ def _value(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])  # repr is "count(N)"
 
 
+def _first_use(counters: dict[str, itertools.count[int]], name: str) -> itertools.count[int]:
+    """The counter ``name`` of ``counters``, created on its first use. ``setdefault`` is one
+    step: two threads creating it at once get the same counter, no lock needed."""
+    return counters.setdefault(name, itertools.count())
+
+
+def _values(counters: dict[str, itertools.count[int]]) -> dict[str, int]:
+    """What the counters of ``counters`` have counted, those above zero."""
+    return {name: value for name, counter in list(counters.items()) if (value := _value(counter))}
+
+
 class GaugeSource(Protocol):
     def gauges(self) -> Iterable[tuple[str, float]]:
         """Flat gauge names (``queue.depth``, ``circuit_open.<sink>``) and their values."""
@@ -172,21 +183,18 @@ class Metrics:
         """``inc(name)`` without any lock, for counts taken where the app's code runs
         (``annotate()``, from a signal handler too: it must never wait on a lock that its
         own thread holds, one level down the stack)."""
-        tallies = self._tallies
-        counter = tallies.get(name)
-        if counter is None:  # setdefault is one step: two threads get the same counter
-            counter = tallies.setdefault(name, itertools.count())
-        next(counter)
+        try:
+            next(self._tallies[name])
+        except KeyError:
+            next(_first_use(self._tallies, name))
 
     def record_decision(self, counter: str) -> None:
-        """One sampled event: the decision's own counter goes up (and so ``events.seen``)."""
-        decisions = self._decisions
+        """One sampled event: the decision's own counter goes up (and so ``events.seen``).
+        Lock-free as ``tally()``: it runs for every request."""
         try:
-            next(decisions[counter])
+            next(self._decisions[counter])
         except KeyError:
-            with self._lock:  # first use of this counter: create it once
-                decisions.setdefault(counter, itertools.count())
-            next(decisions[counter])
+            next(_first_use(self._decisions, counter))
 
     def get(self, name: str) -> int:
         return self.snapshot().get(name, 0)
@@ -195,18 +203,12 @@ class Metrics:
         """These counters, flat: ``{"events.seen": 10, "written.file:...": 7, ...}``."""
         with self._lock:
             values = dict(self._counts)
-        seen = 0
-        for name, counter in list(self._decisions.items()):
-            value = _value(counter)
-            if value:
-                values[name] = value
-                seen += value
-        if seen:
-            values["events.seen"] = seen  # every event gets exactly one decision
-        for name, counter in list(self._tallies.items()):
-            value = _value(counter)
-            if value:
-                values[name] = values.get(name, 0) + value
+        decisions = _values(self._decisions)
+        values.update(decisions)
+        if decisions:  # every event gets exactly one decision
+            values["events.seen"] = sum(decisions.values())
+        for name, value in _values(self._tallies).items():
+            values[name] = values.get(name, 0) + value
         return values
 
     def reset(self) -> None:
