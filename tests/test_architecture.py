@@ -90,3 +90,24 @@ def test_no_module_imports_itself_back() -> None:
 def test_the_cycle_finder_finds_one() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+SIDE_PRODUCTS = ("wide_logging.tools", "wide_logging.incidents", "wide_logging.cache")
+#: What may use a side product besides the side products: ``python -m wide_logging`` runs
+#: the CLI, and the consumer runs the live incident rules on what it ships.
+SIDE_PRODUCT_USERS = {"wide_logging.__main__", "wide_logging.consumer"}
+
+
+def _is_side_product(name: str) -> bool:
+    return any(name == side or name.startswith(side + ".") for side in SIDE_PRODUCTS)
+
+
+def test_the_core_never_imports_a_side_product() -> None:
+    modules = _modules()
+    assert any(_is_side_product(name) for name in modules)  # the names still exist
+    offenders = {
+        name: sorted(filter(_is_side_product, _imports(name, path, modules)))
+        for name, path in modules.items()
+        if not _is_side_product(name) and name not in SIDE_PRODUCT_USERS
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}

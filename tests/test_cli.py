@@ -13,7 +13,7 @@ import pytest
 
 from conftest import read_jsonl
 from servers import free_port
-from wide_logging.cli import main
+from wide_logging.tools.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -208,7 +208,7 @@ def test_incidents_from_a_missing_file_is_an_error(tmp_path: Path) -> None:
 def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
     import argparse
 
-    from wide_logging.cli import build_parser
+    from wide_logging.tools.cli import build_parser
 
     parser = build_parser()
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

@@ -303,7 +303,7 @@ def test_consumer_numbers_in_metrics_and_the_stats_table(
     redis_url: str, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from wide_logging import metrics
-    from wide_logging.cli import main
+    from wide_logging.tools.cli import main
 
     metrics._counter_sources.clear()
     metrics._gauge_sources.clear()

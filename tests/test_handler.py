@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
 import logging.config
 import re
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 
 from conftest import read_jsonl, wait_for
-from wide_logging import ConfigurationError, WideEventHandler, flush
+from wide_logging import ConfigurationError, TailSampler, WideEventHandler, flush
+from wide_logging._handler_options import HandlerOptions
 from wide_logging.context import activate, deactivate
 from wide_logging.handler import active_handler
 from wide_logging.pipeline import in_writer_thread
@@ -464,5 +466,33 @@ def test_the_events_options_reach_the_serializer_through_dict_config(tmp_path: P
         serializer = handler.serializer
         assert (serializer.max_items, serializer.max_depth, serializer.max_logs) == (5, 3, 7)
         assert serializer.copy({"ssn": "123-45-6789"}) == {"ssn": REDACTED}
+    finally:
+        handler.close()
+
+
+def test_all_of_a_handlers_options_resolve_once_into_one_frozen_object(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WIDE_LOGGING_SINK", f"file:{tmp_path}/env/events.jsonl")
+    monkeypatch.setenv("WIDE_LOGGING_FALLBACK", "stderr: file:/nowhere/spool.jsonl")
+    monkeypatch.setenv("WIDE_LOGGING_SLOW_MS", "75")
+    options = HandlerOptions.resolve(
+        "info", service="shop", sampling={"normal_rate": 0.1}, batch_size=7, max_string=99
+    )
+    assert options.level == "INFO"
+    assert options.sink == f"file:{tmp_path}/env/events.jsonl"
+    assert options.fallback == ("stderr:", "file:/nowhere/spool.jsonl")
+    assert options.service == {"name": "shop"}
+    assert isinstance(options.sampler, TailSampler)
+    assert (options.sampler.normal_rate, options.sampler.slow_ms) == (0.1, 75.0)
+    assert options.pipeline.batch_size == 7
+    assert options.event == {"max_string": 99}
+    assert not (tmp_path / "env").exists()  # resolving opens nothing
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.sink = "stdout:"  # type: ignore[misc]
+    handler = WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", batch_size=7)
+    try:
+        assert handler.options.pipeline == handler.pipeline.options
+        assert handler.options.sink == f"file:{tmp_path}/e.jsonl"
     finally:
         handler.close()

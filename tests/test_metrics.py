@@ -309,7 +309,7 @@ def test_stats_command_reads_a_live_metrics_endpoint(
         import contextlib
         import io
 
-        from wide_logging.cli import main
+        from wide_logging.tools.cli import main
 
         out = io.StringIO()
         with contextlib.redirect_stdout(out):

@@ -41,9 +41,9 @@ from wide_logging import (
     metrics,
 )
 from wide_logging._secrets import scrub_text
-from wide_logging.cli import main as cli
 from wide_logging.prometheus import WideLoggingCollector
 from wide_logging.serialize import REDACTED, Serializer
+from wide_logging.tools.cli import main as cli
 
 MARK = "SeCrEt"
 log = logging.getLogger("app.secrets")

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from wide_logging import WideEventHandler, WideEventMiddleware
-from wide_logging.cli import main
+from wide_logging.tools.cli import main
 
 KEY = "simulate-test-key-0123456789"
 

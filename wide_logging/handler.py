@@ -14,22 +14,19 @@ created open handler is the one a middleware without an explicit ``handler=`` us
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
 from . import metrics
-from ._app_sampler import AppSampler, is_sampler
+from ._app_sampler import AppSampler
 from ._app_sampler import state as app_sampler
-from ._clean import Cleaner
-from ._config import PIPELINE_OPTIONS, PipelineOptions, env, env_float, service_fields
-from ._errors import ConfigurationError, check_bool
+from ._errors import ConfigurationError
+from ._handler_options import HandlerOptions, check_level
 from ._ids import match_request_id, new_request_id, trace_id_from_traceparent
 from ._internal_log import show_if_nobody_else_does
 from ._records import record_extra, record_message
@@ -48,34 +45,12 @@ from .typing import Decision, Sampler, Sink
 
 _internal = logging.getLogger("wide_logging.internal")
 
-DEFAULT_SINK = "file:wide-logs/events.jsonl"
 DEFAULT_SPOOL_NAME = "spool/events.jsonl"
 
 _handlers: Registry[WideEventHandler] = Registry()
 _default_lock = threading.Lock()
 #: What decides when a sampler of the app's own raises.
 _BUILT_IN_SAMPLER = TailSampler()
-
-
-def _check_level(level: object) -> int | str:
-    """A logging level as ``logging`` takes it, or a ConfigurationError naming the option
-    (``logging`` itself raises a bare ValueError, or takes ``True`` as level 1)."""
-    if isinstance(level, str) and isinstance(logging.getLevelName(level.upper()), int):
-        return level.upper()  # a standard name, or one registered with addLevelName()
-    if isinstance(level, int) and not isinstance(level, bool) and level >= 0:
-        return level
-    msg = (
-        f"level must be a logging level (DEBUG, INFO, WARNING, ...) or a number >= 0, got {level!r}"
-    )
-    raise ConfigurationError(msg)
-
-
-def _sink_list(value: str | Sink | Iterable[str | Sink] | None) -> list[str | Sink]:
-    if value is None:
-        return []
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        return [value]
-    return list(value)
 
 
 def _default_spool(primary: Sink) -> RotatingFileSink:
@@ -99,65 +74,28 @@ class WideEventHandler(logging.Handler):
     ``ValueError``) here, never later.
     """
 
-    def __init__(
-        self,
-        level: int | str = logging.NOTSET,
-        *,
-        sink: str | Sink | None = None,
-        sink_options: Mapping[str, Any] | None = None,
-        service: str | Mapping[str, Any] | None = None,
-        sampling: Mapping[str, Any] | Sampler | None = None,
-        fallback: str | Sink | Iterable[str | Sink] | None = None,
-        log_events: bool = True,
-        metrics_events: bool = False,
-        **options: Any,
-    ) -> None:
+    def __init__(self, level: int | str = logging.NOTSET, **options: Any) -> None:
         # Closed until fully built: logging.shutdown() may flush a handler whose
         # configuration was rejected halfway.
         self.closed = True
-        super().__init__(_check_level(level))
-        unknown = sorted(set(options) - PIPELINE_OPTIONS - EVENT_OPTIONS)
-        if unknown:
-            msg = f"unknown option(s) {unknown}; see docs/configuration.md"
-            raise ConfigurationError(msg)
-        pipeline_options = PipelineOptions.from_keywords(  # (checked before any sink opens)
-            {name: value for name, value in options.items() if name in PIPELINE_OPTIONS}
-        )
+        #: Everything this handler is configured with, resolved and checked before any
+        #: sink opens (``_handler_options.HandlerOptions``).
+        self.options = HandlerOptions.resolve(level, **options)
+        super().__init__(self.options.level)
         self.metrics = Metrics()
-        self.serializer = Serializer(
-            **{name: value for name, value in options.items() if name in EVENT_OPTIONS},
-            count_refused=self._count_refused,
-        )
+        self.serializer = Serializer(**self.options.event, count_refused=self._count_refused)
         #: The policy as configured: a TailSampler, or the app's own sampler object.
-        self.sampler: Sampler
+        self.sampler: Sampler = self.options.sampler
         #: What ``submit()`` asks: the sampler itself, or the app's wrapped (AppSampler).
-        self._decider: Sampler
-        if isinstance(sampling, TailSampler):  # built in code: used as it is
-            self.sampler = self._decider = sampling
-        elif is_sampler(sampling):
-            self.sampler = cast(Sampler, sampling)
-            self._decider = AppSampler(self.sampler)
-        else:
-            self.sampler = self._decider = sampler_from_options(sampling)
+        self._decider: Sampler = (
+            self.sampler if isinstance(self.sampler, TailSampler) else AppSampler(self.sampler)
+        )
         self._sampler_failed = False
-        self.log_events = check_bool("log_events", log_events)
-        check_bool("metrics_events", metrics_events)
-        self._resource = Resource(service_fields(service))
+        self.log_events = self.options.log_events
+        self._resource = Resource(dict(self.options.service))
 
-        if sink_options is not None and not isinstance(sink_options, Mapping):
-            msg = f"sink_options must be a dict, got {type(sink_options).__name__}"
-            raise ConfigurationError(msg)
-        if (
-            sink is not None
-            and (not isinstance(sink, str) or not sink.strip())
-            and not (hasattr(sink, "write") and hasattr(sink, "close"))
-        ):
-            got = "an empty string" if isinstance(sink, str) else type(sink).__name__
-            msg = f"sink must be a sink URL (docs/configuration.md) or a sink object, got {got}"
-            raise ConfigurationError(msg)
-        primary = open_sink(sink or env("WIDE_LOGGING_SINK") or DEFAULT_SINK, sink_options)
-        env_fallback = (env("WIDE_LOGGING_FALLBACK") or "").split()  # space-separated URLs
-        chain = [open_sink(s) for s in _sink_list(fallback or env_fallback or None)]
+        primary = open_sink(self.options.sink, self.options.sink_options)
+        chain = [open_sink(s) for s in self.options.fallback]
         last = chain[-1] if chain else None
         if isinstance(last, RotatingFileSink):  # the chain names its own spool
             spool_sink = last
@@ -173,8 +111,8 @@ class WideEventHandler(logging.Handler):
             [primary, *chain],
             Spool(spool_sink, self.metrics),
             metrics=self.metrics,
-            tick=self._metrics_event if metrics_events else None,
-            options=pipeline_options,
+            tick=self._metrics_event if self.options.metrics_events else None,
+            options=self.options.pipeline,
         )
         self.closed = False
         _handlers.register(self)
@@ -314,7 +252,7 @@ class WideEventHandler(logging.Handler):
     def setLevel(self, level: int | str) -> None:
         """As ``logging.Handler.setLevel`` (dictConfig calls it with the ``level`` option),
         but ``True`` or an unknown name is a ConfigurationError naming the option."""
-        super().setLevel(_check_level(level))
+        super().setLevel(check_level(level))
 
     def handleError(self, record: logging.LogRecord) -> None:
         """Never the standard report: it prints the record's arguments (they may hold
@@ -339,47 +277,6 @@ class WideEventHandler(logging.Handler):
             self.pipeline.close()
             metrics.unregister_counters(self.metrics)
         super().close()
-
-
-#: The event's options: those the serializer declares (``_clean.Cleaner``).
-EVENT_OPTIONS = frozenset(inspect.signature(Cleaner.__init__).parameters) - {
-    "self",
-    "count_refused",
-}
-
-
-def sampler_from_options(sampling: object) -> TailSampler:
-    """The policy from a dict of options, completed by the ``WIDE_LOGGING_*`` variables."""
-    if sampling is not None and not isinstance(sampling, Mapping):
-        msg = (
-            "sampling must be a dict of options or a sampler object (with decide, "
-            f"decide_log and explain methods), got {_described(sampling)}"
-        )
-        raise ConfigurationError(msg)
-    merged = dict(sampling or {})
-    from_environment: list[str] = []
-    for key, variable in (
-        ("normal_rate", "WIDE_LOGGING_NORMAL_RATE"),
-        ("slow_ms", "WIDE_LOGGING_SLOW_MS"),
-        ("key", "WIDE_LOGGING_SAMPLING_KEY"),
-    ):
-        value = env(variable) if key == "key" else env_float(variable)
-        if key not in merged and value is not None:
-            merged[key] = value
-            from_environment.append(variable)
-    try:
-        return TailSampler.from_config(merged)
-    except ConfigurationError as exc:
-        if not from_environment:
-            raise
-        msg = f"{exc} (options set by environment variables: {', '.join(from_environment)})"
-        raise ConfigurationError(msg) from None
-
-
-def _described(value: object) -> str:
-    if isinstance(value, type):
-        return f"the class {value.__name__} (an instance is needed)"
-    return type(value).__name__
 
 
 def active_handler() -> WideEventHandler | None:

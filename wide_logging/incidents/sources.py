@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 
 from .._errors import ConfigurationError
-from .._event_files import event_files, read_events
 from .._urls import mask_url
+from ..tools.event_files import event_files, read_events
 from .rules import Rule
 from .summary import Incident, summarize
 

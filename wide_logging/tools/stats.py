@@ -8,9 +8,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ._errors import ConfigurationError
-from ._event_files import event_files, read_events
-from ._urls import mask_url
+from .._errors import ConfigurationError
+from .._urls import mask_url
+from .event_files import event_files, read_events
 
 Row = tuple[str, str, str]
 
@@ -39,7 +39,7 @@ def from_metrics_endpoint(url: str, timeout: float = 5.0) -> list[Row]:
 
 def from_stream(redis_url: str, stream: str, group: str | None) -> list[Row]:
     """Rows describing ``stream``: length, groups (pending, lag), consumers, dead letters."""
-    from ._redis import connect
+    from .._redis import connect
 
     client = connect(redis_url, socket_timeout=5.0, connect_timeout=5.0)
     try:

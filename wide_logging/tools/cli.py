@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 
-from . import __version__
-from ._errors import WideLoggingError
-from ._secrets import mask_credentials
-from ._urls import mask_url
+from .. import __version__
+from .._errors import WideLoggingError
+from .._secrets import mask_credentials
+from .._urls import mask_url
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -41,12 +41,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _consume(args: argparse.Namespace) -> int:
     import signal
 
-    from .consumer import StreamConsumer
+    from ..consumer import StreamConsumer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     rules = None
     if args.incidents:
-        from .incidents import DEFAULT_RULES, load_rules
+        from ..incidents import DEFAULT_RULES, load_rules
 
         rules = load_rules(args.rules) if args.rules else DEFAULT_RULES
     consumer = StreamConsumer(
@@ -86,7 +86,7 @@ def _consume(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from .replay import replay_files
+    from ..replay import replay_files
 
     result = replay_files(
         [Path(p) for p in args.paths],
@@ -115,7 +115,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .handler import sampler_from_options
+    from .._handler_options import sampler_from
     from .simulate import format_markdown, format_text, lines_of, simulate
 
     options: dict[str, Any] = {}
@@ -127,7 +127,7 @@ def _simulate(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             options[name] = value
-    result = simulate(lines_of(args.paths), sampler_from_options(options))
+    result = simulate(lines_of(args.paths), sampler_from(options))
     if args.format == "json":
         print(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
     elif args.format == "markdown":
@@ -161,8 +161,8 @@ def _stats(args: argparse.Namespace) -> int:
 def _incidents(args: argparse.Namespace) -> int:
     import time
 
-    from .incidents import DEFAULT_RULES, format_incidents, load_rules
-    from .incidents.sources import incidents_from, parse_since
+    from ..incidents import DEFAULT_RULES, format_incidents, load_rules
+    from ..incidents.sources import incidents_from, parse_since
 
     rules = load_rules(args.rules) if args.rules else DEFAULT_RULES
     found = incidents_from(args.source, rules, parse_since(args.since, time.time()))

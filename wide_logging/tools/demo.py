@@ -28,10 +28,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from . import __version__, annotate, span
-from .handler import WideEventHandler, active_handler
-from .incidents import summarize
-from .middleware import WideEventMiddleware
+from .. import __version__, annotate, span
+from ..handler import WideEventHandler, active_handler
+from ..incidents import summarize
+from ..middleware import WideEventMiddleware
 
 log = logging.getLogger("shop")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 #: What the file sink adds to a rotated segment's name: ``events.20261130T101500.123456-42.jsonl``
 _SEGMENT_STAMP = r"\.\d{8}T\d{6}\.\d{6}-\d+"

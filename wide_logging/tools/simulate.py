@@ -25,9 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
-from ._event_files import event_files, parse_event
-from .fields import get_path
-from .sampling import TailSampler
+from ..fields import get_path
+from ..sampling import TailSampler
+from .event_files import event_files, parse_event
 
 #: The rule whose events are sampled (the others are always kept).
 NORMAL = "normal"
