@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._errors import ConfigurationError
+from ._progress import progress_bar
 from ._secrets import mask_credentials
 from .metrics import Metrics
 from .sinks import RotatingFileSink, open_sink
@@ -56,32 +57,33 @@ def replay_files(
     sizes = {path: path.stat().st_size for path in paths}
     result = ReplayResult(sink=target.name)
     metrics = Metrics()
-    advance, finish = _progress_bar(sum(p.stat().st_size for p in paths), progress)
     try:
-        for path in paths:
-            checkpoint = _checkpoint(path, target.name, sizes[path], result)
-            reader = SegmentReader(path, batch_size, metrics, checkpoint, until=sizes[path])
-            done = reader.position
-            advance(done)
-            while batch := reader.next_batch():
-                try:
-                    target.write(batch)
-                except Exception as exc:
-                    reader.close()
-                    result.failed = f"{path}: {type(exc).__name__}: {mask_credentials(str(exc))}"
-                    return result
-                reader.sent()
-                result.events += len(batch)
-                advance(reader.position - done)
+        with progress_bar(sum(sizes.values()), "replay", enabled=progress) as advance:
+            for path in paths:
+                checkpoint = _checkpoint(path, target.name, sizes[path], result)
+                reader = SegmentReader(path, batch_size, metrics, checkpoint, until=sizes[path])
                 done = reader.position
-            if delete:
-                reader.finish()  # the checkpoint too
-            else:
-                reader.close()
-                checkpoint.unlink(missing_ok=True)
-            result.files += 1
+                advance(done)
+                while batch := reader.next_batch():
+                    try:
+                        target.write(batch)
+                    except Exception as exc:
+                        reader.close()
+                        result.failed = (
+                            f"{path}: {type(exc).__name__}: {mask_credentials(str(exc))}"
+                        )
+                        return result
+                    reader.sent()
+                    result.events += len(batch)
+                    advance(reader.position - done)
+                    done = reader.position
+                if delete:
+                    reader.finish()  # the checkpoint too
+                else:
+                    reader.close()
+                    checkpoint.unlink(missing_ok=True)
+                result.files += 1
     finally:
-        finish()
         result.corrupt = metrics.get("dropped.corrupt_spool_line")
         target.close()
     return result
@@ -111,15 +113,3 @@ def _checkpoint(path: Path, sink_name: str, size: int, result: ReplayResult) -> 
     else:
         checkpoint.unlink(missing_ok=True)
     return checkpoint
-
-
-def _progress_bar(total: int, enabled: bool) -> tuple[Callable[[int], object], Callable[[], None]]:
-    if enabled:
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            pass
-        else:
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc="replay")
-            return bar.update, bar.close
-    return (lambda _n: None), (lambda: None)

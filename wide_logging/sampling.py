@@ -29,7 +29,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import ConfigurationError
 from .fields import get_path
@@ -43,6 +43,8 @@ ALWAYS_KEEP_RULES = frozenset(RULES[:-1])
 LOG_RULE = "log"
 #: Hashes are signed 64-bit integers, uniform over [-2**63, 2**63).
 _SPACE = 2**64
+#: The size of the hash space normal traffic is decided in (``TailSampler.position``).
+HASH_SPACE = _SPACE
 _LOWEST = -(2**63)
 #: Shortest sampling key accepted: 128 bits of a random hex or base64 string.
 MIN_KEY_LENGTH = 16
@@ -257,19 +259,13 @@ class TailSampler:
 
     def decide_event(self, event: Mapping[str, Any]) -> Decision:
         """The decision for a finished event given as a dict (stored or captured)."""
-        route = get_path(event, "http.route")
-        path = get_path(event, "url.path")
-        status = get_path(event, "http.response.status_code")
-        duration = get_path(event, "duration_ms")
-        return self.decide(
-            sampling_key(event),
-            error=bool(event.get("error")),
-            status=status if isinstance(status, int) else None,
-            duration_ms=float(duration) if isinstance(duration, (int, float)) else 0.0,
-            route=route if isinstance(route, str) else None,
-            force_keep=get_path(event, "sampling.rule") == "force_keep",
-            path=path if isinstance(path, str) else None,
-        )
+        return self.decide(*request_facts(event))
+
+    def position(self, key: str) -> int:
+        """Where ``key``'s hash falls in the hash space, from 0 to 2**64: a normal request
+        is kept when it is below ``normal_rate * 2**64`` (``HASH_SPACE``). What lets
+        ``wide-logging simulate`` find the highest rate a budget allows in one pass."""
+        return self._hash(key) - _LOWEST
 
     def explain(self, event: Mapping[str, Any]) -> str:
         """Say which rule decided for ``event``, and why.
@@ -324,6 +320,35 @@ class TailSampler:
             f"each kept normal event stands for "
             f"{1 / self.normal_rate if self.normal_rate else 0:g}{caveat}"
         )
+
+
+class RequestFacts(NamedTuple):
+    """What the policy reads of a finished request: ``TailSampler.decide``'s arguments."""
+
+    key: str
+    error: bool
+    status: int | None
+    duration_ms: float
+    route: str | None
+    force_keep: bool
+    path: str | None
+
+
+def request_facts(event: Mapping[str, Any]) -> RequestFacts:
+    """The policy's reading of a request event given as a dict (stored or captured)."""
+    route = get_path(event, "http.route")
+    path = get_path(event, "url.path")
+    status = get_path(event, "http.response.status_code")
+    duration = get_path(event, "duration_ms")
+    return RequestFacts(
+        sampling_key(event),
+        error=bool(event.get("error")),
+        status=status if isinstance(status, int) else None,
+        duration_ms=float(duration) if isinstance(duration, (int, float)) else 0.0,
+        route=route if isinstance(route, str) else None,
+        force_keep=get_path(event, "sampling.rule") == "force_keep",
+        path=path if isinstance(path, str) else None,
+    )
 
 
 def sampling_key(event: Mapping[str, Any]) -> str:

@@ -7,9 +7,6 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from .. import __version__
 from .._errors import WideLoggingError
@@ -115,26 +112,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .._handler_options import sampler_from
-    from .simulate import format_markdown, format_text, lines_of, simulate
+    from .simulate_cli import run
 
-    options: dict[str, Any] = {}
-    for name, value in (
-        ("normal_rate", args.normal_rate),
-        ("slow_ms", args.slow_ms),
-        ("critical_routes", args.critical_route),
-        ("key", args.key),
-    ):
-        if value is not None:
-            options[name] = value
-    result = simulate(lines_of(args.paths), sampler_from(options))
-    if args.format == "json":
-        print(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
-    elif args.format == "markdown":
-        print(format_markdown(result))
-    else:
-        print(format_text(result))
-    return 0
+    return run(args)
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -285,38 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(func=_replay)
 
     simulate = command(
-        "simulate", "what a sampling policy would keep of requests already logged (JSONL)"
+        "simulate",
+        "what a sampling policy would keep of requests already logged "
+        "(our JSONL, nginx, Apache or JSON access logs)",
     )
-    simulate.add_argument(
-        "paths", nargs="+", help="JSONL event files (.gz too), folders, globs, or - for stdin"
-    )
-    simulate.add_argument(
-        "--normal-rate",
-        type=_rate,
-        default=None,
-        help="share of normal requests kept (default: WIDE_LOGGING_NORMAL_RATE, else 0.02)",
-    )
-    simulate.add_argument(
-        "--slow-ms",
-        type=float,
-        default=None,
-        help="requests slower than this are kept (default: WIDE_LOGGING_SLOW_MS, else 1000)",
-    )
-    simulate.add_argument(
-        "--critical-route",
-        action="append",
-        default=None,
-        help="route glob always kept, repeat for more (default: none)",
-    )
-    simulate.add_argument(
-        "--key",
-        default=None,
-        help="the deployment's sampling key, to decide as it does "
-        "(default: WIDE_LOGGING_SAMPLING_KEY, else a key of this run's own)",
-    )
-    simulate.add_argument(
-        "--format", choices=("text", "json", "markdown"), default="text", help="output"
-    )
+    from .simulate_cli import add_arguments
+
+    add_arguments(simulate, _rate)
     simulate.set_defaults(func=_simulate)
 
     stats = command(
