@@ -219,6 +219,7 @@ def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
         "stats",
         "incidents",
         "simulate",
+        "report",
     }
     for name, command in commands.choices.items():
         text = command.format_help()

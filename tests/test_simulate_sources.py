@@ -205,7 +205,7 @@ def test_a_budget_finds_the_highest_rate_that_fits_and_reports_it_as_simulated(
 
 @pytest.mark.parametrize(
     ("budget", "message"),
-    [("lots", "--budget takes a size per day"), ("0GB/day", "more than 0"), ("5XB", "size per")],
+    [("lots", "--budget takes a size per day"), ("0GB/day", "between 1 byte"), ("5XB", "size per")],
 )
 def test_a_budget_that_is_not_a_size_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], budget: str, message: str
@@ -331,7 +331,7 @@ def test_whatever_the_request_an_nginx_line_reads_back(
         f'1.2.3.4 - - [30/Nov/2026:08:00:00 +0000] "GET /{path} HTTP/1.1" {status} 0 "-" '
         f'"{agent}" {seconds:.3f}\n'
     ).encode()
-    assert detect(line) == "nginx"
+    assert detect(line) == ("nginx", True)
     parsed = parser("nginx")(line, 1)
     assert isinstance(parsed, Observed)
     assert parsed.facts.status == status
@@ -375,3 +375,93 @@ def test_requests_per_day_scale_by_traffic_instead_of_the_time_span(
         with pytest.raises(SystemExit):
             main(["simulate", str(day), *wrong])
         assert "error:" in capsys.readouterr().err
+
+
+def _error_of(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_kept_out_never_overwrites_an_input_and_write_errors_are_said_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(_combined(n, 200, " 0.001") for n in range(20)))
+    size = log.stat().st_size
+    assert "one of the inputs" in _error_of(capsys, str(log), "--kept-out", str(log))
+    assert log.stat().st_size == size
+    full = _error_of(capsys, str(log), "--normal-rate", "1", "--kept-out", "/dev/full")
+    assert "could not read or write --kept-out" in full
+    assert "could not reach" not in full
+
+
+def test_odd_inputs_are_read_as_far_as_they_go_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = "".join(_combined(n, 200, f" rt=0.001 request_id=\u00e9t\u00e9{n}") for n in range(30))
+    archive = tmp_path / "cut.log.gz"
+    archive.write_bytes(gzip.compress(lines.encode())[:-30])  # a compressed file cut short
+    result = _simulate(capsys, str(archive), "--normal-rate", "1")
+    assert 0 < result["events_in"] < 30
+    assert result["files_cut_short"]
+    # a stray first line does not decide the format; a file named twice is read once
+    log = tmp_path / "access.log"
+    log.write_text("garbage that is no request\n" + lines)
+    result = _simulate(capsys, str(log), str(log), f"{tmp_path}/*.log", "--normal-rate", "1")
+    assert result["formats_in"] == {"nginx": 1}
+    assert (result["events_in"], result["unparsed_lines"]) == (30, 1)
+    assert result["unparsed_examples"] == [f"{log}:1"]
+    # a JSON access log whose lines have a "kind" of their own is an access log
+    kinds = tmp_path / "kinds.jsonl"
+    kinds.write_text(
+        "".join(
+            json.dumps({"kind": "access", "status": 503 if n < 3 else 200, "path": "/a"}) + "\n"
+            for n in range(10)
+        )
+    )
+    result = _simulate(capsys, str(kinds), "--normal-rate", "0")
+    assert (result["formats_in"], result["errors_kept"]) == ({"json": 1}, 3)
+
+
+def test_a_duration_named_with_field_wins_over_the_usual_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "d.jsonl"
+    log.write_text(json.dumps({"elapsed": 5, "took": 100, "status": 200, "path": "/"}) + "\n")
+    result = _simulate(capsys, str(log), "--field", "duration_us=took", "--normal-rate", "0")
+    assert result["kept_by_rule"] == {}  # 100 µs is not slow; 5 s (elapsed) would be
+
+
+def test_without_request_ids_a_keyed_run_is_still_a_draw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(_combined(n, 200, " 0.001") for n in range(20)))
+    result = _simulate(capsys, str(log), "--key", KEY)
+    assert (result["keyed"], result["exact"], result["requests_without_id"]) == (True, False, 20)
+    main(["simulate", str(log), "--key", KEY])
+    assert "20 requests have no request id" in capsys.readouterr().out
+
+
+def test_a_budget_above_the_inputs_own_rate_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sampled = _serve(tmp_path / "s" / "events.jsonl", normal_rate=0.1, requests=300)
+    main(["simulate", str(sampled), "--key", KEY, "--budget", "5TB/day", "--requests-per-day", "1"])
+    assert "the budget allows more than the input's own rate" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "content", [b"\xff\xfe not utf-8", b"[" * 100_000, b"a: " + b"[" * 100_000]
+)
+def test_a_broken_config_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    day = _keep_all_day(tmp_path / "day.jsonl", requests=5)
+    config = tmp_path / ("c.yaml" if content.startswith(b"a:") else "c.json")
+    config.write_bytes(content)
+    assert "--config" in _error_of(capsys, str(day), "--config", str(config))

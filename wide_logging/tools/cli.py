@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
+import urllib.error
 from collections.abc import Sequence
 from pathlib import Path
+
+import orjson
 
 from .. import __version__
 from .._errors import WideLoggingError
@@ -115,6 +120,25 @@ def _simulate(args: argparse.Namespace) -> int:
     from .simulate_cli import run
 
     return run(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    import time
+
+    from ..incidents.sources import parse_since
+    from ..report import build_report
+    from ..report.html import write_html
+    from ..report.text import format_markdown
+
+    report = build_report(args.source, parse_since(args.since, time.time()))
+    if args.format == "json":
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    elif args.format == "markdown":
+        print(format_markdown(report))
+    else:
+        write_html(report, args.out)
+        print(f"report written to {args.out}", file=sys.stderr)
+    return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -310,6 +334,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("text", "json", "markdown"), default="text", help="output format"
     )
     incidents.set_defaults(func=_incidents)
+
+    report = command(
+        "report", "a briefing of a period: requests, errors, latency, routes, incidents, health"
+    )
+    report.add_argument(
+        "--source", required=True, help="file:PATH (a JSONL file, a folder, a glob; .gz too)"
+    )
+    report.add_argument(
+        "--since", default=None, help="e.g. 24h, 30m, 2d or an ISO time (default: everything)"
+    )
+    report.add_argument(
+        "--format", choices=("html", "markdown", "json"), default="html", help="output format"
+    )
+    report.add_argument(
+        "--out", default="briefing.html", help="with --format html: the file to write"
+    )
+    report.set_defaults(func=_report)
     return parser
 
 
@@ -318,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)
+    except BrokenPipeError:  # `wide-logging ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except WideLoggingError as exc:  # a bad option or file: say so, no traceback
         parser.exit(2, f"wide-logging {args.command}: error: {exc}\n")
     except Exception as exc:
@@ -341,8 +385,8 @@ _TARGETS = ("source", "redis", "url", "sink")
 
 def _unreachable(exc: BaseException) -> bool:
     """Connection trouble of any client we use (OS, urllib, redis-py, pymongo)."""
-    if isinstance(exc, OSError):  # urllib.error.URLError, ConnectionRefusedError, timeouts
-        return True
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror, urllib.error.URLError)):
+        return True  # (not any OSError: a full disk or a bad file is no server's fault)
     kinds = {f"{k.__module__}.{k.__name__}" for k in type(exc).__mro__}
     return bool(
         kinds

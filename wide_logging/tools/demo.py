@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
+from .._errors import ConfigurationError
 from ..handler import WideEventHandler, active_handler
 from ..incidents import summarize
 from .demo_shop import SLOW_MS, build_app
@@ -209,6 +210,9 @@ def _configure_logging(out: Path, normal_rate: float) -> WideEventHandler:
                         "critical_routes": ["/checkout*"],
                     },
                     "queue_size": 50_000,
+                    # pipeline health for the briefing: a metrics event every second
+                    "metrics_events": True,
+                    "metrics_interval": 1,
                 }
             },
             "loggers": {"shop": {"handlers": ["wide"], "level": "INFO", "propagate": False}},
@@ -280,7 +284,23 @@ def run_demo(
     }
     print_(_format_report(report, outcome, events))
     handler.close()
+    report["briefing"] = _write_briefing(out_dir, print_)
     return report
+
+
+def _write_briefing(out: Path, print_: Callable[[str], None]) -> str | None:
+    """The run's briefing (``wide-logging report``), beside its events."""
+    from ..report import build_report
+    from ..report.html import write_html
+
+    path = out / "briefing.html"
+    try:
+        write_html(build_report(f"file:{out}/events.jsonl"), str(path))
+    except ConfigurationError as exc:  # the report extra is missing
+        print_(f"no briefing: {exc}")
+        return None
+    print_(f"the briefing (open it in a browser): {path}")
+    return str(path)
 
 
 def _move_previous_run(out: Path) -> Path | None:

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import math
 import re
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +38,10 @@ from ..sampling import RequestFacts, request_facts
 from .event_files import event_files, parse_event
 
 FORMATS = ("events", "nginx", "apache", "json")
+#: The kinds of event we write: a JSON line with one of them (or an ``event_id``) is ours.
+OUR_KINDS = frozenset({"http.request", "log", "metrics", "incident"})
+#: Lines held to tell a file's format, at most (a stray first line must not decide).
+DETECT_LINES = 100
 
 #: The usual names of each field in JSON access logs, first found wins; ``--field`` names
 #: its own path instead (``--field status=response.status``).
@@ -91,6 +97,8 @@ class Observed(NamedTuple):
     route: str
     #: The rate an already sampled normal request was kept at (our JSONL).
     stored_rate: float | None
+    #: The sampling key is the request's id (else its place in the input: a draw).
+    from_id: bool = True
 
 
 #: A line of another kind of event (a log record, metrics) — counted, not simulated.
@@ -99,21 +107,22 @@ Parsed = Observed | str | None
 LineParser = Callable[[bytes, int], Parsed]
 
 
-def detect(line: bytes) -> str | None:
-    """The format of a first line, or None when it is none of them."""
-    stripped = line.lstrip()
-    if stripped.startswith(b"{"):
+def detect(line: bytes) -> tuple[str | None, bool]:
+    """The format a line is in (None: none of them), and whether that is certain: a
+    ``combined`` line without a duration could be nginx's or Apache's."""
+    if line.lstrip().startswith(b"{"):
         event = parse_event(line)
         if event is None:
-            return None
-        return "events" if "kind" in event else "json"  # every event of ours has a kind
+            return None, False
+        ours = "event_id" in event or event.get("kind") in OUR_KINDS
+        return ("events" if ours and "kind" in event else "json"), True
     match = _COMBINED.match(line)
     if match is None:
-        return None
+        return None, False
     duration, _ = _tail(match.group(4))
-    if duration is None or _SECONDS.fullmatch(duration):
-        return "nginx"
-    return "apache"
+    if duration is None:
+        return "nginx", False
+    return ("nginx" if _SECONDS.fullmatch(duration) else "apache"), True
 
 
 def parser(format_in: str, fields: Mapping[str, str] | None = None) -> LineParser:
@@ -150,9 +159,11 @@ def route_of_path(path: str) -> str:
 class Requests:
     """The requests of every file ``specs`` name (a JSONL file and its rotated segments, a
     folder of JSONL files, a glob, any file; ``.gz`` read through gzip; ``-`` is standard
-    input), each file's format detected from its first line unless ``format_in`` names
-    one. Iterating gives ``(where, line number, line, Observed | OTHER | None)``;
-    ``progress`` (when given) is called with the bytes read since its last call."""
+    input; a file named twice is read once), each file's format told from its first lines
+    unless ``format_in`` names one. Iterating gives ``(where, line number in that file,
+    line, Observed | OTHER | None)``; ``progress`` (when given) is called with the bytes
+    read since its last call. A compressed file cut short is read up to where it breaks,
+    and said in ``cut_short``."""
 
     def __init__(
         self,
@@ -168,43 +179,70 @@ class Requests:
         self.progress = progress
         #: Files (or stdin) read, by format.
         self.formats: Counter[str] = Counter()
-        self._sources: list[Path | None] = [
-            path for spec in specs for path in ([None] if spec == "-" else event_files(spec))
-        ]
+        #: Files that ended in the middle (a truncated .gz): "path: reason".
+        self.cut_short: list[str] = []
+        found = [path for spec in specs for path in ([None] if spec == "-" else event_files(spec))]
+        unique = {None if path is None else path.resolve(): path for path in found}
+        self.sources: list[Path | None] = list(unique.values())
 
     @property
     def total_bytes(self) -> int | None:
         """What there is to read (None when standard input is among it)."""
-        if None in self._sources:
+        if None in self.sources:
             return None
-        return sum(path.stat().st_size for path in self._sources if path is not None)
+        return sum(path.stat().st_size for path in self.sources if path is not None)
 
     def __iter__(self) -> Iterator[tuple[str, int, bytes, Parsed]]:
         number = 0  # across files: a key made of it is unique in the whole input
-        for source in self._sources:
+        for source in self.sources:
             where = "-" if source is None else str(source)
             with _opened(source) as (lines, position):
-                parse: LineParser | None = None
                 reported = 0
-                for line in lines:
-                    number += 1
-                    if not line or line.isspace():  # (isspace: no copy of the line)
-                        continue
-                    if parse is None:
-                        parse = self._parser_for(line)
-                        self.formats[self.format_name] += 1
-                    yield where, number, line, parse(line, number)
-                    if self.progress is not None and number % 4096 == 0:
-                        now = position()
-                        self.progress(now - reported)
-                        reported = now
+                try:
+                    numbered = self._parsed(_numbered(lines), number)
+                    for line_number, line, parse, key_number in numbered:
+                        number = key_number
+                        yield where, line_number, line, parse(line, number)
+                        if self.progress is not None and number % 4096 == 0:
+                            now = position()
+                            self.progress(now - reported)
+                            reported = now
+                except (EOFError, OSError, zlib.error) as exc:  # BadGzipFile is an OSError
+                    self.cut_short.append(f"{where}: {type(exc).__name__}: {exc}"[:300])
                 if self.progress is not None:
                     self.progress(position() - reported)
 
-    def _parser_for(self, first: bytes) -> LineParser:
-        name = self.format_in if self.format_in != "auto" else detect(first) or "events"
-        self.format_name = name
-        return parser(name, self.fields)
+    def _parsed(
+        self, lines: Iterator[tuple[int, bytes]], number: int
+    ) -> Iterator[tuple[int, bytes, LineParser, int]]:
+        """Each line with its parser: the first ``DETECT_LINES`` are held until one of them
+        says which format the file is in (a stray first line, or a combined line without
+        a duration, does not decide)."""
+        held: list[tuple[int, bytes]] = []
+        name = self.format_in if self.format_in != "auto" else None
+        if name is None:
+            for line_number, line in lines:
+                held.append((line_number, line))
+                found, sure = detect(line)
+                if sure:
+                    name = found
+                    break
+                name = name or found
+                if len(held) >= DETECT_LINES:
+                    break
+        name = name or "events"
+        self.formats[name] += 1
+        parse = parser(name, self.fields)
+        for line_number, line in itertools.chain(held, lines):
+            number += 1
+            yield line_number, line, parse, number
+
+
+def _numbered(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The lines that are not blank, with their number in the file."""
+    for line_number, line in enumerate(lines, 1):
+        if line and not line.isspace():  # (isspace: no copy of the line)
+            yield line_number, line
 
 
 @contextlib.contextmanager
@@ -266,9 +304,10 @@ class _CombinedParser:
             duration_ms = float(duration) * self.scale if duration is not None else 0.0
         except ValueError:
             return None
-        key = request_id.decode("ascii") if request_id is not None else f"line:{number}"
+        key = request_id.decode("utf-8", "replace") if request_id else f"line:{number}"
         facts = RequestFacts(key, False, int(status), duration_ms, None, False, path)
-        return Observed(facts, None, self._times.seconds(time), _ID_SEGMENT.sub("{id}", path), None)
+        route = _ID_SEGMENT.sub("{id}", path)
+        return Observed(facts, None, self._times.seconds(time), route, None, bool(request_id))
 
 
 def _tail(tail: bytes) -> tuple[bytes | None, bytes | None]:
@@ -325,6 +364,10 @@ class _JsonParser:
 
     def __post_init__(self) -> None:
         self._times = _TimeCache()
+        units = (("duration_ms", 1.0), ("duration_s", 1000.0), ("duration_us", 0.001))
+        named = [(name, scale) for name, scale in units if name in self.fields]
+        #: The duration fields looked at: those --field names, else every usual one.
+        self._durations = named or list(units)
 
     def _field(self, line: dict[str, Any], name: str) -> Any:
         given = self.fields.get(name)
@@ -343,7 +386,7 @@ class _JsonParser:
         if status is None or not isinstance(path, str):
             return None
         duration_ms = 0.0
-        for name, scale in (("duration_ms", 1.0), ("duration_s", 1000.0), ("duration_us", 0.001)):
+        for name, scale in self._durations:
             value = _number(self._field(line, name))
             if value is not None:
                 duration_ms = value * scale
@@ -367,6 +410,7 @@ class _JsonParser:
             self._moment(moment),
             facts.route or route_of_path(path),
             None,
+            request_id is not None,
         )
 
     def _moment(self, value: object) -> float | None:

@@ -51,6 +51,8 @@ POOR_ROUTE_ERROR = 0.10
 #: How finely ``--budget`` can choose a rate: 1 / 65,536 (0.0015%).
 BUCKETS = 2**16
 _BUCKET_SHIFT = (HASH_SPACE // BUCKETS).bit_length() - 1
+#: Request times believed: 2000-01-01 to 2100-01-01 UTC.
+_PLAUSIBLE = (946_684_800.0, 4_102_444_800.0)
 
 
 @dataclass
@@ -94,6 +96,13 @@ class Simulation:
     normal_kept_bytes: int = 0
     #: Requests whose size was estimated (access logs), not read.
     estimated_sizes: int = 0
+    #: Requests without a request id: their sampling key is their place in the input, so
+    #: whether one is kept is this run's draw, not the handler's decision.
+    without_id: int = 0
+    #: Times outside 2000-2100 (a broken clock, a unit mixed up): not used for the span.
+    implausible_times: int = 0
+    #: Files that ended in the middle (``Requests.cut_short``).
+    cut_short: list[str] = field(default_factory=list)
     #: Events of other kinds (logs, metrics, incidents): not simulated, counted apart.
     other_events: int = 0
     unparsed_lines: int = 0
@@ -113,6 +122,8 @@ class Simulation:
     for_budget: bool = False
     #: Set when the rate was chosen by ``--budget`` (bytes per day): what it asked.
     budget: int | None = None
+    #: The budget allowed more than the input's own rate, the most that can be judged.
+    budget_capped: bool = False
 
     def add(self, seen: Observed, sampler: TailSampler) -> bool:
         """Decide one request and count it; True when the policy keeps it."""
@@ -151,13 +162,22 @@ class Simulation:
             self.errors_kept += error
             if rule == NORMAL:
                 self.normal_kept_bytes += size
+        self.without_id += not seen.from_id
         moment = seen.moment
-        if moment is not None:
+        if moment is not None and not _PLAUSIBLE[0] <= moment < _PLAUSIBLE[1]:
+            self.implausible_times += 1
+        elif moment is not None:
             if self.first_seen is None or moment < self.first_seen:
                 self.first_seen = moment
             if self.last_seen is None or moment > self.last_seen:
                 self.last_seen = moment
         return decision.keep
+
+    @property
+    def exact(self) -> bool:
+        """The decisions are the handler's own: its key, the requests' ids, and a rate the
+        input can show."""
+        return self.keyed and not self.without_id and self.normal_rate <= self.input_normal_rate
 
     @property
     def always_kept_bytes(self) -> int:
@@ -226,6 +246,7 @@ class Simulation:
             normal_kept_bytes=normal_bytes,
             kept_by_rule=+kept_by_rule,
             budget=bytes_per_day,
+            budget_capped=buckets == reachable and reachable < BUCKETS,
         )
 
     def route_rows(self) -> list[dict[str, Any]]:
@@ -252,7 +273,7 @@ class Simulation:
             "normal_rate": self.normal_rate,
             "input_normal_rate": self.input_normal_rate,
             "keyed": self.keyed,
-            "exact": self.keyed and self.normal_rate <= self.input_normal_rate,
+            "exact": self.exact,
             "formats_in": dict(self.formats),
             "events_in": self.events_in,
             "events_kept": self.events_kept,
@@ -270,11 +291,15 @@ class Simulation:
             "cut": 1 - self.bytes_kept / self.bytes_in if self.bytes_in else 0.0,
             "days": days,
             "days_from": "requests_per_day" if self.requests_per_day else "time span",
-            "bytes_in_per_day": round(self.bytes_in / days) if days else None,
-            "bytes_kept_per_day": round(self.bytes_kept / days) if days else None,
+            "bytes_in_per_day": _per_day(self.bytes_in, days),
+            "bytes_kept_per_day": _per_day(self.bytes_kept, days),
             "budget_bytes_per_day": self.budget,
             "relative_error_total": self.relative_error_total,
             "routes": self.route_rows(),
+            "budget_capped_by_input": self.budget_capped,
+            "requests_without_id": self.without_id,
+            "implausible_times": self.implausible_times,
+            "files_cut_short": self.cut_short,
             "other_events": self.other_events,
             "unparsed_lines": self.unparsed_lines,
             "unparsed_examples": self.unparsed_examples,
@@ -298,6 +323,7 @@ def simulate(
         formats=requests.formats,
         for_budget=for_budget,
     )
+    result.cut_short = requests.cut_short
     for where, number, line, seen in requests:
         if seen is None:
             result.unparsed_lines += 1
@@ -308,6 +334,13 @@ def simulate(
         elif isinstance(seen, Observed) and result.add(seen, sampler) and kept_out:
             kept_out.write(line if line.endswith(b"\n") else line + b"\n")
     return result
+
+
+def _per_day(size: int, days: float | None) -> int | None:
+    if not days:
+        return None
+    per_day = size / days
+    return round(per_day) if math.isfinite(per_day) else None
 
 
 def sizes_from(requests: Requests) -> EventSizes:
@@ -334,7 +367,9 @@ def sizes_from(requests: Requests) -> EventSizes:
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-_BUDGET = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*(?:/\s*(?:day|d))?\s*", re.IGNORECASE)
+_BUDGET = re.compile(
+    r"\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([a-z]*)\s*(?:/\s*(?:day|d))?\s*", re.IGNORECASE
+)
 
 
 def parse_budget(text: str) -> int:
@@ -344,8 +379,9 @@ def parse_budget(text: str) -> int:
     if match is None or unit not in _UNITS:
         msg = f"--budget takes a size per day such as 5GB/day or 500MiB/day, got {text!r}"
         raise ConfigurationError(msg)
-    size = round(float(match.group(1)) * _UNITS[unit])
-    if size <= 0:
-        msg = f"--budget must be more than 0 bytes per day, got {text!r}"
+    number = float(match.group(1)) * _UNITS[unit]
+    size = round(number) if math.isfinite(number) else 0
+    if not 0 < size < 2**62:
+        msg = f"--budget must be between 1 byte and 4 EB per day, got {text!r}"
         raise ConfigurationError(msg)
     return size

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         msg = "--kept-out writes what one rate keeps: give --normal-rate, not --budget"
         raise ConfigurationError(msg)
     budget = parse_budget(args.budget) if args.budget is not None else None
-    if args.requests_per_day is not None and not 0 < args.requests_per_day < math.inf:
-        msg = f"--requests-per-day must be a number above 0, got {args.requests_per_day:g}"
+    if args.requests_per_day is not None and not 1e-6 <= args.requests_per_day <= 1e15:
+        msg = f"--requests-per-day must be between 1e-6 and 1e15, got {args.requests_per_day:g}"
         raise ConfigurationError(msg)
     options = dict(_sampling_of_config(args.config, args.handler)) if args.config else {}
     for name, value in (
@@ -137,12 +137,18 @@ def run(args: argparse.Namespace) -> int:
         else EventSizes()
     )
     requests = Requests(args.paths, args.format_in, fields)
+    _refuse_to_overwrite_input(args.kept_out, requests)
     bar = progress_bar(requests.total_bytes, "reading", enabled=not args.no_progress)
-    with bar as update, _kept(args) as out:
-        requests.progress = update
-        result = simulate(
-            requests, sampler, sizes=sizes, kept_out=out, for_budget=budget is not None
-        )
+    try:
+        with bar as update, _kept(args) as out:
+            requests.progress = update
+            result = simulate(
+                requests, sampler, sizes=sizes, kept_out=out, for_budget=budget is not None
+            )
+    except OSError as exc:  # a disk full under --kept-out, an input that cannot be read
+        where = f" {exc.filename}" if exc.filename else (" --kept-out" if args.kept_out else "")
+        msg = f"could not read or write{where}: {exc.strerror or exc}"
+        raise ConfigurationError(msg) from None
     result.requests_per_day = args.requests_per_day
     if budget is not None:
         result = result.at_budget(budget)
@@ -153,6 +159,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_text(result))
     return 0
+
+
+def _refuse_to_overwrite_input(kept_out: str | None, requests: Requests) -> None:
+    """``--kept-out`` naming one of the inputs would empty it before it is read."""
+    if kept_out is None or not Path(kept_out).exists():
+        return
+    target = Path(kept_out).resolve()
+    for source in requests.sources:
+        if source is not None and (source.resolve() == target or os.path.samefile(source, target)):
+            msg = (
+                f"--kept-out {kept_out} is one of the inputs: it would be emptied before it is read"
+            )
+            raise ConfigurationError(msg)
 
 
 def _sampling_of_config(path: str, name: str | None) -> Mapping[str, Any]:
@@ -190,6 +209,9 @@ def _load(path: Path) -> Mapping[str, Any]:
     except OSError as exc:
         msg = f"--config: cannot read {path} ({exc.strerror or exc})"
         raise ConfigurationError(msg) from None
+    except UnicodeDecodeError:
+        msg = f"--config: {path} is not UTF-8 text"
+        raise ConfigurationError(msg) from None
     if path.suffix in (".yaml", ".yml"):
         try:
             import yaml
@@ -198,14 +220,14 @@ def _load(path: Path) -> Mapping[str, Any]:
             raise ConfigurationError(msg) from None
         try:
             config = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, RecursionError) as exc:
             msg = f"--config: {path} is not valid YAML ({type(exc).__name__})"
             raise ConfigurationError(msg) from None
     else:
         try:
             config = json.loads(text)
-        except ValueError as exc:
-            msg = f"--config: {path} is not valid JSON ({exc})"
+        except (ValueError, RecursionError) as exc:
+            msg = f"--config: {path} is not valid JSON ({type(exc).__name__}: {exc})"[:300]
             raise ConfigurationError(msg) from None
     if not isinstance(config, Mapping):
         msg = f"--config: {path} must hold a dictConfig dict"

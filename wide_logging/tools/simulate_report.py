@@ -37,7 +37,7 @@ def format_markdown(result: Simulation) -> str:
     if routes:
         lines += ["", "| route | requests | errors | re-weighted ± |", "|---|---:|---:|---:|"]
         lines += [
-            f"| `{row['route']}` | {row['requests']:,} | {row['errors']:,} | "
+            f"| `{_printable(row['route'])}` | {row['requests']:,} | {row['errors']:,} | "
             f"{row['relative_error']:.1%}{' **poor**' if row['poor'] else ''} |"
             for row in routes
         ]
@@ -110,25 +110,40 @@ def _notes(data: dict[str, Any]) -> list[str]:
             f"bytes of {data['bytes_estimated_for']:,} access-log requests are estimated: "
             f"{sizes['normal']:,} per event, {sizes['error']:,} per error, {source}"
         )
-    if not data["keyed"]:
-        notes.append(
-            "without the deployment's sampling key (or without request ids) this run draws "
-            "its own share of normal requests; the counts vary from run to run by about the "
-            "error shown"
+    if not data["keyed"] or data["requests_without_id"]:
+        why = (
+            "without the deployment's sampling key"
+            if not data["keyed"]
+            else f"{data['requests_without_id']:,} requests have no request id, so"
         )
+        notes.append(
+            f"{why} this run draws its own share of normal requests; the counts vary from "
+            "run to run by about the error shown"
+        )
+    if not data["events_in"]:
+        notes.append(
+            "no requests were read: is the input what --format-in says (or what its first "
+            "lines look like)?"
+        )
+    if data["implausible_times"]:
+        notes.append(
+            f"{data['implausible_times']:,} requests have a time outside 2000-2100: left out "
+            "of the time span"
+        )
+    notes += [f"read up to where it breaks: {where}" for where in data["files_cut_short"]]
     if data["normal_rate"] > data["input_normal_rate"]:
         notes.append(
             f"the input was sampled at normal_rate {data['input_normal_rate']:g}: a higher "
             "rate cannot be simulated from it (its dropped requests are not there)"
         )
     budget = data["budget_bytes_per_day"]
-    if budget is not None and data["normal_rate"] == 0 and data["kept_by_rule"]:
+    if budget is not None and (data["bytes_kept_per_day"] or 0) > budget:
         notes.append(
             "even at normal_rate 0 the requests always kept (errors, slow, critical routes) "
             f"take {_size(data['bytes_kept_per_day'])}/day, more than the budget; errors "
             "are never dropped to fit"
         )
-    if budget is not None and data["normal_rate"] >= data["input_normal_rate"] < 1:
+    if data["budget_capped_by_input"]:
         notes.append("the budget allows more than the input's own rate, the most it can judge")
     return notes
 
@@ -151,4 +166,11 @@ def _size(size: int | None) -> str:
 
 
 def _clip(text: str, width: int) -> str:
+    text = _printable(text)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _printable(text: str) -> str:
+    """A value from the input as it may reach a terminal or a table: no control
+    characters (an escape sequence would drive the terminal), no ``|`` or newline."""
+    return "".join(c if c.isprintable() and c != "|" else "?" for c in text)

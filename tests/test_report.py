@@ -1,0 +1,270 @@
+"""``wide-logging report``: the numbers are the events' own (re-weighted, weighted
+quantiles) and the page shows them — checked in a real headless Chromium, as a person
+would open the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servers import required
+from wide_logging.tools.cli import main
+
+pytestmark = pytest.mark.slow
+START = datetime(2026, 11, 29, 9, 0, tzinfo=timezone.utc).timestamp()
+XSS_ROUTE = "/<img src=x onerror=window.__xss=1>"
+
+
+def _iso(seconds: float) -> str:
+    return (
+        datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+    )
+
+
+def _request(n: int, *, route: str, duration: float, rate: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{n:032x}",
+        "timestamp": _iso(START + n * 3.0),
+        "kind": "http.request",
+        "service": {"name": "shop"},
+        "host": {"name": "h"},
+        "process": {"pid": 1},
+        "request_id": f"req-{n}",
+        "http": {"route": route, "response": {"status_code": extra.pop("status", 200)}},
+        "duration_ms": duration,
+        "sampling": {"rule": "normal" if rate < 1 else "slow", "rate": rate},
+        **extra,
+    }
+
+
+def _traffic(path: Path) -> list[dict[str, Any]]:
+    """Normal requests stored at 2% (each stands for 50), every slow one kept, errors of
+    two types, a route an attacker named, and two metrics events that saw drops."""
+    events = []
+    for n in range(600):
+        if n % 37 == 0:
+            events.append(
+                _request(
+                    n,
+                    route="/orders/{id}",
+                    duration=30.0,
+                    rate=1.0,
+                    status=500,
+                    error={"type": "KeyError" if n % 2 else "TimeoutError", "message": f"m{n}"},
+                )
+            )
+        elif n % 3:  # slow: all kept, two in three of the events stored
+            events.append(_request(n, route="/search", duration=900.0 + n, rate=1.0))
+        else:
+            events.append(_request(n, route="/items/{id}", duration=5.0 + n % 7, rate=0.02))
+    events.append(_request(601, route=XSS_ROUTE, duration=1.0, rate=1.0))
+    for n, dropped in ((700, 0), (800, 4)):
+        events.append(
+            {
+                "event_id": f"m{n:031x}",
+                "timestamp": _iso(START + n),
+                "kind": "metrics",
+                "host": {"name": "h"},
+                "process": {"pid": 1},
+                "metrics": {
+                    "events": {"kept": {"normal": 10 + n}, "sampled_out": {"normal": 490 + n}},
+                    "dropped": {"queue_full": dropped},
+                    "queue": {"depth": n // 100},
+                },
+            }
+        )
+    path.write_text("".join(json.dumps(e) + "\n" for e in events) + '{"torn": \n')
+    return events
+
+
+def _weighted_quantile(pairs: list[tuple[float, float]], q: float) -> float:
+    total = sum(w for _, w in pairs)
+    seen = 0.0
+    for value, weight in sorted(pairs):
+        seen += weight
+        if seen >= q * total:
+            return value
+    raise AssertionError("empty")
+
+
+def _expected(events: list[dict[str, Any]]) -> dict[str, Any]:
+    requests = [e for e in events if e["kind"] == "http.request"]
+    weight = {e["event_id"]: 1 / e["sampling"]["rate"] for e in requests}
+    failed = [e for e in requests if "error" in e or e["http"]["response"]["status_code"] >= 500]
+    pairs = [(e["duration_ms"], weight[e["event_id"]]) for e in requests]
+    return {
+        "requests": sum(weight.values()),
+        "errors": sum(weight[e["event_id"]] for e in failed),
+        **{f"p{round(q * 100)}": _weighted_quantile(pairs, q) for q in (0.5, 0.95, 0.99)},
+        "unweighted_p50": _weighted_quantile([(d, 1.0) for d, _ in pairs], 0.5),
+    }
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_binary = shutil.which("chromedriver")
+    if chromium is None or driver_binary is None:
+        required("chromium", "apt-get install -y chromium chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,2000"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(driver_binary)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _open(browser: Any, page: Path, charts: int, width: int = 1280) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.set_window_size(width, 2000)
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.querySelectorAll('.main-svg').length") >= charts
+    )
+
+
+def _console_errors(browser: Any) -> list[str]:
+    return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _text(browser: Any, selector: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(browser.find_element(By.CSS_SELECTOR, selector).text)
+
+
+def test_the_briefing_shows_the_events_own_weighted_numbers_in_a_browser(
+    browser: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = _traffic(tmp_path / "events.jsonl")
+    expected = _expected(events)
+    # the weighting matters: unweighted, the median would be a slow request's
+    assert expected["unweighted_p50"] >= 900 > expected["p50"]
+    page = tmp_path / "briefing.html"
+    source = f"file:{tmp_path / 'events.jsonl'}"
+    assert main(["report", "--source", source, "--out", str(page)]) == 0
+    _open(browser, page, charts=3)
+    browser.save_screenshot(str(tmp_path / "briefing.png"))
+    assert _console_errors(browser) == []
+    assert browser.execute_script("return window.__xss") is None  # shown, never run
+    # every chart drew its data (Plotly's traces have paths)
+    drawn = browser.execute_script(
+        "return [...document.querySelectorAll('.js-plotly-plot')].map("
+        "p => p.querySelectorAll('.trace path, .point path, .bars path').length)"
+    )
+    assert len(drawn) == 3
+    assert all(n > 0 for n in drawn), drawn
+    assert _text(browser, '[data-metric="requests"]') == f"{expected['requests']:,.0f}"
+    assert _text(browser, '[data-metric="errors"]') == f"{expected['errors']:,.0f}"
+    for q in ("p50", "p95", "p99"):
+        assert _text(browser, f'[data-metric="{q}"]') == f"{expected[q]:,.1f} ms"
+    assert _text(browser, '[data-metric="error_rate"]') == (
+        f"{expected['errors'] / expected['requests']:.2%}"
+    )
+    # routes: the failing one first, the attacker's route shown as text
+    routes = browser.execute_script(
+        "return [...document.querySelectorAll('[data-table=routes] tbody tr')]"
+        ".map(r => r.dataset.route)"
+    )
+    assert routes[0] == "/orders/{id}"
+    assert XSS_ROUTE in routes
+    assert "events were dropped: 4 queue_full" in _text(browser, "[data-warning]")
+    assert _text(browser, '[data-health="dropped"]') == "4"
+    errors = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('[data-error-type]')]"
+        ".map(r => [r.dataset.errorType, r.querySelector('[data-count]').textContent]))"
+    )
+    kinds = [e["error"]["type"] for e in events if "error" in e]
+    assert errors == {kind: str(kinds.count(kind)) for kind in set(kinds)}
+    # the same numbers as data and as markdown
+    assert main(["report", "--source", source, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["totals"]["requests"] == pytest.approx(expected["requests"])
+    assert data["totals"]["p95"] == expected["p95"]
+    assert main(["report", "--source", source, "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert f"**Requests** {expected['requests']:,.0f}" in markdown
+    assert "**Warning:** events were dropped" in markdown
+
+
+def test_on_a_phone_the_page_fits_its_width(browser: Any, tmp_path: Path) -> None:
+    _traffic(tmp_path / "events.jsonl")
+    page = tmp_path / "briefing.html"
+    assert (
+        main(["report", "--source", f"file:{tmp_path / 'events.jsonl'}", "--out", str(page)]) == 0
+    )
+    _open(browser, page, charts=3, width=390)
+    width = browser.execute_script("return window.innerWidth")
+    wide = browser.execute_script(
+        "return [...document.querySelectorAll('body *')].filter(e => "
+        "e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.scroll'))"
+        ".slice(0, 5).map(e => e.tagName + '.' + e.className)"
+    )
+    assert wide == []
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    browser.save_screenshot(str(tmp_path / "phone.png"))
+
+
+def test_an_empty_period_and_a_source_of_only_errors_say_so(browser: Any, tmp_path: Path) -> None:
+    _traffic(tmp_path / "events.jsonl")  # all of it in 2026-11-29, long before "the last hour"
+    empty = tmp_path / "empty.html"
+    source = f"file:{tmp_path / 'events.jsonl'}"
+    since = datetime.fromtimestamp(time.time() - 3600, timezone.utc).isoformat()
+    assert main(["report", "--source", source, "--since", since, "--out", str(empty)]) == 0
+    _open(browser, empty, charts=0)
+    assert "No requests in this period" in _text(browser, "[data-empty]")
+    assert _text(browser, '[data-metric="requests"]') == "0"
+    assert _console_errors(browser) == []
+
+    only_errors = tmp_path / "errors.jsonl"
+    only_errors.write_text(
+        "".join(
+            json.dumps(
+                _request(
+                    n,
+                    route="/pay",
+                    duration=3.0,
+                    rate=1.0,
+                    status=503,
+                    error={"type": "Boom", "message": "x"},
+                )
+            )
+            + "\n"
+            for n in range(5)
+        )
+    )
+    page = tmp_path / "errors.html"
+    assert main(["report", "--source", f"file:{only_errors}", "--out", str(page)]) == 0
+    _open(browser, page, charts=2)
+    assert _text(browser, '[data-metric="error_rate"]') == "100.00%"
+    assert _text(browser, '[data-error-type="Boom"] [data-count]') == "5"
+    assert _console_errors(browser) == []
+
+
+def test_a_source_it_cannot_read_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for source, message in (
+        (f"file:{tmp_path}/nothing.jsonl", "no event files"),
+        ("mongodb://user:secret@db/logs", "file:PATH for now"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["report", "--source", source])
+        err = capsys.readouterr().err
+        assert message in err
+        assert "secret" not in err

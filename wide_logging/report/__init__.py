@@ -1,0 +1,82 @@
+"""``wide-logging report``: a daily briefing — requests, errors, latency, routes, the error
+types and incidents of a period, and the pipeline's health — as one self-contained HTML
+file (``html.py``), markdown or JSON, all from the same numbers (``build_report``).
+
+Counts are re-weighted by ``1 / sampling.rate`` and latency quantiles weighted alike
+(``files.py`` says why). Needs the ``report`` extra (DuckDB, Plotly).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .._errors import ConfigurationError
+from .._urls import mask_url
+from ..incidents import DEFAULT_RULES
+from ..incidents.sources import incidents_from
+from ..incidents.summary import iso_time
+from ..tools.event_files import event_files
+from . import files
+from .health import pipeline_health
+
+#: Routes in the table (the JSON has them all).
+ROUTES_SHOWN = 25
+
+
+def build_report(
+    source: str, since: float | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """The briefing's numbers for the events of ``source`` (``file:PATH``: a JSONL file and
+    its rotated segments, a folder or a glob, gzipped or not) from ``since`` (Unix seconds;
+    None: everything) to ``now``. With ``since``, each route is compared with the period
+    of the same length before it."""
+    if not source.startswith("file:"):
+        msg = (
+            f"--source must be file:PATH for now, got {mask_url(source)!r} "
+            "(MongoDB and Redis sources are planned: see docs/report.md)"
+        )
+        raise ConfigurationError(msg)
+    paths = event_files(source[len("file:") :])
+    connection = files.duckdb_connection()
+    files.load(connection, paths)
+    first, last = files.span(connection)
+    end = (now if now is not None else time.time()) if since is not None else (last or 0) + 1e-3
+    start = since if since is not None else (first or 0.0)
+    report: dict[str, Any] = {
+        "source": mask_url(source),
+        "period": {"start": start, "end": end, "step_seconds": files.step_for(end - start)},
+        "generated_at": time.time(),
+        "weighted": "counts re-weighted by 1 / sampling.rate; latency quantiles weighted alike",
+        "totals": files.totals(connection, start, end),
+        "services": files.by_service(connection, start, end),
+        "timeline": files.timeline(connection, start, end, files.step_for(end - start)),
+        "routes": _routes_with_change(connection, start, end, since is not None),
+        "errors": files.error_types(connection, start, end),
+        "incidents": [
+            incident.to_dict()
+            for incident in incidents_from(source, DEFAULT_RULES, start)
+            if incident.first_seen <= iso_time(end)
+        ],
+        "pipeline": pipeline_health(files.metrics_events(connection, end), start),
+    }
+    connection.close()
+    return report
+
+
+def _routes_with_change(
+    connection: Any, start: float, end: float, compare: bool
+) -> list[dict[str, Any]]:
+    """The routes, the most failing and then the slowest first; with ``compare``, each with
+    its numbers in the period of the same length just before (``previous``)."""
+    now = files.routes(connection, start, end)
+    before = files.routes(connection, start - (end - start), start) if compare else {}
+    rows = []
+    for route, row in now.items():
+        previous = before.get(route)
+        row["previous"] = (
+            {key: previous[key] for key in ("requests", "error_rate", "p95")} if previous else None
+        )
+        rows.append(row)
+    rows.sort(key=lambda r: (-(r["errors"] or 0), -(r["p95"] or 0), r["route"]))
+    return rows

@@ -1,0 +1,245 @@
+"""The briefing's numbers from JSONL files, computed by DuckDB (gzipped files too).
+
+Every count is re-weighted by ``1 / sampling.rate`` (a normal request kept at 2% stands for
+50), and every latency quantile is a weighted one: normal traffic is sampled while every
+slow request is kept, so an unweighted percentile would be pulled up towards the slow ones.
+A weighted quantile ``q`` is the smallest duration whose cumulative weight reaches ``q`` of
+the total.
+
+Columns are read as JSON and cast here (``try_cast``): one event with a field of another
+type must not make the reader drop it, or all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigurationError
+
+#: Columns read from each line (as JSON: cast below, so an odd value is a NULL, not a
+#: rejected line); everything else in an event is not read at all.
+_COLUMNS = (
+    "{event_id: 'VARCHAR', timestamp: 'JSON', kind: 'JSON', service: 'JSON', host: 'JSON',"
+    " process: 'JSON', request_id: 'JSON', http: 'JSON', duration_ms: 'JSON', error: 'JSON',"
+    " sampling: 'JSON', metrics: 'JSON'}"
+)
+QUANTILES = (0.5, 0.95, 0.99)
+#: Chart steps: the first whose number of points over the span stays under ~200.
+STEPS = (1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400)
+
+
+def duckdb_connection() -> Any:
+    try:
+        import duckdb
+    except ImportError:
+        msg = "the report needs the 'report' extra: pip install 'wide-logging[report]'"
+        raise ConfigurationError(msg) from None
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    return connection
+
+
+def load(connection: Any, files: Sequence[Path]) -> None:
+    """Read ``files`` into two tables: ``requests`` (typed, each event once) and
+    ``metrics`` (the ``kind: metrics`` events)."""
+    paths = [str(path) for path in files]
+    connection.execute(
+        f"""
+        CREATE TEMP TABLE raw AS
+        SELECT * FROM read_json({_list(paths)}, format = 'newline_delimited',
+                                ignore_errors = true, columns = {_COLUMNS})
+        QUALIFY event_id IS NULL
+             OR row_number() OVER (PARTITION BY event_id ORDER BY timestamp) = 1
+        """
+    )
+    connection.execute(
+        """
+        CREATE TEMP TABLE requests AS
+        WITH typed AS (
+          SELECT
+            epoch(try_cast(timestamp ->> '$' AS TIMESTAMPTZ)) AS ts,
+            coalesce(service ->> '$.name', 'unknown') AS service,
+            coalesce(http ->> '$.route', '(no route)') AS route,
+            try_cast(http -> '$.response.status_code' AS INTEGER) AS status,
+            try_cast(duration_ms AS DOUBLE) AS duration,
+            error IS NOT NULL AND json_type(error) NOT IN ('NULL') AND error::VARCHAR <> 'false'
+              AS has_error,
+            coalesce(error ->> '$.type', CASE WHEN json_type(error) = 'VARCHAR'
+                                              THEN error ->> '$' END) AS error_type,
+            error ->> '$.message' AS error_message,
+            request_id ->> '$' AS request_id,
+            try_cast(sampling -> '$.rate' AS DOUBLE) AS rate
+          FROM raw WHERE kind ->> '$' = 'http.request'
+        )
+        SELECT * EXCLUDE (rate),
+               has_error OR coalesce(status >= 500, false) AS failed,
+               CASE WHEN rate > 0 AND rate <= 1 THEN 1.0 / rate ELSE 1.0 END AS weight
+        FROM typed WHERE ts IS NOT NULL
+        """
+    )
+    connection.execute(
+        """
+        CREATE TEMP TABLE metrics AS
+        SELECT epoch(try_cast(timestamp ->> '$' AS TIMESTAMPTZ)) AS ts,
+               coalesce(host ->> '$.name', '') || ':' || coalesce(process ->> '$.pid', '')
+                 AS process,
+               metrics::VARCHAR AS numbers
+        FROM raw WHERE kind ->> '$' = 'metrics' AND metrics IS NOT NULL
+        """
+    )
+    connection.execute("DROP TABLE raw")
+
+
+def span(connection: Any) -> tuple[float | None, float | None]:
+    first, last = connection.execute("SELECT min(ts), max(ts) FROM requests").fetchone()
+    return first, last
+
+
+def step_for(seconds: float) -> int:
+    return next((step for step in STEPS if seconds / step <= 200), STEPS[-1])
+
+
+def _where(start: float, end: float) -> str:
+    return f"ts >= {start!r} AND ts < {end!r}"
+
+
+def totals(connection: Any, start: float, end: float) -> dict[str, Any]:
+    row = connection.execute(
+        f"""
+        SELECT count(*), sum(weight), sum(weight) FILTER (WHERE failed),
+               count(*) FILTER (WHERE failed)
+        FROM requests WHERE {_where(start, end)}
+        """
+    ).fetchone()
+    events, requests, errors, error_events = row
+    quantiles = weighted_quantiles(connection, "'all'", _where(start, end)).get("all", {})
+    return {
+        "events": events,
+        "requests": requests or 0.0,
+        "errors": errors or 0.0,
+        "error_events": error_events,
+        "error_rate": (errors or 0.0) / requests if requests else None,
+        **quantiles,
+    }
+
+
+def weighted_quantiles(connection: Any, key: str, where: str) -> dict[Any, dict[str, float]]:
+    """``{group: {"p50": ms, "p95": ms, "p99": ms}}`` of the durations grouped by ``key``
+    (an SQL expression), each weighted by its event's weight."""
+    picks = ", ".join(
+        f"min(duration) FILTER (WHERE cum >= {q!r} * total) AS p{round(q * 100)}" for q in QUANTILES
+    )
+    rows = connection.execute(
+        f"""
+        WITH ordered AS (
+          SELECT {key} AS k, duration,
+                 sum(weight) OVER (PARTITION BY {key} ORDER BY duration
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
+                 sum(weight) OVER (PARTITION BY {key}) AS total
+          FROM requests WHERE duration IS NOT NULL AND {where}
+        )
+        SELECT k, {picks} FROM ordered GROUP BY k
+        """
+    ).fetchall()
+    names = [f"p{round(q * 100)}" for q in QUANTILES]
+    return {row[0]: dict(zip(names, row[1:], strict=True)) for row in rows}
+
+
+def timeline(connection: Any, start: float, end: float, step: int) -> list[dict[str, Any]]:
+    """Requests, errors and weighted latency quantiles per ``step`` seconds."""
+    bucket = f"floor(ts / {step}) * {step}"
+    where = _where(start, end)
+    counts = connection.execute(
+        f"""
+        SELECT {bucket} AS t, sum(weight), coalesce(sum(weight) FILTER (WHERE failed), 0)
+        FROM requests WHERE {where} GROUP BY t ORDER BY t
+        """
+    ).fetchall()
+    quantiles = weighted_quantiles(connection, bucket, where)
+    return [
+        {"t": t, "requests": requests, "errors": errors, **quantiles.get(t, {})}
+        for t, requests, errors in counts
+    ]
+
+
+def by_service(connection: Any, start: float, end: float) -> list[dict[str, Any]]:
+    rows = connection.execute(
+        f"""
+        SELECT service, sum(weight), coalesce(sum(weight) FILTER (WHERE failed), 0)
+        FROM requests WHERE {_where(start, end)} GROUP BY service ORDER BY 2 DESC
+        """
+    ).fetchall()
+    return [
+        {"service": name, "requests": n, "errors": e, "error_rate": e / n if n else None}
+        for name, n, e in rows
+    ]
+
+
+def routes(connection: Any, start: float, end: float) -> dict[str, dict[str, Any]]:
+    """Per route: requests, errors, error rate and weighted p50/p95/p99."""
+    where = _where(start, end)
+    rows = connection.execute(
+        f"""
+        SELECT route, sum(weight), coalesce(sum(weight) FILTER (WHERE failed), 0), count(*)
+        FROM requests WHERE {where} GROUP BY route
+        """
+    ).fetchall()
+    quantiles = weighted_quantiles(connection, "route", where)
+    return {
+        route: {
+            "route": route,
+            "requests": n,
+            "errors": e,
+            "events": events,
+            "error_rate": e / n if n else None,
+            **quantiles.get(route, {"p50": None, "p95": None, "p99": None}),
+        }
+        for route, n, e, events in rows
+    }
+
+
+def error_types(connection: Any, start: float, end: float, limit: int = 10) -> list[dict[str, Any]]:
+    """The most frequent errors (their type, else the status), with when they were first
+    and last seen, their most frequent message and the three latest request ids."""
+    rows = connection.execute(
+        f"""
+        SELECT coalesce(error_type, 'HTTP ' || status::VARCHAR, 'error') AS kind,
+               sum(weight), count(*), min(ts), max(ts), mode(error_message),
+               max_by(request_id, ts, 3) FILTER (WHERE request_id IS NOT NULL)
+        FROM requests WHERE failed AND {_where(start, end)}
+        GROUP BY kind ORDER BY 2 DESC, kind LIMIT {int(limit)}
+        """
+    ).fetchall()
+    return [
+        {
+            "type": kind,
+            "count": weighted,
+            "events": events,
+            "first_seen": first,
+            "last_seen": last,
+            "message": message,
+            "examples": (ids or [])[:3],
+        }
+        for kind, weighted, events, first, last, message, ids in rows
+    ]
+
+
+def metrics_events(connection: Any, end: float) -> list[tuple[float, str, str]]:
+    """Every metrics event up to ``end``: (time, process, its numbers as JSON)."""
+    rows: list[tuple[float, str, str]] = connection.execute(
+        f"SELECT ts, process, numbers FROM metrics WHERE ts < {end!r} ORDER BY ts"
+    ).fetchall()
+    return rows
+
+
+def _list(paths: Sequence[str]) -> str:
+    """A list of paths as an SQL literal (DuckDB takes no parameters in a table function
+    of a CREATE statement)."""
+    return "[" + ", ".join("'" + path.replace("'", "''") + "'" for path in paths) + "]"
+
+
+def finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
