@@ -92,7 +92,12 @@ def test_the_cycle_finder_finds_one() -> None:
     assert _cycles(graph) == [["a", "b", "c"]]
 
 
-SIDE_PRODUCTS = ("wide_logging.tools", "wide_logging.incidents", "wide_logging.cache")
+SIDE_PRODUCTS = (
+    "wide_logging.tools",
+    "wide_logging.incidents",
+    "wide_logging.cache",
+    "wide_logging.report",
+)
 #: What may use a side product besides the side products: ``python -m wide_logging`` runs
 #: the CLI, and the consumer runs the live incident rules on what it ships.
 SIDE_PRODUCT_USERS = {"wide_logging.__main__", "wide_logging.consumer"}
