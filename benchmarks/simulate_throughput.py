@@ -15,20 +15,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-#: Runs the command, then reports this process's peak memory on the last line of stderr.
-CHILD = (
-    "import resource, sys\n"
-    "from wide_logging.tools.cli import main\n"
-    "code = main(sys.argv[1:])\n"
-    "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-    "sys.exit(code)\n"
-)
+from cli_run import run_cli
+
 KEY = "benchmark-sampling-key-0123456789"
 
 
@@ -51,13 +43,7 @@ def generate(path: Path, count: int) -> None:
 
 
 def run(path: Path, *extra: str) -> tuple[float, int]:
-    command = [sys.executable, "-c", CHILD, "simulate", str(path), "--no-progress"]
-    command += ["--format", "json", "--key", KEY, *extra]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    elapsed = time.perf_counter() - start
-    maxrss = int(done.stderr.strip().splitlines()[-1].split()[1])
-    return elapsed, maxrss
+    return run_cli("simulate", str(path), "--no-progress", "--format", "json", "--key", KEY, *extra)
 
 
 def main() -> None:

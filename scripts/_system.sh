@@ -1,10 +1,12 @@
-# Sourced by scripts/test: programs some tests drive for real (nginx in front of an app),
-# installed with apt-get where that is possible (Debian or Ubuntu, as root). Elsewhere
-# those tests are skipped, saying what to install; CI makes them fail instead
-# (WIDE_LOGGING_TEST_REQUIRE in .ci/run).
+# Sourced by scripts/test: programs some tests drive for real (nginx in front of an app,
+# a headless Chromium opening the report), installed with apt-get where that is possible
+# (Debian or Ubuntu, as root). Elsewhere those tests are skipped, saying what to install;
+# CI makes them fail instead (WIDE_LOGGING_TEST_REQUIRE in .ci/run).
+# Arguments: program:package pairs (the package apt-get installs the program from).
 missing=()
-for program in "$@"; do
-    command -v "$program" >/dev/null || [ -x "/usr/sbin/$program" ] || missing+=("$program")
+for pair in "$@"; do
+    program="${pair%%:*}"
+    command -v "$program" >/dev/null || [ -x "/usr/sbin/$program" ] || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${missing[*]} (apt-get) for the tests that drive them" >&2

@@ -268,3 +268,52 @@ def test_a_source_it_cannot_read_is_a_clear_error(
         err = capsys.readouterr().err
         assert message in err
         assert "secret" not in err
+
+
+def test_the_reports_incidents_are_wide_logging_incidents_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wide_logging.incidents import DEFAULT_RULES
+    from wide_logging.incidents.sources import incidents_from
+
+    events = [
+        _request(n, route="/orders/{id}", duration=4.0, rate=0.1) for n in range(0, 400, 2)
+    ] + [
+        _request(
+            n,
+            route="/orders/{id}",
+            duration=50.0,
+            rate=1.0,
+            status=502,
+            error={"type": "UpstreamTimeout", "message": f"timed out after {n}s"},
+        )
+        for n in range(1, 120, 2)
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert main(["report", "--source", f"file:{path}", "--format", "json"]) == 0
+    reported = json.loads(capsys.readouterr().out)["incidents"]
+    own = [i.to_dict() for i in incidents_from(f"file:{path}", DEFAULT_RULES, None)]
+    assert reported
+    assert reported == json.loads(json.dumps(own))  # (tuples as lists, as in the JSON)
+    assert reported[0]["share_of_traffic"] is not None
+
+
+def test_events_stored_twice_count_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    once = tmp_path / "once.jsonl"
+    events = _traffic(once)
+    twice = tmp_path / "twice" / "events.jsonl"
+    twice.parent.mkdir()
+    twice.write_text(once.read_text() * 2)  # a replay run twice
+    reports = []
+    for path in (once, twice):
+        assert main(["report", "--source", f"file:{path}", "--format", "json"]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[0]["totals"] == reports[1]["totals"]
+    assert reports[0]["totals"]["requests"] == pytest.approx(_expected(events)["requests"])
+    assert reports[0]["incidents"] == reports[1]["incidents"]
+    assert (
+        reports[0]["pipeline"]["dropped"]
+        == reports[1]["pipeline"]["dropped"]
+        == {"queue_full": 4.0}
+    )

@@ -11,11 +11,13 @@ MongoDB looks inside an array, this evaluator does not.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,32 +129,33 @@ class Condition:
         return FINGERPRINT_FIELDS if self.path == FINGERPRINT else (self.path,)
 
     def holds(self, event: Mapping[str, Any]) -> bool:
-        actual = lookup(event, self.path)
-        op = self.op
+        return self._test(lookup(event, self.path))
+
+    @functools.cached_property
+    def _test(self) -> Callable[[Any], bool]:
+        """The test of a looked-up value, built once per condition: it runs for every
+        stored event a summary reads."""
+        op, expected = self.op, self.value
         if op == "exists":
-            return actual is not MISSING and actual is not None
+            return lambda actual: actual is not MISSING and actual is not None
         if op == "missing":
-            return actual is MISSING or actual is None
-        if actual is MISSING:
-            return False
-        if op == "!=":
-            return not _same(actual, self.value)
+            return lambda actual: actual is MISSING or actual is None
         if op == "==":
-            return _same(actual, self.value)
+            return lambda actual: actual is not MISSING and _same(actual, expected)
+        if op == "!=":
+            return lambda actual: actual is not MISSING and not _same(actual, expected)
         if op == "in":
-            return any(_same(actual, option) for option in self.value)
+            options = tuple(expected)
+            return lambda actual: actual is not MISSING and any(_same(actual, o) for o in options)
         if op == "matches":
-            return isinstance(actual, str) and self.value.search(actual) is not None
-        kind = _kind(actual)
-        if kind is None or kind != _kind(self.value):
-            return False  # 5 > "4", True > 0: different kinds never compare
-        if op == ">":
-            return bool(actual > self.value)
-        if op == ">=":
-            return bool(actual >= self.value)
-        if op == "<":
-            return bool(actual < self.value)
-        return bool(actual <= self.value)
+            search = expected.search
+            return lambda actual: isinstance(actual, str) and search(actual) is not None
+        kind, compare = _kind(expected), _ORDER[op]
+        # 5 > "4", True > 0: different kinds never compare
+        return lambda actual: _kind(actual) == kind and bool(compare(actual, expected))
+
+
+_ORDER = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 def _pattern(raw: str) -> str:
@@ -189,10 +192,14 @@ def _check_value(text: str, op: str, value: Any) -> None:
             raise ConfigurationError(msg)
 
 
+_KINDS = {type(None): "null", bool: "bool", int: "number", float: "number", str: "string"}
+
+
 def _kind(value: Any) -> str | None:
     """The kind a value compares within (MongoDB's type brackets), None: not a scalar."""
-    if value is None:
-        return "null"
+    kind = _KINDS.get(type(value))  # (by type first: this runs for every stored event)
+    if kind is not None:
+        return kind
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -33,6 +33,10 @@ SUMMARY_FIELDS = (
 
 
 # -- summaries -------------------------------------------------------------------------
+
+
+#: The re-weighted requests on some routes from one time to another (both included).
+TrafficOf = Callable[[Sequence[str], float, float], float]
 
 
 @dataclass
@@ -109,8 +113,13 @@ def summarize(
     rules: Sequence[Rule] = DEFAULT_RULES,
     *,
     since: float | None = None,
+    traffic_of: TrafficOf | None = None,
 ) -> list[Incident]:
-    """Incident summaries for stored events (newest incident first)."""
+    """Incident summaries for stored events (newest incident first).
+
+    ``traffic_of(routes, first, last)`` (when given) answers the re-weighted number of
+    requests on ``routes`` from ``first`` to ``last`` — what an incident is a share of — so
+    that the events' times need not be held here (the report asks DuckDB)."""
     # (rule, the group's identity) -> (its values, its events with their times)
     groups: dict[
         tuple[str, bytes], tuple[tuple[Any, ...], list[tuple[float, Mapping[str, Any]]]]
@@ -120,15 +129,20 @@ def summarize(
         moment = event_time(event)
         if moment is None or (since is not None and moment < since):
             continue
-        route = lookup(event, "http.route")
-        if event.get("kind") == "http.request" and route is not MISSING:
-            traffic.setdefault(str(route), []).append((moment, _weight(event)))
+        if traffic_of is None and event.get("kind") == "http.request":
+            route = lookup(event, "http.route")
+            if route is not MISSING:
+                traffic.setdefault(str(route), []).append((moment, _weight(event)))
         for rule in rules:
             if rule.matches(event):
                 values = rule.group_of(event)
                 group = groups.setdefault((rule.name, _group_key(values)), (values, []))
                 group[1].append((moment, event))
     by_name = {rule.name: rule for rule in rules}
+
+    def held(routes: Sequence[str], first: float, last: float) -> float:
+        return sum(w for route in routes for t, w in traffic.get(route, ()) if first <= t <= last)
+
     incidents = []
     for (name, _), (group_values, members) in groups.items():
         rule = by_name[name]
@@ -136,7 +150,9 @@ def summarize(
         times = [moment for moment, _ in members]
         for start, end in _episodes(times, rule.quiet):
             if _has_burst(times[start:end], rule.window, rule.threshold):
-                incidents.append(_incident(rule, group_values, members[start:end], traffic))
+                incidents.append(
+                    _incident(rule, group_values, members[start:end], traffic_of or held)
+                )
     incidents.sort(key=lambda incident: incident.last_seen, reverse=True)
     return incidents
 
@@ -159,7 +175,7 @@ def _incident(
     rule: Rule,
     group_values: tuple[Any, ...],
     members: list[tuple[float, Mapping[str, Any]]],
-    traffic: Mapping[str, list[tuple[float, float]]],
+    traffic_of: TrafficOf,
 ) -> Incident:
     events = [event for _, event in members]
     first, last = members[0][0], members[-1][0]
@@ -169,7 +185,7 @@ def _incident(
     routes = _counts(events, "http.route", 5)
     weighted = sum(_weight(e) for e in events)
     # every request on the same routes in the same span, each standing for 1/rate requests
-    total = sum(w for route in routes for t, w in traffic.get(route, ()) if first <= t <= last)
+    total = traffic_of(list(routes), first, last)
     group = dict(zip(rule.group_by, group_values, strict=True))
     return Incident(
         rule=rule.name,

@@ -8,15 +8,16 @@ Counts are re-weighted by ``1 / sampling.rate`` and latency quantiles weighted a
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
 from .._urls import mask_url
 from ..incidents import DEFAULT_RULES
-from ..incidents.sources import incidents_from
-from ..incidents.summary import iso_time
-from ..tools.event_files import event_files
+from ..incidents.summary import iso_time, summarize
+from ..tools.event_files import event_files, read_events
 from . import files
 from .health import pipeline_health
 
@@ -38,8 +39,18 @@ def build_report(
         )
         raise ConfigurationError(msg)
     paths = event_files(source[len("file:") :])
-    connection = files.duckdb_connection()
-    files.load(connection, paths)
+    with tempfile.TemporaryDirectory(prefix="wide-logging-report-") as spill:
+        connection = files.duckdb_connection(spill)
+        try:
+            files.load(connection, paths)
+            return _report(connection, source, paths, since, now)
+        finally:
+            connection.close()
+
+
+def _report(
+    connection: Any, source: str, paths: list[Path], since: float | None, now: float | None
+) -> dict[str, Any]:
     first, last = files.span(connection)
     end = (now if now is not None else time.time()) if since is not None else (last or 0) + 1e-3
     start = since if since is not None else (first or 0.0)
@@ -55,12 +66,16 @@ def build_report(
         "errors": files.error_types(connection, start, end),
         "incidents": [
             incident.to_dict()
-            for incident in incidents_from(source, DEFAULT_RULES, start)
+            for incident in summarize(
+                read_events(paths, repeated=files.repeated_ids(connection)),
+                DEFAULT_RULES,
+                since=start,
+                traffic_of=files.traffic(connection),
+            )
             if incident.first_seen <= iso_time(end)
         ],
         "pipeline": pipeline_health(files.metrics_events(connection, end), start),
     }
-    connection.close()
     return report
 
 

@@ -37,7 +37,7 @@ th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .bad { color: var(--bad); font-weight: 600; }
 code { font-size: .85rem; word-break: break-all; }
-.chart { min-height: 320px; }
+.chart { break-inside: avoid; }
 @media (max-width: 640px) { body { padding: 8px; } .card .value { font-size: 1.2rem; } }
 @media print { .chart, section, tr { break-inside: avoid; } body { max-width: none; } }
 """

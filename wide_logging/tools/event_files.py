@@ -51,11 +51,16 @@ def parse_event(line: bytes) -> dict[str, Any] | None:
 
 
 def read_events(
-    files: Sequence[Path], counts: Counter[str] | None = None
+    files: Sequence[Path],
+    counts: Counter[str] | None = None,
+    *,
+    repeated: set[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every event of ``files`` in order, each ``event_id`` once: a replay run twice or a
     retried write may have stored an event twice. ``counts`` (when given) gets the lines that
-    are not events (``unreadable``: a torn write, a stray line) and the ``duplicates``."""
+    are not events (``unreadable``: a torn write, a stray line) and the ``duplicates``.
+    ``repeated``: the only ids that occur more than once, when the caller knows them (the
+    report asks DuckDB): then only those are remembered, not every id read."""
     seen: set[str] = set()
     tally: Counter[str] = counts if counts is not None else Counter()
     for path in files:
@@ -68,7 +73,7 @@ def read_events(
                     tally["unreadable"] += 1
                     continue
                 event_id = event.get("event_id")
-                if isinstance(event_id, str):
+                if isinstance(event_id, str) and (repeated is None or event_id in repeated):
                     if event_id in seen:
                         tally["duplicates"] += 1
                         continue
