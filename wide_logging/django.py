@@ -197,33 +197,48 @@ class _Request:
         self.owner.submit(event)
 
 
+class _Chunk:
+    """One chunk of a streaming body being made: the request's event active meanwhile; the
+    event finished when the body ends (``end``: StopIteration or StopAsyncIteration), or
+    failed when making it raises."""
+
+    __slots__ = ("end", "request", "token")
+
+    def __init__(self, request: _Request, end: type[BaseException]) -> None:
+        self.request = request
+        self.end = end
+
+    def __enter__(self) -> None:
+        self.token = activate(self.request.event)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        try:
+            if kind is not None and issubclass(kind, self.end):
+                self.request.finish()
+            elif exc is not None:
+                self.request.fail(exc)
+        finally:
+            restore(self.token)
+
+
 class _Body:
     """A streaming response's content: each chunk made with the request's event active; the
     event finished at the end, on an error, or when Django closes the response (read or
     not: a body never started has no ``finally`` to run)."""
 
-    __slots__ = ("content", "request")
+    __slots__ = ("chunk", "content", "request")
 
     def __init__(self, request: _Request, content: Iterator[bytes]) -> None:
         self.request = request
         self.content = iter(content)
+        self.chunk = _Chunk(request, StopIteration)
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        request = self.request
-        token = activate(request.event)
-        try:
+        with self.chunk:
             return next(self.content)
-        except StopIteration:
-            request.finish()
-            raise
-        except BaseException as exc:
-            request.fail(exc)
-            raise
-        finally:
-            restore(token)
 
     def close(self) -> None:
         self.request.finish()
@@ -232,28 +247,19 @@ class _Body:
 class _AsyncBody:
     """The same for an async streaming response (served under ASGI)."""
 
-    __slots__ = ("content", "request")
+    __slots__ = ("chunk", "content", "request")
 
     def __init__(self, request: _Request, content: AsyncIterator[bytes]) -> None:
         self.request = request
         self.content = content.__aiter__()
+        self.chunk = _Chunk(request, StopAsyncIteration)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
     async def __anext__(self) -> bytes:
-        request = self.request
-        token = activate(request.event)
-        try:
+        with self.chunk:
             return await self.content.__anext__()
-        except StopAsyncIteration:
-            request.finish()
-            raise
-        except BaseException as exc:
-            request.fail(exc)
-            raise
-        finally:
-            restore(token)
 
     def close(self) -> None:
         self.request.finish()

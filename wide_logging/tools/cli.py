@@ -321,37 +321,38 @@ def build_parser() -> argparse.ArgumentParser:
     incidents = command(
         "incidents", "summarise incidents (error bursts, slow routes) from stored events"
     )
-    incidents.add_argument(
-        "--source", required=True, help="file:PATH, redis://...?stream=NAME or mongodb://..."
-    )
-    incidents.add_argument(
-        "--since", default=None, help="e.g. 1h, 30m, 2d or an ISO time (default: everything)"
+    _period_of_events(
+        incidents,
+        "file:PATH, redis://...?stream=NAME or mongodb://...",
+        ("text", "json", "markdown"),
     )
     incidents.add_argument(
         "--rules", default=None, help="rules file (.json, .toml, .yaml; default: built-in)"
-    )
-    incidents.add_argument(
-        "--format", choices=("text", "json", "markdown"), default="text", help="output format"
     )
     incidents.set_defaults(func=_incidents)
 
     report = command(
         "report", "a briefing of a period: requests, errors, latency, routes, incidents, health"
     )
-    report.add_argument(
-        "--source", required=True, help="file:PATH (a JSONL file, a folder, a glob; .gz too)"
-    )
-    report.add_argument(
-        "--since", default=None, help="e.g. 24h, 30m, 2d or an ISO time (default: everything)"
-    )
-    report.add_argument(
-        "--format", choices=("html", "markdown", "json"), default="html", help="output format"
+    _period_of_events(
+        report, "file:PATH (a JSONL file, a folder, a glob; .gz too)", ("html", "markdown", "json")
     )
     report.add_argument(
         "--out", default="briefing.html", help="with --format html: the file to write"
     )
     report.set_defaults(func=_report)
     return parser
+
+
+def _period_of_events(
+    command: argparse.ArgumentParser, sources: str, formats: tuple[str, ...]
+) -> None:
+    """The options of a command that reads a period of stored events (incidents, report)."""
+    command.add_argument("--source", required=True, help=sources)
+    command.add_argument(
+        "--since", default=None, help="e.g. 24h, 30m, 2d or an ISO time (default: everything)"
+    )
+    command.add_argument("--format", choices=formats, default=formats[0], help="output format")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
