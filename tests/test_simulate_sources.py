@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_simulate import KEY, _ids, _serve, _simulate
 
+from wide_logging.tools.access_logs import Observed, route_of_path
 from wide_logging.tools.cli import main
-from wide_logging.tools.request_logs import FORMATS, Observed, detect, parser, route_of_path
+from wide_logging.tools.request_logs import FORMATS, detect, parser
 from wide_logging.tools.simulate import BUCKETS, MAX_ROUTES
 
 START = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc).timestamp()

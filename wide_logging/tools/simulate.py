@@ -33,7 +33,8 @@ from typing import IO, Any
 
 from .._errors import ConfigurationError
 from ..sampling import HASH_SPACE, TailSampler
-from .request_logs import OTHER, Observed, Requests
+from .access_logs import OTHER, Observed
+from .request_logs import Requests
 
 #: The rule whose requests are sampled (the others are always kept).
 NORMAL = "normal"

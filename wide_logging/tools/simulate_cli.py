@@ -16,7 +16,8 @@ import orjson
 from .._errors import ConfigurationError
 from .._handler_options import sampler_from
 from .._progress import progress_bar
-from .request_logs import FIELD_DEFAULTS, FORMATS, Requests, parse_fields
+from .access_logs import FIELD_DEFAULTS, parse_fields
+from .request_logs import FORMATS, Requests
 from .simulate import EventSizes, parse_budget, simulate, sizes_from
 from .simulate_report import format_markdown, format_text
 
