@@ -75,7 +75,7 @@ def incidents_in(collection: Any, rules: Sequence[Rule], since: float | None) ->
     for rule in rules:
         for group in collection.aggregate(rule_pipeline(rule, since), allowDiskUse=True):
             events = [from_document(doc) for doc in group.get("events", [])]
-            for incident in summarize(events, [rule], since=since):
+            for incident in summarize(events, [rule], since=since, compare=False):
                 # The server sent only the rule's events: the traffic they are a share of
                 # is counted there too.
                 incident.share_of_traffic = _share_of_traffic(collection, incident)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .._errors import ConfigurationError
+from .insight import TENANT_FIELDS, USER_FIELDS, Baseline, affected, differences, templates
 from .rules import DEFAULT_RULES, MISSING, Rule, fingerprint, lookup
 
 #: The stored fields a summary reads besides its rule's (``incidents.mongo`` keeps them).
@@ -29,6 +30,8 @@ SUMMARY_FIELDS = (
     "error.type",
     "error.message",
     "sampling.rate",
+    *USER_FIELDS,  # who was affected
+    *TENANT_FIELDS,
 )
 
 
@@ -57,6 +60,15 @@ class Incident:
     top_messages: list[tuple[str, int]] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
     share_of_traffic: float | None = None
+    #: The same group's errors per request in a span as long just before (None: unknown).
+    share_before: float | None = None
+    #: Its fingerprint was seen before this episode (earlier in the source).
+    recurring: bool = False
+    templates: list[dict[str, Any]] = field(default_factory=list)
+    #: Field values over-represented in the incident against the other traffic.
+    differences: list[dict[str, Any]] = field(default_factory=list)
+    #: Distinct users / tenants affected, where events name them.
+    affected: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -114,25 +126,38 @@ def summarize(
     *,
     since: float | None = None,
     traffic_of: TrafficOf | None = None,
+    compare: bool = True,
 ) -> list[Incident]:
     """Incident summaries for stored events (newest incident first).
 
     ``traffic_of(routes, first, last)`` (when given) answers the re-weighted number of
     requests on ``routes`` from ``first`` to ``last`` — what an incident is a share of — so
-    that the events' times need not be held here (the report asks DuckDB)."""
+    that the events' times need not be held here (the report asks DuckDB). ``compare``:
+    tell what is different about each incident's events (``insight``) — which needs every
+    request of the period among ``events``, not only the rule's."""
     # (rule, the group's identity) -> (its values, its events with their times)
     groups: dict[
         tuple[str, bytes], tuple[tuple[Any, ...], list[tuple[float, Mapping[str, Any]]]]
     ] = {}
     traffic: dict[Any, list[tuple[float, float]]] = {}  # route -> (time, weight), all requests
+    baseline = Baseline() if compare else None
+    seen_before: set[str] = set()  # fingerprints of errors before ``since``
     for event in events:
         moment = event_time(event)
-        if moment is None or (since is not None and moment < since):
+        if moment is None:
             continue
-        if traffic_of is None and event.get("kind") == "http.request":
-            route = lookup(event, "http.route")
-            if route is not MISSING:
-                traffic.setdefault(str(route), []).append((moment, _weight(event)))
+        if since is not None and moment < since:
+            if event.get("error") and len(seen_before) < 100_000:
+                seen_before.add(fingerprint(event))
+            continue
+        if event.get("kind") == "http.request":
+            weight = _weight(event)
+            if baseline is not None:
+                baseline.add(event, weight)
+            if traffic_of is None:
+                route = lookup(event, "http.route")
+                if route is not MISSING:
+                    traffic.setdefault(str(route), []).append((moment, weight))
         for rule in rules:
             if rule.matches(event):
                 values = rule.group_of(event)
@@ -150,9 +175,14 @@ def summarize(
         times = [moment for moment, _ in members]
         for start, end in _episodes(times, rule.quiet):
             if _has_burst(times[start:end], rule.window, rule.threshold):
-                incidents.append(
-                    _incident(rule, group_values, members[start:end], traffic_of or held)
+                incident = _incident(
+                    rule, group_values, members[start:end], traffic_of or held, baseline
                 )
+                incident.recurring = start > 0 or incident.fingerprint in seen_before
+                incident.share_before = _share_before(
+                    members[:start], times[start], times[end - 1], incident, traffic_of or held
+                )
+                incidents.append(incident)
     incidents.sort(key=lambda incident: incident.last_seen, reverse=True)
     return incidents
 
@@ -176,6 +206,7 @@ def _incident(
     group_values: tuple[Any, ...],
     members: list[tuple[float, Mapping[str, Any]]],
     traffic_of: TrafficOf,
+    baseline: Baseline | None,
 ) -> Incident:
     events = [event for _, event in members]
     first, last = members[0][0], members[-1][0]
@@ -202,9 +233,36 @@ def _incident(
         duration_p50_ms=round(statistics.median(durations), 3) if durations else None,
         duration_p95_ms=_percentile(durations, 0.95),
         top_messages=_counts(events, "error.message", 3).most_common(),
-        examples=[str(e["request_id"]) for e in events if e.get("request_id")][:5],
+        examples=list(dict.fromkeys(str(e["request_id"]) for e in events if e.get("request_id")))[
+            :5
+        ],
         share_of_traffic=round(weighted / total, 4) if total else None,
+        templates=templates(_messages(events)),
+        differences=(
+            differences(events, [_weight(e) for e in events], baseline) if baseline else []
+        ),
+        affected=affected(events),
     )
+
+
+def _messages(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    found = (lookup(e, "error.message") for e in events)
+    return [m for m in found if isinstance(m, str)]
+
+
+def _share_before(
+    earlier: Sequence[tuple[float, Mapping[str, Any]]],
+    first: float,
+    last: float,
+    incident: Incident,
+    traffic_of: TrafficOf,
+) -> float | None:
+    """The group's errors per request of its routes in the span as long as the incident's
+    (at least a minute) just before it."""
+    span = max(last - first, 60.0)
+    before = sum(_weight(e) for t, e in earlier if first - span <= t < first)
+    total = traffic_of(list(incident.routes), first - span, first - 1e-6)
+    return round(before / total, 4) if total else None
 
 
 def _percentile(ordered: list[float], share: float) -> float | None:
