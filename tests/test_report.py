@@ -5,6 +5,7 @@ would open the file."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -317,3 +318,131 @@ def test_events_stored_twice_count_once(tmp_path: Path, capsys: pytest.CaptureFi
         == reports[1]["pipeline"]["dropped"]
         == {"queue_full": 4.0}
     )
+
+
+def _report_of(capsys: pytest.CaptureFixture[str], path: Path, *extra: str) -> dict[str, Any]:
+    assert main(["report", "--source", f"file:{path}", "--format", "json", *extra]) == 0
+    data: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return data
+
+
+def _burst(n: int, **extra: Any) -> dict[str, Any]:
+    return _request(
+        n,
+        route="/b",
+        duration=5.0,
+        rate=1.0,
+        status=500,
+        error={"type": "Boom", "message": f"boom {n}"},
+        **extra,
+    )
+
+
+def test_a_gzipped_source_has_its_incidents_and_a_broken_one_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    text = "".join(json.dumps(_burst(n)) + "\n" for n in range(40))
+    plain = tmp_path / "plain" / "events.jsonl"
+    plain.parent.mkdir()
+    plain.write_text(text)
+    packed = tmp_path / "packed" / "events.jsonl.gz"
+    packed.parent.mkdir()
+    packed.write_bytes(gzip.compress(text.encode()))
+    (packed.parent / "old.jsonl.bz2").write_bytes(b"BZh9 not ours")  # logrotate's: not read
+    expected = _report_of(capsys, plain)["incidents"]
+    assert expected
+    assert _report_of(capsys, packed)["incidents"] == expected
+    assert _report_of(capsys, packed.parent)["incidents"] == expected
+    packed.write_bytes(gzip.compress(text.encode())[:200])  # cut short
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--source", f"file:{packed}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "could not read the events" in err
+    assert "Traceback" not in err
+
+
+def test_odd_rates_times_and_errors_are_read_alike_by_the_counts_and_the_incidents(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = [_burst(n) for n in range(30)]
+    for n, rate in enumerate((1e-320, 1e-300, "0.5", 2, 0, -1, None)):
+        events.append(_request(100 + n, route="/b", duration=1.0, rate=1.0))
+        events[-1]["sampling"]["rate"] = rate
+    events.append(_request(200, route="/b", duration=1.0, rate=1.0))
+    events[-1]["timestamp"] = "9999-12-31T23:59:59.999Z"  # a broken clock: left out
+    events.append(_request(201, route="/b", duration=1.0, rate=1.0))
+    events[-1]["timestamp"] = events[0]["timestamp"][:-1]  # no zone: UTC
+    events.append(_request(202, route="/e", duration=1.0, rate=1.0, error={"message": "x"}))
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    data = _report_of(capsys, path)
+    assert data["totals"]["requests"] == 30 + 7 + 1 + 1  # every odd rate weighs 1
+    assert data["totals"]["errors"] == 31
+    [incident] = data["incidents"]
+    assert incident["weighted_count"] == 30
+    assert {e["type"] for e in data["errors"]} == {"Boom", "error"}  # not "HTTP 200"
+    assert main(["report", "--source", f"file:{path}", "--out", str(tmp_path / "r.html")]) == 0
+    assert (
+        main(["report", "--source", f"file:{path}", "--since", "99999999d", "--format", "markdown"])
+        == 0
+    )
+
+
+def test_pipeline_health_counts_across_a_restart(tmp_path: Path) -> None:
+    from wide_logging.report.health import pipeline_health
+
+    def row(moment: float, kept: int, dropped: int) -> tuple[float, str, str]:
+        numbers = {"events": {"kept": {"normal": kept}}, "dropped": {"queue_full": dropped}}
+        return moment, "h:1", json.dumps(numbers)
+
+    rows = [row(10, 100, 1), row(20, 150, 2), row(30, 20, 0), row(40, 25, 3)]
+    health = pipeline_health(rows, start=15)
+    assert health["kept"] == {"normal": 50 + 20 + 5}  # 100 -> 150, restart, 0 -> 20 -> 25
+    assert health["dropped"] == {"queue_full": 1 + 0 + 3}
+
+
+def test_markdown_makes_no_html_or_link_of_what_events_say(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = "<img src=x onerror=alert(1)> [click](javascript:alert(1)) a|b\rc"
+    events = [_burst(n) for n in range(30)]
+    for event in events:
+        event["error"]["message"] = hostile
+        event["http"]["route"] = hostile
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert main(["report", "--source", f"file:{path}", "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert "<img" not in markdown
+    assert "[click](javascript" not in markdown  # (only as escaped text: \\[click\\](...)
+    assert "\r" not in markdown
+    [row] = [line for line in markdown.splitlines() if line.startswith("| &lt;img")]
+    assert len(re.findall(r"(?<!\\)\|", row)) == 6  # five cells: the a|b stays in its cell
+
+
+def test_many_incidents_and_a_long_span_keep_the_page_small(browser: Any, tmp_path: Path) -> None:
+    events = []
+    for burst in range(40):  # 40 incidents, one a month for years
+        for n in range(12):
+            event = _burst(burst * 100 + n)
+            event["timestamp"] = _iso(START - burst * 30 * 86400 + n)
+            event["error"]["type"] = f"Kind{burst}" + "x" * 200  # long titles
+            events.append(event)
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    page = tmp_path / "many.html"
+    assert main(["report", "--source", f"file:{path}", "--out", str(page)]) == 0
+    _open(browser, page, charts=3, width=390)
+    assert (
+        browser.execute_script("return document.querySelectorAll('[data-incident]').length") == 20
+    )
+    bars = browser.execute_script(
+        "return document.querySelectorAll('.js-plotly-plot')[0].querySelectorAll('.point').length"
+    )
+    assert 0 < bars <= 2 * 200
+    width = browser.execute_script("return window.innerWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    assert _console_errors(browser) == []

@@ -75,21 +75,30 @@ class Incident:
 
 
 def event_time(event: Mapping[str, Any]) -> float | None:
+    """An event's time as Unix seconds; a time without a zone is UTC (as we write them, and
+    as DuckDB and MongoDB read them), whatever the machine's own zone."""
     stamp = event.get("timestamp")
+    if isinstance(stamp, str):
+        try:
+            stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # (3.10: no Z)
+        except ValueError:
+            return None
     if isinstance(stamp, datetime):
         moment = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
         return moment.timestamp()
-    if isinstance(stamp, str):
-        try:
-            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
     return None
 
 
+#: Below this a stored rate is not believed (as the report's ``files.MIN_RATE``).
+MIN_RATE = 1e-9
+
+
 def _weight(event: Mapping[str, Any]) -> float:
+    """What one stored event stands for: ``1 / sampling.rate`` for a rate that is a number
+    within (0, 1] (the report's SQL reads it alike), else itself."""
     rate = lookup(event, "sampling.rate")
-    return 1.0 / rate if isinstance(rate, (int, float)) and rate > 0 else 1.0
+    numeric = isinstance(rate, (int, float)) and not isinstance(rate, bool)
+    return 1.0 / rate if numeric and MIN_RATE <= rate <= 1 else 1.0
 
 
 def iso_time(seconds: float) -> str:

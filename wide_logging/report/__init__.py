@@ -38,12 +38,20 @@ def build_report(
             "(MongoDB and Redis sources are planned: see docs/report.md)"
         )
         raise ConfigurationError(msg)
-    paths = event_files(source[len("file:") :])
+    where = source[len("file:") :]
+    if not where.strip():
+        msg = "--source file: needs a path (a JSONL file, a folder or a glob)"
+        raise ConfigurationError(msg)
+    paths = event_files(where)
     with tempfile.TemporaryDirectory(prefix="wide-logging-report-") as spill:
         connection = files.duckdb_connection(spill)
         try:
             files.load(connection, paths)
             return _report(connection, source, paths, since, now)
+        except files.duckdb_errors() as exc:  # a broken .gz, a line beyond the memory limit
+            reason = " ".join(str(exc).split())[:300]
+            msg = f"could not read the events ({type(exc).__name__}: {reason})"
+            raise ConfigurationError(msg) from None
         finally:
             connection.close()
 
@@ -52,8 +60,12 @@ def _report(
     connection: Any, source: str, paths: list[Path], since: float | None, now: float | None
 ) -> dict[str, Any]:
     first, last = files.span(connection)
-    end = (now if now is not None else time.time()) if since is not None else (last or 0) + 1e-3
-    start = since if since is not None else (first or 0.0)
+    low, high = files.PLAUSIBLE
+    if since is None:
+        start, end = first or low, (last or low) + 1e-3
+    else:  # (within the times believed: --since 99999999d is since 2000)
+        start = min(max(since, low), high)
+        end = min(max(now if now is not None else time.time(), start), high)
     report: dict[str, Any] = {
         "source": mask_url(source),
         "period": {"start": start, "end": end, "step_seconds": files.step_for(end - start)},

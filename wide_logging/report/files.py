@@ -27,12 +27,25 @@ _COLUMNS = (
     " sampling: 'JSON', metrics: 'JSON'}"
 )
 QUANTILES = (0.5, 0.95, 0.99)
+#: Below this a stored rate is not believed (1e-300 would make one event 1e300 requests).
+MIN_RATE = 1e-9
 #: Chart steps: the first whose number of points over the span stays under ~200.
-STEPS = (1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400)
+STEPS = (1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400)
+#: Request times believed: 2000-01-01 to 2100-01-01 UTC (a broken clock's event is left
+#: out, not allowed to stretch the charts over decades).
+PLAUSIBLE = (946_684_800.0, 4_102_444_800.0)
 
 
 #: DuckDB's memory, at most: beyond it, it spills to a temporary folder.
 MEMORY_LIMIT = "256MB"
+
+
+def duckdb_errors() -> tuple[type[Exception], ...]:
+    """What DuckDB raises when it cannot read the events (a broken .gz, a line beyond the
+    memory limit): the report says it in a line."""
+    import duckdb
+
+    return (duckdb.Error,)
 
 
 def duckdb_connection(spill: str) -> Any:
@@ -73,16 +86,20 @@ def load(connection: Any, files: Sequence[Path]) -> None:
             error IS NOT NULL AND json_type(error) NOT IN ('NULL') AND error::VARCHAR <> 'false'
               AS has_error,
             coalesce(error ->> '$.type', CASE WHEN json_type(error) = 'VARCHAR'
-                                              THEN error ->> '$' END) AS error_type,
+                                              THEN error ->> '$' END, 'error') AS error_type,
             error ->> '$.message' AS error_message,
             request_id ->> '$' AS request_id,
-            try_cast(sampling -> '$.rate' AS DOUBLE) AS rate
+            CASE WHEN json_type(sampling -> '$.rate') IN ('DOUBLE', 'UBIGINT', 'BIGINT')
+                 THEN try_cast(sampling -> '$.rate' AS DOUBLE) END AS rate
           FROM {source} WHERE kind ->> '$' = 'http.request'
         )
-        SELECT * EXCLUDE (rate),
+        SELECT * EXCLUDE (rate, error_type),
+               CASE WHEN has_error THEN error_type END AS error_type,
                has_error OR coalesce(status >= 500, false) AS failed,
-               CASE WHEN rate > 0 AND rate <= 1 THEN 1.0 / rate ELSE 1.0 END AS weight
-        FROM typed WHERE ts IS NOT NULL
+               -- as incidents.summary._weight: a rate read as a number, within (0, 1]
+               CASE WHEN rate >= {MIN_RATE!r} AND rate <= 1 THEN 1.0 / rate ELSE 1.0 END
+                 AS weight
+        FROM typed WHERE ts BETWEEN {PLAUSIBLE[0]!r} AND {PLAUSIBLE[1]!r}
         """
     )
     connection.execute(
@@ -104,6 +121,8 @@ def load(connection: Any, files: Sequence[Path]) -> None:
                  AS process,
                metrics::VARCHAR AS numbers
         FROM {source} WHERE kind ->> '$' = 'metrics' AND metrics IS NOT NULL
+          AND epoch(try_cast(timestamp ->> '$' AS TIMESTAMPTZ))
+              BETWEEN {PLAUSIBLE[0]!r} AND {PLAUSIBLE[1]!r}
         QUALIFY event_id IS NULL OR row_number() OVER (PARTITION BY event_id) = 1
         """
     )
@@ -117,7 +136,10 @@ def repeated_ids(connection: Any) -> set[str]:
 
 
 def span(connection: Any) -> tuple[float | None, float | None]:
-    first, last = connection.execute("SELECT min(ts), max(ts) FROM requests").fetchone()
+    """The first and last times of the requests and metrics events."""
+    first, last = connection.execute(
+        "SELECT min(ts), max(ts) FROM (SELECT ts FROM requests UNION ALL SELECT ts FROM metrics)"
+    ).fetchone()
     return first, last
 
 
@@ -229,7 +251,7 @@ def error_types(connection: Any, start: float, end: float, limit: int = 10) -> l
     and last seen, their most frequent message and the three latest request ids."""
     rows = connection.execute(
         f"""
-        SELECT coalesce(error_type, 'HTTP ' || status::VARCHAR, 'error') AS kind,
+        SELECT coalesce(error_type, 'HTTP ' || status::VARCHAR, 'error') AS kind,  -- 5xx
                sum(weight), count(*), min(ts), max(ts), mode(error_message),
                max_by(request_id, ts, 3) FILTER (WHERE request_id IS NOT NULL)
         FROM requests WHERE failed AND {_where(start, end)}

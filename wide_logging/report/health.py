@@ -3,8 +3,9 @@
 lost, how deep the queue got, and the caches' hit rates.
 
 A metrics event holds a process's counters since it started, so what happened in the
-period is, per process, its last numbers in the period less its last numbers before it
-(nothing, when it started within). Gauges (the queue) are the highest seen.
+period is, per process, what they grew by from each of its metrics events to the next
+(from its last one before the period; from zero when it started within, or again). Gauges
+(the queue) are the highest seen.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ from typing import Any
 import orjson
 
 Counters = dict[str, float]
+#: Numbers of a metrics event that are levels or ratios, not counts: never summed.
+LEVELS = ("queue.", "events.normal_retention", "events.correction.", "consumer.pending",
+          "consumer.lag")  # fmt: skip
 
 
 def pipeline_health(rows: Iterable[tuple[float, str, str]], start: float) -> dict[str, Any]:
-    """``rows``: (time, process, numbers as JSON) in time order, up to the period's end."""
-    before: dict[str, Counters] = {}
-    last: dict[str, Counters] = {}
+    """``rows``: (time, process, numbers as JSON) in time order, up to the period's end.
+
+    Per process, what its counters grew by from one metrics event to the next; a counter
+    lower than before means the process started again (a container's pid 1 restarted):
+    it counts from zero."""
+    previous: dict[str, Counters] = {}
+    totals: Counters = defaultdict(float)
+    processes: set[str] = set()
     queue_depth = 0.0
     events = 0
     for moment, process, text in rows:
@@ -29,18 +38,19 @@ def pipeline_health(rows: Iterable[tuple[float, str, str]], start: float) -> dic
             flat = _flatten(orjson.loads(text))
         except orjson.JSONDecodeError:
             continue
+        earlier = previous.get(process, {})
+        previous[process] = flat
         if moment < start:
-            before[process] = flat
             continue
         events += 1
-        last[process] = flat
+        processes.add(process)
         queue_depth = max(queue_depth, flat.get("queue.depth", 0.0))
-    totals: Counters = defaultdict(float)
-    for process, numbers in last.items():
-        earlier = before.get(process, {})
-        for name, value in numbers.items():
-            totals[name] += max(0.0, value - earlier.get(name, 0.0))
-    return _summary(totals, events, len(last), queue_depth)
+        for name, value in flat.items():
+            if name.startswith(LEVELS):
+                continue
+            before = earlier.get(name, 0.0)
+            totals[name] += value - before if value >= before else value
+    return _summary(totals, events, len(processes), queue_depth)
 
 
 def _summary(totals: Counters, events: int, processes: int, queue_depth: float) -> dict[str, Any]:

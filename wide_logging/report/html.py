@@ -38,9 +38,14 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space:
 .bad { color: var(--bad); font-weight: 600; }
 code { font-size: .85rem; word-break: break-all; }
 .chart { break-inside: avoid; }
+li, p, .note, code, b { overflow-wrap: anywhere; }
 @media (max-width: 640px) { body { padding: 8px; } .card .value { font-size: 1.2rem; } }
 @media print { .chart, section, tr { break-inside: avoid; } body { max-width: none; } }
 """
+
+
+#: Incidents drawn and listed, the latest first (all of them in the JSON).
+INCIDENTS_SHOWN = 20
 
 
 def write_html(report: dict[str, Any], path: str) -> None:
@@ -87,9 +92,13 @@ def render(report: dict[str, Any]) -> str:
     body.append(_errors_table(report["errors"]))
     body.append("<section><h2>Incidents</h2>")
     if report["incidents"]:
-        charts.append(_incident_chart(go, report["incidents"]))
+        shown = report["incidents"][:INCIDENTS_SHOWN]
+        charts.append(_incident_chart(go, shown))
         body.append(_chart_slot(len(charts)))
-        body.append(_incident_list(report["incidents"]))
+        body.append(_incident_list(shown))
+        if len(report["incidents"]) > len(shown):
+            more = len(report["incidents"]) - len(shown)
+            body.append(f'<p class="note">{more} more incidents in --format json.</p>')
     else:
         body.append('<p class="note" data-no-incidents>No incident in this period.</p>')
     body.append("</section>")
@@ -169,14 +178,14 @@ def _latency_chart(go: Any, timeline: Sequence[dict[str, Any]]) -> Any:
 
 def _incident_chart(go: Any, incidents: Sequence[dict[str, Any]]) -> Any:
     figure = go.Figure()
-    for incident in incidents:
-        label = _e(incident["title"])[:80]
+    for number, incident in enumerate(incidents, 1):
+        label = _label(f"{number}. {incident['title']}")
         figure.add_scatter(
             x=[incident["first_seen"], incident["last_seen"]],
             y=[label, label],
             mode="lines+markers",
             line_width=8,
-            name=_e(incident["rule"]),
+            name=_label(incident["rule"]),
             hovertext=f"{incident['count']} events",
             showlegend=False,
         )
@@ -305,6 +314,13 @@ def _layout() -> dict[str, Any]:
         "template": "plotly_white",
         "hovermode": "x unified",
     }
+
+
+def _label(text: str, width: int = 80) -> str:
+    """Text from events as a chart label: cut first, then ``&``, ``<`` and ``>`` escaped —
+    all Plotly reads as markup (it shows ``&quot;`` as it is, so quotes stay quotes)."""
+    clipped = text if len(text) <= width else text[: width - 1] + "…"
+    return clipped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _chart_slot(number: int) -> str:

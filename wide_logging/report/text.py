@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .html import _count, _delta, _ms, _share, _when
+from .html import INCIDENTS_SHOWN, _count, _delta, _ms, _share, _when
 
 ROUTES_SHOWN = 10
 
@@ -39,26 +39,28 @@ def format_markdown(report: dict[str, Any]) -> str:
             else "—"
         )
         lines.append(
-            f"| `{_cell(row['route'])}` | {_count(row['requests'])} | "
+            f"| {_cell(row['route'])} | {_count(row['requests'])} | "
             f"{_share(row['error_rate'])} | {_ms(row['p95'])} | {change} |"
         )
     lines += ["", "## Top errors", ""]
     if report["errors"]:
         lines += ["| error | count | first seen | last seen | examples |", "|---|---:|---|---|---|"]
         lines += [
-            f"| `{_cell(e['type'])}` {_cell((e['message'] or '')[:120])} | {_count(e['count'])} | "
-            f"{_when(e['first_seen'])} | {_when(e['last_seen'])} | "
-            f"{', '.join(f'`{_cell(i)}`' for i in e['examples'])} |"
+            f"| {_cell(e['type'])}: {_cell((e['message'] or '')[:120])} | {_count(e['count'])} "
+            f"| {_when(e['first_seen'])} | {_when(e['last_seen'])} | "
+            f"{', '.join(_cell(i) for i in e['examples'])} |"
             for e in report["errors"]
         ]
     else:
         lines.append("No errors in this period.")
     lines += ["", "## Incidents", ""]
     lines += [
-        f"- **{_cell(i['title'])}** [{i['rule']}] {i['count']} events, "
+        f"- **{_cell(i['title'])}** [{_cell(i['rule'])}] {i['count']} events, "
         f"{i['first_seen']} to {i['last_seen']}"
-        for i in report["incidents"]
+        for i in report["incidents"][:INCIDENTS_SHOWN]
     ] or ["No incident in this period."]
+    if len(report["incidents"]) > INCIDENTS_SHOWN:
+        lines.append(f"- … {len(report['incidents']) - INCIDENTS_SHOWN} more in --format json")
     health = report["pipeline"]
     lines += ["", "## Pipeline health", ""]
     if health["metrics_events"]:
@@ -76,5 +78,13 @@ def format_markdown(report: dict[str, Any]) -> str:
 
 
 def _cell(text: object) -> str:
-    """Text for a markdown table cell: no pipe or newline can break the table."""
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("`", "'")
+    """Text from events in markdown: no pipe or line break can break a table, no HTML or
+    link is made of it (a chat that renders HTML must not run an error message)."""
+    escaped = "".join(_MARKDOWN_ESCAPES.get(c, c) for c in str(text))
+    return " ".join(escaped.split())
+
+
+_MARKDOWN_ESCAPES = {
+    "|": "\\|", "`": "'", "<": "&lt;", ">": "&gt;", "&": "&amp;", "[": "\\[", "]": "\\]",
+    "*": "\\*", "_": "\\_", "\\": "\\\\",
+}  # fmt: skip

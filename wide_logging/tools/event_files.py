@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import glob
+import gzip
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +26,9 @@ def event_files(spec: str) -> list[Path]:
     earlier run in ``previous/``); or a glob. An error when there is none."""
     path = Path(spec)
     if path.is_dir():
-        files = sorted(p for p in path.glob("*.jsonl*") if p.is_file() and p.suffix != ".offset")
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz"))
+        )
     elif glob.has_magic(spec):
         files = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
     else:
@@ -64,18 +68,27 @@ def read_events(
     seen: set[str] = set()
     tally: Counter[str] = counts if counts is not None else Counter()
     for path in files:
-        with open(path, "rb") as handle:
-            for line in handle:
-                if not line.strip():
+        for line in lines_of(path, tally):
+            if not line.strip():
+                continue
+            event = parse_event(line)
+            if event is None:
+                tally["unreadable"] += 1
+                continue
+            event_id = event.get("event_id")
+            if isinstance(event_id, str) and (repeated is None or event_id in repeated):
+                if event_id in seen:
+                    tally["duplicates"] += 1
                     continue
-                event = parse_event(line)
-                if event is None:
-                    tally["unreadable"] += 1
-                    continue
-                event_id = event.get("event_id")
-                if isinstance(event_id, str) and (repeated is None or event_id in repeated):
-                    if event_id in seen:
-                        tally["duplicates"] += 1
-                        continue
-                    seen.add(event_id)
-                yield event
+                seen.add(event_id)
+            yield event
+
+
+def lines_of(path: Path, counts: Counter[str]) -> Iterator[bytes]:
+    """The lines of a file, through gzip for a ``.gz``; one cut short (a truncated or
+    broken archive) is read up to where it breaks, counted in ``counts["cut_short"]``."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+            yield from handle
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        counts["cut_short"] += 1
