@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .rules import MISSING, lookup, normalize_message
@@ -30,6 +30,9 @@ MAX_FIELDS = 64
 MAX_VALUES = 50
 #: Variable parts' values remembered per template part.
 MAX_DISTINCT = 1000
+#: What a live incident remembers: its first messages, and the users it affected.
+MAX_MESSAGES = 500
+MAX_AFFECTED = 10_000
 #: Fields that cannot explain a failure (ids, times, the outcome itself) or that are the
 #: failure's description: never compared.
 NOT_COMPARED = (
@@ -46,19 +49,31 @@ MIN_LIFT = 0.2
 _PLACEHOLDER = re.compile(r"<(?:n|str|id|hex)>")
 
 
+@functools.lru_cache(maxsize=4096)
 def _compared(path: str) -> bool:
     return not any(path == skip or path.startswith(skip + ".") for skip in NOT_COMPARED)
 
 
-def scalar_fields(event: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+_SCALARS = (str, int, float, bool)
+
+
+def scalar_fields(event: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """The event's scalar leaves that can tell a cause, as (dotted path, value)."""
-    for key, value in event.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            if _compared(path):
-                yield from scalar_fields(value, path + ".")
-        elif isinstance(value, (str, int, float, bool)) and _compared(path):
-            yield path, value
+    found: list[tuple[str, Any]] = []
+    _collect(event, "", found)
+    return found
+
+
+def _collect(node: Mapping[str, Any], prefix: str, found: list[tuple[str, Any]]) -> None:
+    # (runs for every stored event of a summary: one list, no generators, cached paths)
+    for key, value in node.items():
+        path = prefix + key if type(key) is str else f"{prefix}{key}"
+        if not _compared(path):
+            continue
+        if type(value) is dict:
+            _collect(value, path + ".", found)
+        elif isinstance(value, _SCALARS):
+            found.append((path, value))
 
 
 class Baseline:
@@ -143,19 +158,27 @@ def templates(messages: Sequence[str], top: int = 3) -> list[dict[str, Any]]:
     return out[:5]
 
 
-def affected(members: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """Distinct users and tenants among the incident's events, where they are named."""
-    out = {}
-    for name, paths in (("users", USER_FIELDS), ("tenants", TENANT_FIELDS)):
-        seen = {
+def affected_names(event: Mapping[str, Any]) -> dict[str, set[str]]:
+    """The users and tenants one event names (``USER_FIELDS``, ``TENANT_FIELDS``)."""
+    out: dict[str, set[str]] = {}
+    for who, paths in (("users", USER_FIELDS), ("tenants", TENANT_FIELDS)):
+        names = {
             str(value)
-            for event in members
             for path in paths
             if (value := lookup(event, path)) is not MISSING and value is not None
         }
-        if seen:
-            out[name] = len(seen)
+        if names:
+            out[who] = names
     return out
+
+
+def affected(members: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Distinct users and tenants among the incident's events, where they are named."""
+    seen: dict[str, set[str]] = {}
+    for event in members:
+        for who, names in affected_names(event).items():
+            seen.setdefault(who, set()).update(names)
+    return {who: len(names) for who, names in seen.items()}
 
 
 @functools.lru_cache(maxsize=256)

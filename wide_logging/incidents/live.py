@@ -10,11 +10,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..typing import EventDict
-from .rules import DEFAULT_RULES, Rule
+from .insight import MAX_AFFECTED, MAX_MESSAGES, affected_names, templates
+from .rules import DEFAULT_RULES, Rule, lookup
 from .summary import event_time, iso_time
 
 
@@ -89,6 +90,19 @@ class _Open:
     count: int
     announced: int
     examples: list[str]
+    #: The first ``MAX_MESSAGES`` error messages since it opened (its templates).
+    messages: list[str] = field(default_factory=list)
+    #: Distinct users (or tenants) named by its events, up to ``MAX_AFFECTED``.
+    affected: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        message = lookup(event, "error.message")
+        if isinstance(message, str) and len(self.messages) < MAX_MESSAGES:
+            self.messages.append(message)
+        for who, names in affected_names(event).items():
+            seen = self.affected.setdefault(who, set())
+            if len(seen) < MAX_AFFECTED:
+                seen.update(names)
 
 
 class IncidentAggregator:
@@ -125,7 +139,6 @@ class IncidentAggregator:
 
     def observe(self, event: Mapping[str, Any]) -> None:
         now = event_time(event) or self.clock()
-        request_id = str(event["request_id"]) if event.get("request_id") else None
         for rule in self.rules:
             if not rule.matches(event):
                 continue
@@ -139,7 +152,7 @@ class IncidentAggregator:
             # were reached, outside it.
             with self._locks[hash(key) % len(self._locks)]:
                 count = self._windows.add(key, now, rule.window)
-                announcement = self._advance(key, rule, group_values, count, now, request_id)
+                announcement = self._advance(key, rule, group_values, count, now, event)
                 if announcement is None:
                     continue
                 self._emitting.acquire()  # before the state lock is released: in order
@@ -155,11 +168,13 @@ class IncidentAggregator:
         group_values: tuple[Any, ...],
         count: int,
         now: float,
-        request_id: str | None,
+        event: Mapping[str, Any],
     ) -> EventDict | None:
         """The incident's next state after one more matching event; what to announce."""
+        request_id = str(event["request_id"]) if event.get("request_id") else None
         current = self._open.get(key)
         if current is not None:
+            current.add(event)
             current.count += 1
             current.last_seen = now
             if len(current.examples) < 5 and request_id:
@@ -176,6 +191,7 @@ class IncidentAggregator:
             return None
         group = dict(zip(rule.group_by, group_values, strict=True))
         opened = _Open(rule, group, now, now, count, count, [request_id] if request_id else [])
+        opened.add(event)
         self._open[key] = opened
         return _incident_event("opened", opened)
 
@@ -207,5 +223,8 @@ def _incident_event(status: str, incident: _Open) -> EventDict:
             "last_seen": iso_time(incident.last_seen),
             "count": incident.count,
             "examples": list(incident.examples),
+            # (of the events since it opened: the first MAX_MESSAGES messages)
+            "templates": templates(incident.messages),
+            "affected": {who: len(names) for who, names in incident.affected.items()},
         },
     }

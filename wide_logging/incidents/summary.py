@@ -301,19 +301,51 @@ def format_incidents(incidents: Sequence[Incident], fmt: str = "text") -> str:
             f"| {', '.join(i.examples[:3])} |"
             for i in incidents
         )
+        for i in incidents:
+            lines += ["", f"**{i.title}** ({'recurring' if i.recurring else 'new'})"]
+            lines += [f"- {difference_text(d)}" for d in i.differences[:5]]
+            lines += [f"- {t['count']} x `{t['template']}`" for t in i.templates[:3]]
+            if i.affected:
+                lines.append("- affected: " + ", ".join(f"{n} {w}" for w, n in i.affected.items()))
         return "\n".join(lines)
     return "\n\n".join(_text_block(i) for i in incidents)
 
 
 def _text_block(i: Incident) -> str:
     share = "" if i.share_of_traffic is None else f", {i.share_of_traffic:.1%} of its traffic"
+    if i.share_before is not None:
+        share += f"; {i.share_before:.1%} just before"
     lines = [
-        f"{i.title}  [{i.rule}, {i.fingerprint}]",
+        f"{i.title}  [{i.rule}, {i.fingerprint}, {'recurring' if i.recurring else 'new'}]",
         f"  {i.first_seen} .. {i.last_seen}: {i.count} events"
         f" (~{i.weighted_count:g} weighted{share})",
         f"  routes {i.routes}  status {i.status_codes}  services {i.services}",
         f"  duration p50 {i.duration_p50_ms} ms, p95 {i.duration_p95_ms} ms",
-        *(f"  {n:>5} x {m}" for m, n in i.top_messages),
-        f"  examples: {', '.join(i.examples)}",
     ]
+    if i.affected:
+        lines.append("  affected: " + ", ".join(f"{n} {who}" for who, n in i.affected.items()))
+    if i.differences:
+        lines.append("  what is different (share of the incident vs of the other traffic):")
+        lines += [f"    {difference_text(d)}" for d in i.differences[:5]]
+    for template in i.templates[:3]:
+        lines.append(f"  {template['count']:>5} x {template['template']}")
+        lines += [f"          {part}" for part in variable_texts(template)]
+    lines.append(f"  examples: {', '.join(i.examples)}")
     return "\n".join(lines)
+
+
+def difference_text(difference: Mapping[str, Any]) -> str:
+    """``service.version = 1.4.2: 100% of the incident vs 48% of the traffic``."""
+    return (
+        f"{difference['field']} = {difference['value']}: {difference['incident']:.0%} of the "
+        f"incident vs {difference['traffic']:.0%} of the other traffic"
+    )
+
+
+def variable_texts(template: Mapping[str, Any]) -> list[str]:
+    """Each variable part of a template: how many values, and the most frequent."""
+    return [
+        f"<*> #{n}: {part['distinct']} value(s), "
+        + ", ".join(f"{value} ({count})" for value, count in part["top"])
+        for n, part in enumerate(template["variables"], 1)
+    ]

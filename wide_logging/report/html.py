@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._errors import ConfigurationError
+from ..incidents.summary import difference_text
 
 CSS = """
 :root { --ink: #1f2933; --muted: #616e7c; --line: #d9e2ec; --bad: #b42318; --warn: #fff4e5; }
@@ -245,13 +246,25 @@ def _errors_table(errors: Sequence[dict[str, Any]]) -> str:
 
 
 def _incident_list(incidents: Sequence[dict[str, Any]]) -> str:
-    items = "".join(
-        f'<li data-incident="{_e(i["fingerprint"])}"><b>{_e(i["title"])}</b> '
-        f'<span class="note">[{_e(i["rule"])}] {i["count"]} events, '
-        f"{_e(i['first_seen'])} to {_e(i['last_seen'])}</span></li>"
-        for i in incidents
-    )
-    return f"<ul>{items}</ul>"
+    items = []
+    for number, i in enumerate(incidents, 1):
+        details = [
+            f"<li data-difference>{_e(difference_text(d))}</li>" for d in i["differences"][:3]
+        ]
+        details += [
+            f"<li data-template><code>{t['count']} x {_e(t['template'])}</code></li>"
+            for t in i["templates"][:2]
+        ]
+        if i["affected"]:
+            who = ", ".join(f"{n} {_e(w)}" for w, n in i["affected"].items())
+            details.append(f"<li>affected: {who}</li>")
+        items.append(
+            f'<li data-incident="{_e(i["fingerprint"])}"><b>{number}. {_e(i["title"])}</b> '
+            f'<span class="note">[{_e(i["rule"])}, {"recurring" if i["recurring"] else "new"}]'
+            f" {i['count']} events, {_e(i['first_seen'])} to {_e(i['last_seen'])}</span>"
+            f"<ul>{''.join(details)}</ul></li>"
+        )
+    return f"<ul>{''.join(items)}</ul>"
 
 
 def _health(health: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..incidents.summary import difference_text
 from .html import INCIDENTS_SHOWN, _count, _delta, _ms, _share, _when
 
 ROUTES_SHOWN = 10
@@ -54,11 +55,16 @@ def format_markdown(report: dict[str, Any]) -> str:
     else:
         lines.append("No errors in this period.")
     lines += ["", "## Incidents", ""]
-    lines += [
-        f"- **{_cell(i['title'])}** [{_cell(i['rule'])}] {i['count']} events, "
-        f"{i['first_seen']} to {i['last_seen']}"
-        for i in report["incidents"][:INCIDENTS_SHOWN]
-    ] or ["No incident in this period."]
+    for i in report["incidents"][:INCIDENTS_SHOWN]:
+        lines.append(
+            f"- **{_cell(i['title'])}** [{_cell(i['rule'])}, "
+            f"{'recurring' if i['recurring'] else 'new'}] {i['count']} events, "
+            f"{i['first_seen']} to {i['last_seen']}"
+        )
+        lines += [f"  - {_cell(difference_text(d))}" for d in i["differences"][:3]]
+        lines += [f"  - {t['count']} x {_cell(t['template'])}" for t in i["templates"][:2]]
+    if not report["incidents"]:
+        lines.append("No incident in this period.")
     if len(report["incidents"]) > INCIDENTS_SHOWN:
         lines.append(f"- … {len(report['incidents']) - INCIDENTS_SHOWN} more in --format json")
     health = report["pipeline"]

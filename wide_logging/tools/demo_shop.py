@@ -47,6 +47,8 @@ async def search(request: Request) -> Response:
 
 async def order(request: Request) -> Response:
     order_id = int(request.path_params["order_id"])
+    # the cause an incident summary should find: only the south warehouse runs out
+    annotate(inventory={"warehouse": "south" if order_id % 2 else "north"})
     if order_id % 2:
         raise OutOfStock(f"sku {order_id % 50} is out of stock")
     log.error("payment provider timed out after %ds for order %d", 30, order_id)
