@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from wide_logging.incidents import DEFAULT_RULES
-from wide_logging.incidents.insight import MAX_VALUES, Baseline, templates
+from wide_logging.incidents.insight import MAX_VALUES, Baseline, scalar_fields, templates
 from wide_logging.incidents.sources import incidents_from
 from wide_logging.tools.cli import main
 
@@ -139,7 +140,8 @@ def test_an_incident_seen_in_an_earlier_period_is_recurring(
 def test_a_field_with_too_many_values_stops_being_tracked() -> None:
     baseline = Baseline()
     for n in range(MAX_VALUES + 1):
-        baseline.add({"client": {"address": f"10.0.0.{n}"}, "user": {"plan": "free"}}, 1.0)
+        event = {"client": {"address": f"10.0.{n // 256}.{n % 256}"}, "user": {"plan": "free"}}
+        baseline.add(scalar_fields(event), 1.0)
     assert "client.address" not in baseline.values
     assert "client.address" in baseline.too_many
     assert baseline.values["user.plan"] == {"free": MAX_VALUES + 1.0}
@@ -186,3 +188,157 @@ def test_a_live_incident_event_carries_its_templates_and_who_it_affected() -> No
     assert resolved["templates"][0]["template"] == "payment for order <*> failed"
     assert resolved["templates"][0]["count"] == 10
     assert resolved["affected"] == {"users": 10}
+    # what a live incident holds is cut as the normaliser cuts: a huge message costs 2 kB
+    [opened] = aggregator._open.values() if aggregator._open else [None]
+    assert opened is None  # resolved: nothing held any more
+    held = aggregator_holding_a_huge_message()
+    assert max(len(m) for m in held.messages) == 2000
+
+
+def aggregator_holding_a_huge_message() -> Any:
+    from wide_logging.incidents import IncidentAggregator
+    from wide_logging.incidents.rules import Rule
+
+    rule = Rule.from_dict({"name": "b", "match": "error exists", "threshold": 1})
+    aggregator = IncidentAggregator(lambda _event: None, [rule], clock=lambda: START)
+    event = _failing(_stream(1), message="x" * 200_000)
+    aggregator.observe(event)
+    [incident] = aggregator._open.values()
+    return incident
+
+
+def _stream(n: int, **fields: Any) -> dict[str, Any]:
+    event = _event(n, random.Random(n), version="1.4.1", plan="pro", rate=1.0)
+    for path, value in fields.items():
+        node = event
+        *parents, leaf = path.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return event
+
+
+def _summaries(events: list[dict[str, Any]], **options: Any) -> list[Any]:
+    from wide_logging.incidents.summary import summarize
+
+    return summarize(events, DEFAULT_RULES, **options)
+
+
+def _failing(event: dict[str, Any], message: str = "declined") -> dict[str, Any]:
+    event["http"]["response"]["status_code"] = 502
+    event["error"] = {"type": "Declined", "message": message}
+    return event
+
+
+def test_what_differs_within_the_failing_route_comes_before_the_route_itself() -> None:
+    events = []
+    for n in range(2000):
+        route = "/checkout" if n % 4 == 0 else "/items"
+        version = "1.4.3" if n % 8 == 0 else "1.4.1"  # half the checkouts run 1.4.3
+        event = _stream(n, service__version=version, http__route=route)
+        event["http"]["request"] = {"method": "POST" if route == "/checkout" else "GET"}
+        if route == "/checkout" and version == "1.4.3":
+            _failing(event)
+        events.append(event)
+    [incident] = [i for i in _summaries(events) if i.rule == "error_burst"]
+    assert incident.compared_with == "the other requests on /checkout"
+    first = incident.differences[0]
+    assert (first["field"], first["value"], first["incident"]) == ("service.version", "1.4.3", 1.0)
+    assert all(
+        d["field"] not in ("http.route", "http.request.method") for d in incident.differences
+    )
+
+
+def test_a_cause_on_most_of_the_fleet_is_still_named() -> None:
+    events = []
+    for n in range(3000):  # 1.5.0 on 85% of requests, and every failure on it
+        version = "1.4.9" if n % 20 < 3 else "1.5.0"
+        event = _stream(n, service__version=version)
+        events.append(_failing(event) if version == "1.5.0" and n % 10 == 0 else event)
+    [incident] = [i for i in _summaries(events) if i.rule == "error_burst"]
+    [found] = [d for d in incident.differences if d["field"] == "service.version"]
+    assert (found["value"], found["incident"]) == ("1.5.0", 1.0)
+    assert found["traffic"] == pytest.approx(0.83, abs=0.02)
+
+
+def test_odd_events_neither_crash_nor_hide_the_cause_silently() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(1000):
+        node = node.setdefault("x", {})
+    junk = {f"h{k}": k for k in range(300)}  # one early event with many fields
+    events = [_stream(0, deep=deep, headers=junk)]
+    for n in range(1, 600):
+        event = _stream(n, db__shard=f"s{n % 6}")
+        events.append(_failing(event) if n % 6 == 5 else event)
+    [incident] = [i for i in _summaries(events) if i.rule == "error_burst"]
+    # the first 128 fields seen were the junk: the cause could not be compared, and it says so
+    assert "not compared: at most 128 are" in incident.compared_with
+
+
+def _at(event: dict[str, Any], seconds: float) -> dict[str, Any]:
+    moment = datetime.fromtimestamp(START + seconds, timezone.utc)
+    event["timestamp"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return event
+
+
+def test_recurring_and_the_rate_just_before_read_the_same_group_and_route() -> None:
+    events = []
+    for n in range(400):  # /x fails now and then in the first hour, then bursts
+        seconds = n * 18.0
+        event = _at(_stream(n, http__route="/x" if n % 2 else "/y"), seconds)
+        if n % 2 and ((n < 100 and n % 10 == 1) or n >= 300):
+            _failing(event)
+        events.append(event)
+    bursts = sorted(
+        (i for i in _summaries(events) if i.rule == "error_burst"), key=lambda i: i.first_seen
+    )
+    assert bursts[-1].recurring is True  # an earlier episode of the same group
+    since = START + 250 * 18.0
+    [later] = [i for i in _summaries(events, since=since) if i.rule == "error_burst"]
+    assert later.recurring is True  # the same group before --since
+    elsewhere = [_failing(_at(_stream(n, http__route="/z"), n * 18.0)) for n in range(300, 340)]
+    [fresh] = [
+        i for i in _summaries(events[:100] + elsewhere, since=since) if i.rule == "error_burst"
+    ]
+    assert fresh.recurring is False  # the same message on another route: another group
+    # just before the burst, /x was healthy: 0 failures in the span before it
+    assert later.share_before == 0.0
+
+
+def test_markdown_of_incidents_stays_a_table_and_makes_no_html() -> None:
+    from wide_logging.incidents.summary import format_incidents
+
+    events = [
+        _failing(_stream(n, http__route="/a|b\n# Injected"), message="<img src=x onerror=alert(1)>")
+        for n in range(30)
+    ]
+    markdown = format_incidents(_summaries(events), "markdown")
+    outside_code = re.sub(r"`[^`\n]*`", "", markdown)
+    assert "<img" not in outside_code
+    assert "\n# Injected" not in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and "Declined" in line]
+    assert all(len(re.findall(r"(?<!\\)\|", row)) == 9 for row in rows)
+
+
+def test_values_are_compared_as_json_says_them() -> None:
+    from wide_logging.incidents.insight import value_text
+
+    assert value_text(1.0) == value_text(1) == "1"
+    assert value_text(True) == "true"
+    assert value_text("True") == "True"
+
+
+def test_the_rate_just_before_counts_any_failure_on_the_route() -> None:
+    events = []
+    for n in range(200):  # /x: a tenth fail with a timeout for ten minutes, then declines burst
+        event = _at(_stream(n, http__route="/x"), n * 6.0)
+        if n < 100 and n % 10 == 0:
+            event = _failing(event, message="upstream timed out")
+            event["error"]["type"] = "Timeout"
+        elif n >= 100 and n % 2 == 0:
+            event = _failing(event)
+        events.append(event)
+    [declines] = [i for i in _summaries(events) if i.title.startswith("Declined")]
+    # the span as long as the burst (588 s) before it: requests 2..99, of which 9 timed out
+    assert declines.share_before == pytest.approx(9 / 98, abs=1e-4)

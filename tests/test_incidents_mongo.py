@@ -182,7 +182,7 @@ def test_a_custom_rule_finds_the_same_incidents_in_a_file_and_in_mongodb(tmp_pat
     assert [i.title for i in from_file] == ["checkout failing for pro users"]
     # (what is different, and the rate before, need the whole traffic: MongoDB sends only
     # the rule's events, so it does not tell them yet — docs/incidents.md)
-    file_only = ("differences", "share_before")
+    file_only = ("differences", "compared_with", "share_before")
     assert [_without(i.to_dict(), file_only) for i in from_mongo] == [
         _without(i.to_dict(), file_only) for i in from_file
     ]

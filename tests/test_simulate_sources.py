@@ -282,7 +282,7 @@ def test_each_routes_reweighted_count_has_its_binomial_error_and_poor_ones_are_f
     assert any(row["poor"] for row in result["routes"])
     main(["simulate", str(day), "--normal-rate", "0.05", "--format", "markdown"])
     markdown = capsys.readouterr().out
-    assert "| `/r0` | 200 | 2 |" in markdown
+    assert "| /r0 | 200 | 2 |" in markdown
     assert "**poor**" in markdown
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..typing import EventDict
-from .insight import MAX_AFFECTED, MAX_MESSAGES, affected_names, templates
+from .insight import MAX_AFFECTED, MAX_MESSAGES, MAX_TEXT, affected_names, templates
 from .rules import DEFAULT_RULES, Rule, lookup
 from .summary import event_time, iso_time
 
@@ -98,11 +98,11 @@ class _Open:
     def add(self, event: Mapping[str, Any]) -> None:
         message = lookup(event, "error.message")
         if isinstance(message, str) and len(self.messages) < MAX_MESSAGES:
-            self.messages.append(message)
+            self.messages.append(message[:MAX_TEXT])  # (all the normaliser reads)
         for who, names in affected_names(event).items():
             seen = self.affected.setdefault(who, set())
             if len(seen) < MAX_AFFECTED:
-                seen.update(names)
+                seen.update(name[:200] for name in names)
 
 
 class IncidentAggregator:

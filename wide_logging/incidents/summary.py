@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from .._errors import ConfigurationError
-from .insight import TENANT_FIELDS, USER_FIELDS, Baseline, affected, differences, templates
+from .._markdown import cell, code
+from .insight import TENANT_FIELDS, USER_FIELDS, Baselines, affected, differences, templates
 from .rules import DEFAULT_RULES, MISSING, Rule, fingerprint, lookup
 
 #: The stored fields a summary reads besides its rule's (``incidents.mongo`` keeps them).
@@ -65,8 +66,10 @@ class Incident:
     #: Its fingerprint was seen before this episode (earlier in the source).
     recurring: bool = False
     templates: list[dict[str, Any]] = field(default_factory=list)
-    #: Field values over-represented in the incident against the other traffic.
+    #: Field values whose share differs most between the incident and the other requests.
     differences: list[dict[str, Any]] = field(default_factory=list)
+    #: What ``differences`` compared with: the other requests (on its route, when enough).
+    compared_with: str = ""
     #: Distinct users / tenants affected, where events name them.
     affected: dict[str, int] = field(default_factory=dict)
 
@@ -149,24 +152,31 @@ def summarize(
         tuple[str, bytes], tuple[tuple[Any, ...], list[tuple[float, Mapping[str, Any]]]]
     ] = {}
     traffic: dict[Any, list[tuple[float, float]]] = {}  # route -> (time, weight), all requests
-    baseline = Baseline() if compare else None
-    seen_before: set[str] = set()  # fingerprints of errors before ``since``
+    baselines = Baselines() if compare else None
+    seen_before: set[tuple[str, bytes]] = set()  # groups that matched before ``since``
+    failures: dict[str, list[tuple[float, float]]] = {}  # route -> failed requests' times
     for event in events:
         moment = event_time(event)
         if moment is None:
             continue
         if since is not None and moment < since:
-            if event.get("error") and len(seen_before) < 100_000:
-                seen_before.add(fingerprint(event))
+            if len(seen_before) < 100_000:
+                seen_before.update(
+                    (rule.name, _group_key(rule.group_of(event)))
+                    for rule in rules
+                    if rule.matches(event)
+                )
             continue
         if event.get("kind") == "http.request":
             weight = _weight(event)
-            if baseline is not None:
-                baseline.add(event, weight)
-            if traffic_of is None:
-                route = lookup(event, "http.route")
-                if route is not MISSING:
+            if baselines is not None:
+                baselines.add(event, weight)
+            route = lookup(event, "http.route")
+            if route is not MISSING:
+                if traffic_of is None:
                     traffic.setdefault(str(route), []).append((moment, weight))
+                if _failed(event):
+                    failures.setdefault(str(route), []).append((moment, weight))
         for rule in rules:
             if rule.matches(event):
                 values = rule.group_of(event)
@@ -178,18 +188,18 @@ def summarize(
         return sum(w for route in routes for t, w in traffic.get(route, ()) if first <= t <= last)
 
     incidents = []
-    for (name, _), (group_values, members) in groups.items():
+    for (name, key), (group_values, members) in groups.items():
         rule = by_name[name]
         members.sort(key=lambda pair: pair[0])
         times = [moment for moment, _ in members]
         for start, end in _episodes(times, rule.quiet):
             if _has_burst(times[start:end], rule.window, rule.threshold):
                 incident = _incident(
-                    rule, group_values, members[start:end], traffic_of or held, baseline
+                    rule, group_values, members[start:end], traffic_of or held, baselines
                 )
-                incident.recurring = start > 0 or incident.fingerprint in seen_before
+                incident.recurring = start > 0 or (name, key) in seen_before
                 incident.share_before = _share_before(
-                    members[:start], times[start], times[end - 1], incident, traffic_of or held
+                    failures, times[start], times[end - 1], incident, traffic_of or held
                 )
                 incidents.append(incident)
     incidents.sort(key=lambda incident: incident.last_seen, reverse=True)
@@ -215,7 +225,7 @@ def _incident(
     group_values: tuple[Any, ...],
     members: list[tuple[float, Mapping[str, Any]]],
     traffic_of: TrafficOf,
-    baseline: Baseline | None,
+    baselines: Baselines | None,
 ) -> Incident:
     events = [event for _, event in members]
     first, last = members[0][0], members[-1][0]
@@ -247,9 +257,7 @@ def _incident(
         ],
         share_of_traffic=round(weighted / total, 4) if total else None,
         templates=templates(_messages(events)),
-        differences=(
-            differences(events, [_weight(e) for e in events], baseline) if baseline else []
-        ),
+        **_compared(rule, events, list(routes), baselines),
         affected=affected(events),
     )
 
@@ -259,18 +267,38 @@ def _messages(events: Sequence[Mapping[str, Any]]) -> list[str]:
     return [m for m in found if isinstance(m, str)]
 
 
+def _compared(
+    rule: Rule, events: Sequence[Mapping[str, Any]], routes: list[str], baselines: Baselines | None
+) -> dict[str, Any]:
+    if baselines is None:
+        return {}
+    found, against = differences(
+        events, [_weight(e) for e in events], baselines, routes=routes, exclude=rule.group_by
+    )
+    return {"differences": found, "compared_with": against}
+
+
+def _failed(event: Mapping[str, Any]) -> bool:
+    """A request that failed: an error, or a 5xx (as the report counts them)."""
+    status = lookup(event, "http.response.status_code")
+    return bool(event.get("error")) or (type(status) is int and status >= 500)
+
+
 def _share_before(
-    earlier: Sequence[tuple[float, Mapping[str, Any]]],
+    failures: Mapping[str, Sequence[tuple[float, float]]],
     first: float,
     last: float,
     incident: Incident,
     traffic_of: TrafficOf,
 ) -> float | None:
-    """The group's errors per request of its routes in the span as long as the incident's
-    (at least a minute) just before it."""
+    """The failed requests per request on the incident's routes, any failure, in the span
+    as long as the incident's (at least a minute) just before it: was it failing already?"""
     span = max(last - first, 60.0)
-    before = sum(_weight(e) for t, e in earlier if first - span <= t < first)
-    total = traffic_of(list(incident.routes), first - span, first - 1e-6)
+    routes = list(incident.routes)
+    before = sum(
+        w for route in routes for t, w in failures.get(route, ()) if first - span <= t < first
+    )
+    total = traffic_of(routes, first - span, first - 1e-6)
     return round(before / total, 4) if total else None
 
 
@@ -296,15 +324,20 @@ def format_incidents(incidents: Sequence[Incident], fmt: str = "text") -> str:
             "|---|---|---|---|---:|---:|---:|---|",
         ]
         lines.extend(
-            f"| {i.title} | {i.rule} | {i.first_seen} | {i.last_seen} | {i.count} "
+            f"| {cell(i.title)} | {cell(i.rule)} | {i.first_seen} | {i.last_seen} | {i.count} "
             f"| {i.weighted_count:g} | {'' if i.duration_p95_ms is None else i.duration_p95_ms} "
-            f"| {', '.join(i.examples[:3])} |"
+            f"| {', '.join(cell(e) for e in i.examples[:3])} |"
             for i in incidents
         )
         for i in incidents:
-            lines += ["", f"**{i.title}** ({'recurring' if i.recurring else 'new'})"]
-            lines += [f"- {difference_text(d)}" for d in i.differences[:5]]
-            lines += [f"- {t['count']} x `{t['template']}`" for t in i.templates[:3]]
+            before = "" if i.share_before is None else f", {i.share_before:.1%} just before"
+            lines += ["", f"**{cell(i.title)}** ({'recurring' if i.recurring else 'new'}{before})"]
+            if i.differences:
+                lines.append(f"- compared with {cell(i.compared_with)}:")
+            lines += [f"  - {cell(difference_text(d))}" for d in i.differences[:5]]
+            for template in i.templates[:3]:
+                lines.append(f"- {template['count']} x {code(template['template'])}")
+                lines += [f"  - {code(text)}" for text in variable_texts(template)]
             if i.affected:
                 lines.append("- affected: " + ", ".join(f"{n} {w}" for w, n in i.affected.items()))
         return "\n".join(lines)
@@ -325,7 +358,7 @@ def _text_block(i: Incident) -> str:
     if i.affected:
         lines.append("  affected: " + ", ".join(f"{n} {who}" for who, n in i.affected.items()))
     if i.differences:
-        lines.append("  what is different (share of the incident vs of the other traffic):")
+        lines.append(f"  what is different (its requests vs {i.compared_with}):")
         lines += [f"    {difference_text(d)}" for d in i.differences[:5]]
     for template in i.templates[:3]:
         lines.append(f"  {template['count']:>5} x {template['template']}")
@@ -335,10 +368,10 @@ def _text_block(i: Incident) -> str:
 
 
 def difference_text(difference: Mapping[str, Any]) -> str:
-    """``service.version = 1.4.2: 100% of the incident vs 48% of the traffic``."""
+    """``service.version = 1.4.2: 100% of the incident vs 48% of the others``."""
     return (
         f"{difference['field']} = {difference['value']}: {difference['incident']:.0%} of the "
-        f"incident vs {difference['traffic']:.0%} of the other traffic"
+        f"incident vs {difference['traffic']:.0%} of the others"
     )
 
 

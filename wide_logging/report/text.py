@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._markdown import cell as _cell
+from .._markdown import code
 from ..incidents.summary import difference_text
 from .html import INCIDENTS_SHOWN, _count, _delta, _ms, _share, _when
 
@@ -62,7 +64,7 @@ def format_markdown(report: dict[str, Any]) -> str:
             f"{i['first_seen']} to {i['last_seen']}"
         )
         lines += [f"  - {_cell(difference_text(d))}" for d in i["differences"][:3]]
-        lines += [f"  - {t['count']} x {_cell(t['template'])}" for t in i["templates"][:2]]
+        lines += [f"  - {t['count']} x {code(t['template'])}" for t in i["templates"][:2]]
     if not report["incidents"]:
         lines.append("No incident in this period.")
     if len(report["incidents"]) > INCIDENTS_SHOWN:
@@ -81,16 +83,3 @@ def format_markdown(report: dict[str, Any]) -> str:
     else:
         lines.append("No metrics events in this period (`metrics_events=True` writes them).")
     return "\n".join(lines)
-
-
-def _cell(text: object) -> str:
-    """Text from events in markdown: no pipe or line break can break a table, no HTML or
-    link is made of it (a chat that renders HTML must not run an error message)."""
-    escaped = "".join(_MARKDOWN_ESCAPES.get(c, c) for c in str(text))
-    return " ".join(escaped.split())
-
-
-_MARKDOWN_ESCAPES = {
-    "|": "\\|", "`": "'", "<": "&lt;", ">": "&gt;", "&": "&amp;", "[": "\\[", "]": "\\]",
-    "*": "\\*", "_": "\\_", "\\": "\\\\",
-}  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._markdown import cell
 from .simulate import POOR_ROUTE_ERROR, Simulation
 
 #: Routes listed in the text and markdown reports (the JSON has them all).
@@ -37,7 +38,7 @@ def format_markdown(result: Simulation) -> str:
     if routes:
         lines += ["", "| route | requests | errors | re-weighted ± |", "|---|---:|---:|---:|"]
         lines += [
-            f"| `{_printable(row['route'])}` | {row['requests']:,} | {row['errors']:,} | "
+            f"| {cell(row['route'])} | {row['requests']:,} | {row['errors']:,} | "
             f"{row['relative_error']:.1%}{' **poor**' if row['poor'] else ''} |"
             for row in routes
         ]
@@ -171,6 +172,6 @@ def _clip(text: str, width: int) -> str:
 
 
 def _printable(text: str) -> str:
-    """A value from the input as it may reach a terminal or a table: no control
-    characters (an escape sequence would drive the terminal), no ``|`` or newline."""
+    """A value from the input as it may reach a terminal: no control characters (an
+    escape sequence would drive the terminal), no ``|`` or newline."""
     return "".join(c if c.isprintable() and c != "|" else "?" for c in text)
