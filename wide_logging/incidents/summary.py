@@ -339,7 +339,7 @@ def format_incidents(incidents: Sequence[Incident], fmt: str = "text") -> str:
                 lines.append(f"- {template['count']} x {code(template['template'])}")
                 lines += [f"  - {code(text)}" for text in variable_texts(template)]
             if i.affected:
-                lines.append("- affected: " + ", ".join(f"{n} {w}" for w, n in i.affected.items()))
+                lines.append(f"- affected: {affected_text(i.affected)}")
         return "\n".join(lines)
     return "\n\n".join(_text_block(i) for i in incidents)
 
@@ -356,7 +356,7 @@ def _text_block(i: Incident) -> str:
         f"  duration p50 {i.duration_p50_ms} ms, p95 {i.duration_p95_ms} ms",
     ]
     if i.affected:
-        lines.append("  affected: " + ", ".join(f"{n} {who}" for who, n in i.affected.items()))
+        lines.append(f"  affected: {affected_text(i.affected)}")
     if i.differences:
         lines.append(f"  what is different (its requests vs {i.compared_with}):")
         lines += [f"    {difference_text(d)}" for d in i.differences[:5]]
@@ -365,6 +365,11 @@ def _text_block(i: Incident) -> str:
         lines += [f"          {part}" for part in variable_texts(template)]
     lines.append(f"  examples: {', '.join(i.examples)}")
     return "\n".join(lines)
+
+
+def affected_text(affected: Mapping[str, int]) -> str:
+    """``120 users, 3 tenants``."""
+    return ", ".join(f"{n} {who}" for who, n in affected.items())
 
 
 def difference_text(difference: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._errors import ConfigurationError
-from ..incidents.summary import difference_text
+from ..incidents.summary import affected_text, difference_text
 
 CSS = """
 :root { --ink: #1f2933; --muted: #616e7c; --line: #d9e2ec; --bad: #b42318; --warn: #fff4e5; }
@@ -256,8 +256,7 @@ def _incident_list(incidents: Sequence[dict[str, Any]]) -> str:
             for t in i["templates"][:2]
         ]
         if i["affected"]:
-            who = ", ".join(f"{n} {_e(w)}" for w, n in i["affected"].items())
-            details.append(f"<li>affected: {who}</li>")
+            details.append(f"<li>affected: {_e(affected_text(i['affected']))}</li>")
         items.append(
             f'<li data-incident="{_e(i["fingerprint"])}"><b>{number}. {_e(i["title"])}</b> '
             f'<span class="note">[{_e(i["rule"])}, {"recurring" if i["recurring"] else "new"}]'
