@@ -99,8 +99,13 @@ SIDE_PRODUCTS = (
     "wide_logging.report",
 )
 #: What may use a side product besides the side products: ``python -m wide_logging`` runs
-#: the CLI, and the consumer runs the live incident rules on what it ships.
-SIDE_PRODUCT_USERS = {"wide_logging.__main__", "wide_logging.consumer"}
+#: the CLI, the pytest plugin (an entry point pytest loads) the overhead meter, and the
+#: consumer runs the live incident rules on what it ships.
+SIDE_PRODUCT_USERS = {
+    "wide_logging.__main__",
+    "wide_logging.pytest_plugin",
+    "wide_logging.consumer",
+}
 
 
 def _is_side_product(name: str) -> bool:
