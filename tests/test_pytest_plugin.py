@@ -51,7 +51,7 @@ def test_a_free_instrumentation_passes(wide_logging_overhead):
     wide_logging_overhead.measure(bare, ["/"], instrumented=bare).assert_within(us=50)
 
 
-def test_our_middleware_on_a_starlette_app(wide_logging_overhead, wide_events):
+def test_our_middleware_on_a_starlette_app(wide_logging_overhead):
     result = wide_logging_overhead.measure(shop, ["/hello", "/missing"])
     result.assert_within(us=5000)
 """
@@ -93,6 +93,8 @@ def test_the_results_are_kept_by_pytest_benchmark(pytester: pytest.Pytester) -> 
     [saved] = json.loads((pytester.path / "out.json").read_text())["benchmarks"]
     assert saved["group"] == "wide_logging overhead"
     assert set(saved["extra_info"]) >= {"bare_us", "instrumented_us", "overhead_us", "ratio"}
+    # a round is the same work every run (what --benchmark-compare compares): 20 passes
+    assert saved["extra_info"]["requests_per_round"] == 20
 
 
 def test_wide_events_holds_the_tests_events(pytester: pytest.Pytester) -> None:
@@ -148,3 +150,115 @@ def test_rounds_straddling_the_limit_are_too_noisy_to_judge() -> None:
         _overhead([20, 30, 40] * 5).assert_within(percent=100)
     with pytest.raises(ValueError, match="one limit"):
         noisy.assert_within(us=1, percent=1)
+
+
+USERS_APPS = """
+import contextlib
+import json
+
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.routing import Route
+
+calls = {"bare": 0, "instrumented": 0}
+
+
+async def counted(kind, scope, receive, send):
+    if scope["type"] != "http":
+        return  # no lifespan here: served without, as uvicorn's "auto" does
+    calls[kind] += 1
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def bare(scope, receive, send):
+    await counted("bare", scope, receive, send)
+
+
+async def instrumented(scope, receive, send):
+    await counted("instrumented", scope, receive, send)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    yield {"db": "connected"}
+
+
+async def from_state(request):
+    return PlainTextResponse(request.state.db)
+
+
+async def streamed(request):
+    async def chunks():
+        for n in range(3):
+            yield f"chunk {n}".encode()
+
+    return StreamingResponse(chunks())
+
+
+shop = Starlette(routes=[Route("/db", from_state), Route("/stream", streamed)], lifespan=lifespan)
+
+
+def test_quick_mode_sends_each_request_once(wide_logging_overhead):
+    wide_logging_overhead.measure(bare, ["/"], instrumented=instrumented)
+    assert calls == {"bare": 1, "instrumented": 1}
+
+
+def test_lifespan_state_and_streaming(wide_logging_overhead):
+    result = wide_logging_overhead.measure(shop, ["/db", "/stream"], rounds=5, passes=2)
+    result.assert_within(us=100_000)
+
+
+def test_same_app_both_sides(wide_logging_overhead):
+    result = wide_logging_overhead.measure(bare, ["/"], instrumented=bare)
+    assert 0.6 < result.ratio < 1.6  # the same work on both sides, whatever the flags
+
+
+@pytest.mark.anyio
+async def test_from_an_async_test(wide_logging_overhead):
+    with pytest.raises(RuntimeError, match="call it from a non-async test"):
+        wide_logging_overhead.measure(shop, ["/db"])
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.parametrize("requests", ["/orders", [{"path": "/"}], [b"/x"]])
+def test_requests_of_the_wrong_shape(wide_logging_overhead, requests):
+    with pytest.raises(TypeError, match="request"):
+        wide_logging_overhead.measure(bare, requests)
+"""
+
+
+def test_what_users_meet_lifespan_streaming_flags_and_mistakes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_users=USERS_APPS)
+    # (-W error: an unclosed event loop or socket would be a ResourceWarning; a test whose
+    # measure() refused its arguments left pytest-benchmark's fixture unused: said, not an error)
+    unused = "ignore::pytest_benchmark.logger.PytestBenchmarkWarning"
+    strict = ("-p", "no:cacheprovider", "-W", "error", "-W", unused, "-k")
+    # quick mode runs each request once through each app, and nothing leaks
+    quick = pytester.runpytest_subprocess(*strict, "quick", "--benchmark-disable")
+    quick.assert_outcomes(passed=1, deselected=6)
+    timed = pytester.runpytest_subprocess(*strict, "not quick", "--benchmark-disable-gc")
+    timed.assert_outcomes(passed=6, deselected=1)
+    # --benchmark-only keeps the tests that measure (it picks by the fixtures named)
+    only = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-k", "lifespan", "--benchmark-only"
+    )
+    only.assert_outcomes(passed=1, deselected=6)
+
+
+def test_judging_needs_enough_rounds_and_a_sensible_limit() -> None:
+    few = _overhead([1.0, 2.0])
+    with pytest.raises(pytest.skip.Exception, match="too few rounds to judge"):
+        few.assert_within(us=50)
+    no_ratios = Overhead(0.0, 5.0, 10, [5.0] * 10, [])
+    with pytest.raises(pytest.skip.Exception, match="too few rounds"):
+        no_ratios.assert_within(percent=10)
+    for bad in (float("nan"), -1.0):
+        with pytest.raises(ValueError, match="limit"):
+            _overhead([1.0] * 10).assert_within(us=bad)
