@@ -262,7 +262,7 @@ def test_a_source_it_cannot_read_is_a_clear_error(
 ) -> None:
     for source, message in (
         (f"file:{tmp_path}/nothing.jsonl", "no event files"),
-        ("mongodb://user:secret@db/logs", "file:PATH for now"),
+        ("mongodb://user:secret@db/logs", "MongoDB sources are planned"),
     ):
         with pytest.raises(SystemExit):
             main(["report", "--source", source])
@@ -447,3 +447,36 @@ def test_many_incidents_and_a_long_span_keep_the_page_small(browser: Any, tmp_pa
     width = browser.execute_script("return window.innerWidth")
     assert browser.execute_script("return document.documentElement.scrollWidth") <= width
     assert _console_errors(browser) == []
+
+
+@pytest.mark.redis
+def test_a_redis_stream_is_read_by_ranges_into_the_same_report(
+    redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wide_logging.incidents import sources
+    from wide_logging.sinks import open_sink
+
+    events = _traffic(tmp_path / "events.jsonl")
+    sink = open_sink(f"{redis_url}?stream=report-test")
+    try:
+        sink.write([json.dumps(e).encode() for e in events])
+    finally:
+        sink.close()
+    from_file = _report_of(capsys, tmp_path / "events.jsonl")
+    original = sources.RANGE
+    sources.RANGE = 64  # several ranges
+    try:
+        assert (
+            main(["report", "--source", f"{redis_url}?stream=report-test", "--format", "json"]) == 0
+        )
+    finally:
+        sources.RANGE = original
+    from_stream = json.loads(capsys.readouterr().out)
+    for part in ("totals", "routes", "errors", "timeline", "incidents", "pipeline"):
+        assert from_stream[part] == from_file[part], part
+    unreachable = "redis://user:hunter2@127.0.0.1:1/0?stream=x"
+    with pytest.raises(SystemExit):
+        main(["report", "--source", unreachable])
+    err = capsys.readouterr().err
+    assert "could not reach" in err
+    assert "hunter2" not in err

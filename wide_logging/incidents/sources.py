@@ -48,8 +48,19 @@ def incidents_from(source: str, rules: Sequence[Rule], since: float | None) -> l
 
 
 def _stream_events(url: str, since: float | None) -> Iterator[dict[str, Any]]:
-    """Entries of the stream (``?stream=``, default ``wide_logging:events``) since a time:
-    stream ids start with milliseconds, so the range starts there."""
+    for payload in stream_payloads(url, since):
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            yield event
+
+
+def stream_payloads(url: str, since: float | None) -> Iterator[bytes]:
+    """The events of the stream (``?stream=``, default ``wide_logging:events``) since a
+    time, as stored (JSON bytes), read by ranges of ``RANGE`` entries: stream ids start
+    with milliseconds, so the first range starts there."""
     from .._redis import DEFAULT_STREAM, EVENT_FIELD, connect
     from ..sinks._url import split_options
 
@@ -59,19 +70,20 @@ def _stream_events(url: str, since: float | None) -> Iterator[dict[str, Any]]:
     start = f"{int(since * 1000)}-0" if since else "-"
     try:
         while True:
-            entries = client.xrange(stream, min=start, max="+", count=1000)
+            entries = client.xrange(stream, min=start, max="+", count=RANGE)
             for _entry_id, fields in entries:
-                try:
-                    event = orjson.loads(fields.get(EVENT_FIELD, b""))
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(event, dict):
-                    yield event
-            if len(entries) < 1000:
+                payload = fields.get(EVENT_FIELD)
+                if isinstance(payload, bytes):
+                    yield payload
+            if len(entries) < RANGE:
                 return
             start = "(" + entries[-1][0].decode()  # exclusive: after the last one read
     finally:
         client.close()
+
+
+#: Stream entries read at once.
+RANGE = 1000
 
 
 def _mongo_incidents(url: str, rules: Sequence[Rule], since: float | None) -> list[Incident]:

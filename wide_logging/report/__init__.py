@@ -16,6 +16,7 @@ from typing import Any
 from .._errors import ConfigurationError
 from .._urls import mask_url
 from ..incidents import DEFAULT_RULES
+from ..incidents.sources import stream_payloads
 from ..incidents.summary import iso_time, summarize
 from ..tools.event_files import event_files, read_events
 from . import files
@@ -29,21 +30,11 @@ def build_report(
     source: str, since: float | None = None, now: float | None = None
 ) -> dict[str, Any]:
     """The briefing's numbers for the events of ``source`` (``file:PATH``: a JSONL file and
-    its rotated segments, a folder or a glob, gzipped or not) from ``since`` (Unix seconds;
-    None: everything) to ``now``. With ``since``, each route is compared with the period
-    of the same length before it."""
-    if not source.startswith("file:"):
-        msg = (
-            f"--source must be file:PATH for now, got {mask_url(source)!r} "
-            "(MongoDB and Redis sources are planned: see docs/report.md)"
-        )
-        raise ConfigurationError(msg)
-    where = source[len("file:") :]
-    if not where.strip():
-        msg = "--source file: needs a path (a JSONL file, a folder or a glob)"
-        raise ConfigurationError(msg)
-    paths = event_files(where)
+    its rotated segments, a folder or a glob, gzipped or not; ``redis://...?stream=NAME``)
+    from ``since`` (Unix seconds; None: everything) to ``now``. With ``since``, each route
+    is compared with the period of the same length before it."""
     with tempfile.TemporaryDirectory(prefix="wide-logging-report-") as spill:
+        paths = _files_of(source, since, now, Path(spill))
         connection = files.duckdb_connection(spill)
         try:
             files.load(connection, paths)
@@ -54,6 +45,32 @@ def build_report(
             raise ConfigurationError(msg) from None
         finally:
             connection.close()
+
+
+def _files_of(source: str, since: float | None, now: float | None, spill: Path) -> list[Path]:
+    """The JSONL files that hold the source's events: a ``file:`` source's own, or the
+    Redis stream's entries of the period (and of the one before, for the comparison) read
+    by ranges into a file of the temporary folder, so that memory stays bounded."""
+    if source.startswith("file:"):
+        where = source[len("file:") :]
+        if not where.strip():
+            msg = "--source file: needs a path (a JSONL file, a folder or a glob)"
+            raise ConfigurationError(msg)
+        return event_files(where)
+    if source.startswith(("redis://", "rediss://")):
+        start = None
+        if since is not None:
+            start = since - ((now if now is not None else time.time()) - since)
+        copy = spill / "stream.jsonl"
+        with open(copy, "wb") as out:
+            for payload in stream_payloads(source, start):
+                out.write(payload.replace(b"\n", b" ") + b"\n")
+        return [copy]
+    msg = (
+        f"--source must be file:PATH or redis://...?stream=NAME, got {mask_url(source)!r} "
+        "(MongoDB sources are planned: see docs/report.md)"
+    )
+    raise ConfigurationError(msg)
 
 
 def _report(

@@ -335,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
         "report", "a briefing of a period: requests, errors, latency, routes, incidents, health"
     )
     _period_of_events(
-        report, "file:PATH (a JSONL file, a folder, a glob; .gz too)", ("html", "markdown", "json")
+        report,
+        "file:PATH (a JSONL file, a folder, a glob; .gz too) or redis://...?stream=NAME",
+        ("html", "markdown", "json"),
     )
     report.add_argument(
         "--out", default="briefing.html", help="with --format html: the file to write"
