@@ -342,3 +342,26 @@ def test_the_rate_just_before_counts_any_failure_on_the_route() -> None:
     [declines] = [i for i in _summaries(events) if i.title.startswith("Declined")]
     # the span as long as the burst (588 s) before it: requests 2..99, of which 9 timed out
     assert declines.share_before == pytest.approx(9 / 98, abs=1e-4)
+
+
+def test_a_live_incident_says_what_is_different_against_the_recent_traffic(
+    tmp_path: Path,
+) -> None:
+    from wide_logging.incidents import IncidentAggregator
+
+    events = _traffic(tmp_path / "events.jsonl")
+    emitted: list[dict[str, Any]] = []
+    now = [START]
+    aggregator = IncidentAggregator(emitted.append, DEFAULT_RULES, clock=lambda: now[0])
+    for event in events:
+        aggregator.observe(event)
+    now[0] = START + 3600
+    aggregator.tick()
+    [resolved] = [
+        e["incident"]
+        for e in emitted
+        if e["incident"]["rule"] == "error_burst" and e["incident"]["status"] == "resolved"
+    ]
+    first_two = {(d["field"], d["value"]) for d in resolved["differences"][:2]}
+    assert first_two == {("service.version", "1.4.2"), ("user.plan", "free")}
+    assert resolved["compared_with"] == "the other requests"

@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 import math
 import re
+import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .rules import MISSING, lookup, normalize_message
@@ -159,13 +160,26 @@ class Baseline:
                 continue
             counts[text] = counts.get(text, 0.0) + weight
 
+    def merge(self, other: Baseline) -> None:
+        """Add ``other``'s counts (a live baseline's time slots, merged to compare)."""
+        self.total += other.total
+        self.count += other.count
+        for path, counts in other.values.items():
+            mine = self.values.setdefault(path, {})
+            for text, weight in counts.items():
+                mine[text] = mine.get(text, 0.0) + weight
+        self.too_many |= other.too_many
+        self.untracked |= other.untracked
+        self.full = self.full or other.full
+
 
 class Baselines:
-    """The whole period's baseline, and each route's (up to ``MAX_ROUTES``)."""
+    """The whole period's baseline, and each route's (up to ``routes``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, routes: int = MAX_ROUTES) -> None:
         self.all = Baseline()
         self.by_route: dict[str, Baseline] = {}
+        self.routes = routes
 
     def add(self, event: Mapping[str, Any], weight: float) -> None:
         fields = scalar_fields(event)
@@ -173,53 +187,78 @@ class Baselines:
         route = lookup(event, "http.route")
         if isinstance(route, str):
             baseline = self.by_route.get(route)
-            if baseline is None and len(self.by_route) < MAX_ROUTES:
+            if baseline is None and len(self.by_route) < self.routes:
                 baseline = self.by_route[route] = Baseline()
             if baseline is not None:
                 baseline.add(fields, weight)
 
 
+class RollingBaseline:
+    """The traffic of the last ``slots`` slots of ``slot_seconds`` as it passes (a live incident's
+    baseline): one ``Baselines`` per time slot, the oldest dropped as time moves on. The
+    whole traffic only (no route of its own): its memory is bounded by its slots."""
+
+    def __init__(self, slot_seconds: float = 600.0, slots: int = 6) -> None:
+        self.slot_seconds = slot_seconds
+        self.slots = slots
+        self._slots: dict[int, Baselines] = {}
+        self._lock = threading.Lock()
+
+    def add(self, event: Mapping[str, Any], weight: float, moment: float) -> None:
+        index = int(moment // self.slot_seconds)
+        with self._lock:
+            slot = self._slots.get(index)
+            if slot is None:
+                slot = self._slots[index] = Baselines(routes=0)
+                for old in [i for i in self._slots if i <= index - self.slots]:
+                    del self._slots[old]
+            slot.add(event, weight)
+
+    def merged(self) -> Baselines:
+        out = Baselines(routes=0)
+        with self._lock:
+            for slot in self._slots.values():
+                out.all.merge(slot.all)
+        return out
+
+
+#: One event of an incident as compared: its fields, its weight, whether it is a request
+#: (and so counted in the baseline too).
+Member = tuple[list[tuple[str, str]], float, bool]
+
+
+def members_of(events: Sequence[Mapping[str, Any]], weights: Sequence[float]) -> list[Member]:
+    return [
+        (scalar_fields(event), weight, event.get("kind") == "http.request")
+        for event, weight in zip(events, weights, strict=True)
+    ]
+
+
 def differences(
-    members: Sequence[Mapping[str, Any]],
-    weights: Sequence[float],
+    members: Sequence[Member],
     baselines: Baselines,
     *,
     routes: Sequence[str] = (),
     exclude: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], str]:
     """The field values whose share differs most between ``members`` (the incident's
-    events) and the other requests — those of its route when it has one with enough other
-    requests (what is different about the failing requests to this endpoint), else the
-    whole traffic's; both re-weighted. Over- and under-represented, the largest gap first;
-    ``exclude``: the fields that define the incident (its rule's ``group_by``). Returns the
-    differences and what they were compared with."""
-    total = sum(weights)
+    events, ``members_of``) and the other requests — those of its route when it has one
+    with enough other requests (what is different about the failing requests to this
+    endpoint), else the whole traffic's; both re-weighted. Over- and under-represented,
+    the largest gap first; ``exclude``: the fields that define the incident (its rule's
+    ``group_by``). Returns the differences and what they were compared with."""
+    total = sum(weight for _, weight, _ in members)
     if not total:
         return [], ""
-    # the incident's requests are in the baseline: taken out of "the other requests"
-    requests = [
-        (fields, weight)
-        for event, weight in zip(members, weights, strict=True)
-        for fields in (scalar_fields(event),)
-        if event.get("kind") == "http.request"
-    ]
+    requests = [(fields, weight) for fields, weight, request in members if request]
     baseline, against = baselines.all, "the other requests"
     if len(routes) == 1 and routes[0] in baselines.by_route:
         own = baselines.by_route[routes[0]]
         if own.count - len(requests) >= MIN_OTHERS:
             baseline, against = own, f"the other requests on {routes[0]}"
-    inside: dict[str, dict[str, float]] = {}
-    taken_out: dict[str, dict[str, float]] = {}
-    for event, weight in zip(members, weights, strict=True):
-        for path, text in scalar_fields(event):
-            if path in baseline.values:
-                counts = inside.setdefault(path, {})
-                counts[text] = counts.get(text, 0.0) + weight
-    for fields, weight in requests:
-        for path, text in fields:
-            if path in baseline.values:
-                counts = taken_out.setdefault(path, {})
-                counts[text] = counts.get(text, 0.0) + weight
+    # the incident's requests are in the baseline: taken out of "the other requests"
+    inside = _tally(((fields, weight) for fields, weight, _ in members), baseline)
+    taken_out = _tally(requests, baseline)
     rest_total = baseline.total - sum(weight for _, weight in requests)
     rest_count = baseline.count - len(requests)
     if rest_total <= 0 or rest_count <= 0:
@@ -252,13 +291,26 @@ def differences(
     ]
     untracked = {
         path
-        for event in members
-        for path, _ in scalar_fields(event)
+        for fields, _, _ in members
+        for path, _ in fields
         if path not in baseline.values and path not in baseline.too_many and path not in skip
     }
     if untracked:  # the field cap was full when they came: say so, never silently
         against += f" ({len(untracked)} of its fields not compared: at most {MAX_FIELDS} are)"
     return listed, against
+
+
+def _tally(
+    members: Iterable[tuple[list[tuple[str, str]], float]], baseline: Baseline
+) -> dict[str, dict[str, float]]:
+    """The weights of the tracked fields' values among ``members``."""
+    out: dict[str, dict[str, float]] = {}
+    for fields, weight in members:
+        for path, text in fields:
+            if path in baseline.values:
+                counts = out.setdefault(path, {})
+                counts[text] = counts.get(text, 0.0) + weight
+    return out
 
 
 def _z(p1: float, n1: int, p2: float, n2: int) -> float:

@@ -16,7 +16,15 @@ import orjson
 
 from .._errors import ConfigurationError
 from .._markdown import cell, code
-from .insight import TENANT_FIELDS, USER_FIELDS, Baselines, affected, differences, templates
+from .insight import (
+    TENANT_FIELDS,
+    USER_FIELDS,
+    Baselines,
+    affected,
+    differences,
+    members_of,
+    templates,
+)
 from .rules import DEFAULT_RULES, MISSING, Rule, fingerprint, lookup
 
 #: The stored fields a summary reads besides its rule's (``incidents.mongo`` keeps them).
@@ -96,7 +104,7 @@ def event_time(event: Mapping[str, Any]) -> float | None:
 MIN_RATE = 1e-9
 
 
-def _weight(event: Mapping[str, Any]) -> float:
+def event_weight(event: Mapping[str, Any]) -> float:
     """What one stored event stands for: ``1 / sampling.rate`` for a rate that is a number
     within (0, 1] (the report's SQL reads it alike), else itself."""
     rate = lookup(event, "sampling.rate")
@@ -168,7 +176,7 @@ def summarize(
                 )
             continue
         if event.get("kind") == "http.request":
-            weight = _weight(event)
+            weight = event_weight(event)
             if baselines is not None:
                 baselines.add(event, weight)
             route = lookup(event, "http.route")
@@ -233,7 +241,7 @@ def _incident(
         float(e["duration_ms"]) for e in events if isinstance(e.get("duration_ms"), (int, float))
     )
     routes = _counts(events, "http.route", 5)
-    weighted = sum(_weight(e) for e in events)
+    weighted = sum(event_weight(e) for e in events)
     # every request on the same routes in the same span, each standing for 1/rate requests
     total = traffic_of(list(routes), first, last)
     group = dict(zip(rule.group_by, group_values, strict=True))
@@ -273,7 +281,10 @@ def _compared(
     if baselines is None:
         return {}
     found, against = differences(
-        events, [_weight(e) for e in events], baselines, routes=routes, exclude=rule.group_by
+        members_of(events, [event_weight(e) for e in events]),
+        baselines,
+        routes=routes,
+        exclude=rule.group_by,
     )
     return {"differences": found, "compared_with": against}
 

@@ -96,7 +96,7 @@ def load(connection: Any, files: Sequence[Path]) -> None:
         SELECT * EXCLUDE (rate, error_type),
                CASE WHEN has_error THEN error_type END AS error_type,
                has_error OR coalesce(status >= 500, false) AS failed,
-               -- as incidents.summary._weight: a rate read as a number, within (0, 1]
+               -- as incidents.summary.event_weight: a rate read as a number, within (0, 1]
                CASE WHEN rate >= {MIN_RATE!r} AND rate <= 1 THEN 1.0 / rate ELSE 1.0 END
                  AS weight
         FROM typed WHERE ts BETWEEN {PLAUSIBLE[0]!r} AND {PLAUSIBLE[1]!r}
