@@ -477,7 +477,8 @@ def test_all_of_a_handlers_options_resolve_once_into_one_frozen_object(
     monkeypatch.setenv("WIDE_LOGGING_FALLBACK", "stderr: file:/nowhere/spool.jsonl")
     monkeypatch.setenv("WIDE_LOGGING_SLOW_MS", "75")
     options = HandlerOptions.resolve(
-        "info", service="shop", sampling={"normal_rate": 0.1}, batch_size=7, max_string=99
+        "info",
+        {"service": "shop", "sampling": {"normal_rate": 0.1}, "batch_size": 7, "max_string": 99},
     )
     assert options.level == "INFO"
     assert options.sink == f"file:{tmp_path}/env/events.jsonl"
@@ -490,9 +491,15 @@ def test_all_of_a_handlers_options_resolve_once_into_one_frozen_object(
     assert not (tmp_path / "env").exists()  # resolving opens nothing
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.sink = "stdout:"  # type: ignore[misc]
-    handler = WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", batch_size=7)
+    with pytest.raises(TypeError):  # frozen all the way down: a copy, read-only
+        options.service["name"] = "other"  # type: ignore[index]
+    handler = WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", batch_size=7, fallback=[])
     try:
         assert handler.options.pipeline == handler.pipeline.options
         assert handler.options.sink == f"file:{tmp_path}/e.jsonl"
+        # fallback=[] given in code wins over WIDE_LOGGING_FALLBACK: no fallback sinks
+        assert [link.sink.name for link in handler.pipeline.links] == [f"file:{tmp_path}/e.jsonl"]
     finally:
         handler.close()
+    with pytest.raises(ConfigurationError, match=r"unknown option\(s\) \['cls'\]"):
+        WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", cls=1)

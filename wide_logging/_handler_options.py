@@ -15,6 +15,7 @@ import inspect
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, cast
 
 from ._app_sampler import is_sampler
@@ -64,9 +65,13 @@ class HandlerOptions:
     event: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def resolve(cls, level: object = logging.NOTSET, **given: Any) -> HandlerOptions:
+    def resolve(
+        cls, level: object = logging.NOTSET, given: Mapping[str, Any] | None = None
+    ) -> HandlerOptions:
         """The options from a handler's keywords, completed from the environment.
-        An unknown option or an unusable value is a ``ConfigurationError`` naming it."""
+        An unknown option or an unusable value is a ``ConfigurationError`` naming it; the
+        event's options are checked by the serializer the handler builds with them."""
+        given = given or {}
         unknown = sorted(set(given) - HANDLER_OPTIONS - PIPELINE_OPTIONS - EVENT_OPTIONS)
         if unknown:
             msg = f"unknown option(s) {unknown}; see docs/configuration.md"
@@ -77,14 +82,16 @@ class HandlerOptions:
             sink=_sink(given.get("sink")),
             sink_options=_sink_options(given.get("sink_options")),
             fallback=_fallback(given.get("fallback")),
-            service=service_fields(given.get("service")),
+            service=MappingProxyType(service_fields(given.get("service"))),
             sampler=cast(Sampler, sampling) if is_sampler(sampling) else sampler_from(sampling),
             log_events=check_bool("log_events", given.get("log_events", True)),
             metrics_events=check_bool("metrics_events", given.get("metrics_events", False)),
             pipeline=PipelineOptions.from_keywords(
                 {name: value for name, value in given.items() if name in PIPELINE_OPTIONS}
             ),
-            event={name: value for name, value in given.items() if name in EVENT_OPTIONS},
+            event=MappingProxyType(
+                {name: value for name, value in given.items() if name in EVENT_OPTIONS}
+            ),
         )
 
 
@@ -114,14 +121,16 @@ def _sink(sink: object) -> SinkSpec:
 
 
 def _sink_options(options: object) -> Mapping[str, Any] | None:
-    if options is not None and not isinstance(options, Mapping):
+    if options is None:
+        return None
+    if not isinstance(options, Mapping):
         msg = f"sink_options must be a dict, got {type(options).__name__}"
         raise ConfigurationError(msg)
-    return options
+    return MappingProxyType(dict(options))  # (a copy: the caller's dict may change later)
 
 
 def _fallback(fallback: object) -> tuple[SinkSpec, ...]:
-    if not fallback:
+    if fallback is None or fallback == "":
         return tuple((env("WIDE_LOGGING_FALLBACK") or "").split())
     if isinstance(fallback, str) or not isinstance(fallback, Iterable):
         return (cast(SinkSpec, fallback),)

@@ -18,6 +18,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -64,8 +65,9 @@ class WideEventHandler(logging.Handler):
 
     Every option is keyword-only and JSON-like; see docs/configuration.md for all of them.
     Options not given fall back to ``WIDE_LOGGING_*`` environment variables, then to the
-    defaults. Besides those in the signature, ``options`` are each declared once, with its
-    default and bounds, where it is used: the pipeline's (``batch_size``, ``flush_interval``,
+    defaults (``_handler_options.HandlerOptions``). Besides those in the signature, the
+    ``options`` are each declared once, with its default and bounds, where it is used: the
+    pipeline's (``batch_size``, ``flush_interval``,
     ``queue_size``, ``queue_bytes``, ``max_retries``, ``retry_backoff``, ``breaker_cooldown``,
     ``replay_rate``, ``shutdown_timeout``, ``sink_timeout``, ``metrics_interval``) in
     ``_config.PipelineOptions``, the event's (``redact``, ``redact_pattern``,
@@ -74,13 +76,38 @@ class WideEventHandler(logging.Handler):
     ``ValueError``) here, never later.
     """
 
-    def __init__(self, level: int | str = logging.NOTSET, **options: Any) -> None:
+    def __init__(
+        self,
+        level: int | str = logging.NOTSET,
+        *,
+        # (typed here for editors and type checkers; None: not given — the defaults and
+        # the environment are applied in one place, HandlerOptions.resolve)
+        sink: str | Sink | None = None,
+        sink_options: Mapping[str, Any] | None = None,
+        service: str | Mapping[str, Any] | None = None,
+        sampling: Mapping[str, Any] | Sampler | None = None,
+        fallback: str | Sink | Iterable[str | Sink] | None = None,
+        log_events: bool | None = None,
+        metrics_events: bool | None = None,
+        **options: Any,
+    ) -> None:
         # Closed until fully built: logging.shutdown() may flush a handler whose
         # configuration was rejected halfway.
         self.closed = True
-        #: Everything this handler is configured with, resolved and checked before any
-        #: sink opens (``_handler_options.HandlerOptions``).
-        self.options = HandlerOptions.resolve(level, **options)
+        given = {
+            "sink": sink,
+            "sink_options": sink_options,
+            "service": service,
+            "sampling": sampling,
+            "fallback": fallback,
+            "log_events": log_events,
+            "metrics_events": metrics_events,
+        }
+        #: What this handler was configured with, resolved and checked before any sink
+        #: opens (``_handler_options.HandlerOptions``; ``setLevel`` changes the level later).
+        self.options = HandlerOptions.resolve(
+            level, {**{k: v for k, v in given.items() if v is not None}, **options}
+        )
         super().__init__(self.options.level)
         self.metrics = Metrics()
         self.serializer = Serializer(**self.options.event, count_refused=self._count_refused)
