@@ -365,3 +365,41 @@ def test_a_live_incident_says_what_is_different_against_the_recent_traffic(
     first_two = {(d["field"], d["value"]) for d in resolved["differences"][:2]}
     assert first_two == {("service.version", "1.4.2"), ("user.plan", "free")}
     assert resolved["compared_with"] == "the other requests"
+    assert resolved["recurring"] is False
+    # the same failures an hour later: the same incident opens again, recurring
+    for event in events:
+        if "error" in event:
+            moved = dict(
+                event, timestamp=_at(dict(event), 3700 + events.index(event) * 0.05)["timestamp"]
+            )
+            aggregator.observe(moved)
+    reopened = [e["incident"] for e in emitted if e["incident"]["status"] == "opened"][-1]
+    assert reopened["recurring"] is True
+    # just before it (the previous ten minutes) /pay was healthy: nothing failed
+    assert reopened["share_before"] in (0.0, None)
+
+
+@pytest.mark.mongo
+def test_mongodb_names_the_same_cause_counted_by_the_server(tmp_path: Path) -> None:
+    import mongomock
+    import orjson
+
+    from wide_logging.incidents.mongo import incidents_in
+    from wide_logging.sinks.mongo import to_document
+
+    events = _traffic(tmp_path / "events.jsonl")
+    collection = mongomock.MongoClient().db.events
+    collection.insert_many([to_document(orjson.dumps(e)) for e in events])
+    [on_server] = [
+        i for i in incidents_in(collection, DEFAULT_RULES, None) if i.rule == "error_burst"
+    ]
+    [from_file] = [
+        i
+        for i in incidents_from(f"file:{tmp_path / 'events.jsonl'}", DEFAULT_RULES, None)
+        if i.rule == "error_burst"
+    ]
+    first_two = {(d["field"], d["value"]) for d in on_server.differences[:2]}
+    assert first_two == {("service.version", "1.4.2"), ("user.plan", "free")}
+    assert on_server.differences[:2] == from_file.differences[:2]
+    assert on_server.compared_with == from_file.compared_with
+    assert (on_server.share_before, on_server.recurring) == (from_file.share_before, False)

@@ -489,10 +489,33 @@ def test_mongo_source_groups_on_the_server(tmp_path: Path) -> None:
             traffic = server.receives(OpMsg("aggregate", "events"))
             assert traffic.doc["pipeline"][0]["$match"]["http.route"] == {"$in": ["/orders/{id}"]}
             traffic.ok(cursor={"id": 0, "ns": "shop.events", "firstBatch": [{"total": 60.0}]})
+            # what is different: the incident's events whole, then the route's other
+            # requests counted per field in one $facet, then the failures just before,
+            # then whether the group matched earlier — each asked of the server
+            whole = server.receives(OpMsg("find", "events"))
+            whole.ok(cursor={"id": 0, "ns": "shop.events", "firstBatch": burst})
+            counted = server.receives(OpMsg("aggregate", "events"))
+            [facet] = [stage["$facet"] for stage in counted.doc["pipeline"] if "$facet" in stage]
+            assert counted.doc["pipeline"][0]["$match"]["http.route"] == "/orders/{id}"
+            answer = {name: [] for name in facet}
+            answer["total"] = [{"_id": None, "w": 60.0, "n": 60}]
+            counted.ok(cursor={"id": 0, "ns": "shop.events", "firstBatch": [answer]})
+            before = server.receives(OpMsg("aggregate", "events"))
+            before.ok(
+                cursor={
+                    "id": 0,
+                    "ns": "shop.events",
+                    "firstBatch": [{"total": 50.0, "failed": 5.0}],
+                }
+            )
+            earlier = server.receives(OpMsg("find", "events"))
+            earlier.ok(cursor={"id": 0, "ns": "shop.events", "firstBatch": []})
             [incident] = future.result(timeout=20)
     finally:
         server.stop()
     assert (incident.rule, incident.count, incident.share_of_traffic) == ("error_burst", 6, 0.1)
+    assert (incident.share_before, incident.recurring) == (0.1, False)
+    assert incident.compared_with == "the other requests on /orders/{id}"
     assert rule_pipeline(rule, None)[0]["$match"]["$and"][-1] == {
         "error": {"$exists": True, "$ne": None}
     }

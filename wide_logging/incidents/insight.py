@@ -194,25 +194,37 @@ class Baselines:
 
 
 class RollingBaseline:
-    """The traffic of the last ``slots`` slots of ``slot_seconds`` as it passes (a live incident's
-    baseline): one ``Baselines`` per time slot, the oldest dropped as time moves on. The
-    whole traffic only (no route of its own): its memory is bounded by its slots."""
+    """The traffic of the last ``slots`` slots of ``slot_seconds`` as it passes (a live
+    incident's baseline): one ``Baselines`` per time slot, the oldest dropped as time moves
+    on; the whole traffic only (no route of its own), and per route the requests and the
+    failed ones (what was failing just before): its memory is bounded by its slots."""
 
     def __init__(self, slot_seconds: float = 600.0, slots: int = 6) -> None:
         self.slot_seconds = slot_seconds
         self.slots = slots
         self._slots: dict[int, Baselines] = {}
+        #: slot -> route -> [requests, failed requests], weighted (MAX_ROUTES routes)
+        self._routes: dict[int, dict[str, list[float]]] = {}
         self._lock = threading.Lock()
 
-    def add(self, event: Mapping[str, Any], weight: float, moment: float) -> None:
+    def add(self, event: Mapping[str, Any], weight: float, moment: float, failed: bool) -> None:
         index = int(moment // self.slot_seconds)
+        route = lookup(event, "http.route")
         with self._lock:
             slot = self._slots.get(index)
             if slot is None:
                 slot = self._slots[index] = Baselines(routes=0)
+                self._routes[index] = {}
                 for old in [i for i in self._slots if i <= index - self.slots]:
-                    del self._slots[old]
+                    del self._slots[old], self._routes[old]
             slot.add(event, weight)
+            if isinstance(route, str):
+                counts = self._routes[index].get(route)
+                if counts is None and len(self._routes[index]) < MAX_ROUTES:
+                    counts = self._routes[index][route] = [0.0, 0.0]
+                if counts is not None:
+                    counts[0] += weight
+                    counts[1] += weight if failed else 0.0
 
     def merged(self) -> Baselines:
         out = Baselines(routes=0)
@@ -220,6 +232,15 @@ class RollingBaseline:
             for slot in self._slots.values():
                 out.all.merge(slot.all)
         return out
+
+    def failing_before(self, routes: Sequence[str], moment: float) -> float | None:
+        """Failed requests per request on ``routes`` in the slot before the one of
+        ``moment`` (None: no traffic there)."""
+        with self._lock:
+            counts = self._routes.get(int(moment // self.slot_seconds) - 1, {})
+            total = sum(counts[r][0] for r in routes if r in counts)
+            failed = sum(counts[r][1] for r in routes if r in counts)
+        return round(failed / total, 4) if total else None
 
 
 #: One event of an incident as compared: its fields, its weight, whether it is a request

@@ -26,7 +26,7 @@ from .insight import (
     templates,
 )
 from .rules import DEFAULT_RULES, Rule, lookup
-from .summary import event_time, event_weight, iso_time
+from .summary import event_time, event_weight, failed, iso_time
 
 
 class _MemoryWindows:
@@ -106,8 +106,14 @@ class _Open:
     affected: dict[str, set[str]] = field(default_factory=dict)
     #: Its first ``MAX_MESSAGES`` events as compared with the traffic (what is different).
     members: list[Member] = field(default_factory=list)
+    #: The same incident (rule and group) opened before in this aggregator's life.
+    recurring: bool = False
+    routes: set[str] = field(default_factory=set)
 
     def add(self, event: Mapping[str, Any]) -> None:
+        route = lookup(event, "http.route")
+        if isinstance(route, str) and len(self.routes) < 5:
+            self.routes.add(route)
         if len(self.members) < MAX_MESSAGES:
             self.members += members_of([event], [event_weight(event)])
         message = lookup(event, "error.message")
@@ -147,6 +153,8 @@ class IncidentAggregator:
             _RedisWindows(redis_url) if redis_url else _MemoryWindows(clock)
         )
         self._open: dict[str, _Open] = {}
+        #: Incidents opened before (their keys): an incident opening again is recurring.
+        self._opened_before: set[str] = set()
         #: The recent traffic each incident is compared with (what is different); None:
         #: not compared (``compare=False`` saves ~4 µs of each request event).
         self._baseline = RollingBaseline() if compare else None
@@ -158,7 +166,7 @@ class IncidentAggregator:
     def observe(self, event: Mapping[str, Any]) -> None:
         now = event_time(event) or self.clock()
         if self._baseline is not None and event.get("kind") == "http.request":
-            self._baseline.add(event, event_weight(event), now)
+            self._baseline.add(event, event_weight(event), now, failed(event))
         for rule in self.rules:
             if not rule.matches(event):
                 continue
@@ -212,6 +220,9 @@ class IncidentAggregator:
         group = dict(zip(rule.group_by, group_values, strict=True))
         opened = _Open(rule, group, now, now, count, count, [request_id] if request_id else [])
         opened.add(event)
+        opened.recurring = key in self._opened_before
+        if len(self._opened_before) < 100_000:
+            self._opened_before.add(key)
         self._open[key] = opened
         return _incident_event("opened", opened, self._baseline)
 
@@ -254,5 +265,11 @@ def _incident_event(status: str, incident: _Open, baseline: RollingBaseline | No
             # (its first events since it opened, against the last hour's traffic)
             "differences": found,
             "compared_with": against,
+            "recurring": incident.recurring,
+            "share_before": (
+                baseline.failing_before(sorted(incident.routes), incident.first_seen)
+                if baseline is not None
+                else None
+            ),
         },
     }

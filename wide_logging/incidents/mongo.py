@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from .mongo_insight import WEIGHT, compare_on_server
 from .rules import FINGERPRINT, Condition, Rule
 from .summary import SUMMARY_FIELDS, Incident, event_time, summarize
 
@@ -73,12 +74,14 @@ def incidents_in(collection: Any, rules: Sequence[Rule], since: float | None) ->
     """Incidents of the events in a pymongo ``collection`` (newest first)."""
     incidents: list[Incident] = []
     for rule in rules:
+        conditions = [condition_query(c) for c in rule.match if c.path != FINGERPRINT]
         for group in collection.aggregate(rule_pipeline(rule, since), allowDiskUse=True):
             events = [from_document(doc) for doc in group.get("events", [])]
             for incident in summarize(events, [rule], since=since, compare=False):
-                # The server sent only the rule's events: the traffic they are a share of
-                # is counted there too.
+                # The server sent only the rule's events: the traffic they are a share of,
+                # and what they are compared with, are counted there too.
                 incident.share_of_traffic = _share_of_traffic(collection, incident)
+                compare_on_server(collection, rule, conditions, incident, since, from_document)
                 incidents.append(incident)
     incidents.sort(key=lambda incident: incident.last_seen, reverse=True)
     return incidents
@@ -88,7 +91,7 @@ def _share_of_traffic(collection: Any, incident: Incident) -> float | None:
     first, last = (event_time({"timestamp": t}) for t in (incident.first_seen, incident.last_seen))
     if first is None or last is None or not incident.routes:
         return None
-    weight = {"$cond": [{"$gt": ["$sampling.rate", 0]}, {"$divide": [1, "$sampling.rate"]}, 1]}
+    weight = WEIGHT
     totals = list(
         collection.aggregate([
             {"$match": {

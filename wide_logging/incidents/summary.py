@@ -183,7 +183,7 @@ def summarize(
             if route is not MISSING:
                 if traffic_of is None:
                     traffic.setdefault(str(route), []).append((moment, weight))
-                if _failed(event):
+                if failed(event):
                     failures.setdefault(str(route), []).append((moment, weight))
         for rule in rules:
             if rule.matches(event):
@@ -289,7 +289,7 @@ def _compared(
     return {"differences": found, "compared_with": against}
 
 
-def _failed(event: Mapping[str, Any]) -> bool:
+def failed(event: Mapping[str, Any]) -> bool:
     """A request that failed: an error, or a 5xx (as the report counts them)."""
     status = lookup(event, "http.response.status_code")
     return bool(event.get("error")) or (type(status) is int and status >= 500)
