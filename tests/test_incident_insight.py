@@ -403,3 +403,57 @@ def test_mongodb_names_the_same_cause_counted_by_the_server(tmp_path: Path) -> N
     assert on_server.differences[:2] == from_file.differences[:2]
     assert on_server.compared_with == from_file.compared_with
     assert (on_server.share_before, on_server.recurring) == (from_file.share_before, False)
+
+
+@pytest.mark.mongo
+def test_on_mongodb_a_long_incident_is_compared_whole_and_odd_keys_are_left_out(
+    tmp_path: Path,
+) -> None:
+    import mongomock
+    import orjson
+
+    from wide_logging.incidents.mongo import incidents_in
+    from wide_logging.sinks.mongo import to_document
+
+    events = []
+    for n in range(4000):  # 1,500 failures: the first 500 from eu, the rest from us and ap
+        event = _stream(n, http__route="/pay")
+        event["region"] = ["eu", "us", "ap"][n % 3]
+        if n % 8 < 3:
+            failing = len([e for e in events if "error" in e])
+            event["region"] = "eu" if failing < 500 else ["us", "ap"][n % 2]
+            event = _failing(event)
+        event["user.plan"] = "free"  # a flat key with a dot: a server reads another field
+        events.append(event)
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    collection = mongomock.MongoClient().db.events
+    collection.insert_many([to_document(orjson.dumps(e)) for e in events])
+    [on_server] = [
+        i for i in incidents_in(collection, DEFAULT_RULES, None) if i.rule == "error_burst"
+    ]
+    [from_file] = [
+        i for i in incidents_from(f"file:{path}", DEFAULT_RULES, None) if i.rule == "error_burst"
+    ]
+    assert on_server.count == 1500
+    regions = [d for d in on_server.differences if d["field"] == "region"]
+    assert regions == [d for d in from_file.differences if d["field"] == "region"]
+    assert all(d["field"] != "user.plan" for d in on_server.differences)
+
+
+def test_live_comparison_survives_odd_clocks_and_needs_enough_events() -> None:
+    from wide_logging.incidents.insight import RollingBaseline, differences, members_of
+
+    rolling = RollingBaseline(slot_seconds=600, slots=6)
+    for n in range(60):
+        rolling.add(_stream(n, region="eu"), 1.0, START + n * 60, False)
+    before = rolling.merged().all.count
+    rolling.add(_stream(999, region="eu"), 1.0, START + 59 * 60 + 1, False)
+    assert rolling.merged().all.count == before + 1  # by arrival, not the event's own time
+    for n in range(10):  # a clock that went back: no slot beyond the six
+        rolling.add(_stream(n), 1.0, START - n * 3600, False)
+    assert len(rolling._slots) <= 6
+    [one] = members_of([_failing(_stream(1))], [1.0])
+    found, against = differences([one], rolling.merged())
+    assert found == []
+    assert against.startswith("nothing yet")

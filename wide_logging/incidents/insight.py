@@ -61,6 +61,8 @@ TENANT_FIELDS = ("tenant.id", "tenant_id", "user.tenant", "organization.id", "or
 #: at least this much, and by at least ``MIN_Z`` standard errors (not by chance).
 MIN_GAP = 0.1
 MIN_Z = 3.0
+#: An incident of fewer events is not compared: one event is 100% of anything it has.
+MIN_MEMBERS = 5
 _PLACEHOLDER = re.compile(r"<(?:n|str|id|hex)>")
 
 
@@ -171,6 +173,8 @@ class Baseline:
         self.too_many |= other.too_many
         self.untracked |= other.untracked
         self.full = self.full or other.full
+        for path in self.too_many:  # dropped in one slot: its counts are partial, drop it
+            self.values.pop(path, None)
 
 
 class Baselines:
@@ -217,6 +221,11 @@ class RollingBaseline:
                 self._routes[index] = {}
                 for old in [i for i in self._slots if i <= index - self.slots]:
                     del self._slots[old], self._routes[old]
+                while len(self._slots) > self.slots:  # (a clock that went back, too)
+                    oldest = min(self._slots)
+                    del self._slots[oldest], self._routes[oldest]
+                if index not in self._slots:
+                    return  # older than every slot kept
             slot.add(event, weight)
             if isinstance(route, str):
                 counts = self._routes[index].get(route)
@@ -271,6 +280,8 @@ def differences(
     total = sum(weight for _, weight, _ in members)
     if not total:
         return [], ""
+    if len(members) < MIN_MEMBERS:
+        return [], f"nothing yet ({len(members)} of its events: at least {MIN_MEMBERS} needed)"
     requests = [(fields, weight) for fields, weight, request in members if request]
     baseline, against = baselines.all, "the other requests"
     if len(routes) == 1 and routes[0] in baselines.by_route:

@@ -104,8 +104,11 @@ class _Open:
     messages: list[str] = field(default_factory=list)
     #: Distinct users (or tenants) named by its events, up to ``MAX_AFFECTED``.
     affected: dict[str, set[str]] = field(default_factory=dict)
-    #: Its first ``MAX_MESSAGES`` events as compared with the traffic (what is different).
-    members: list[Member] = field(default_factory=list)
+    #: Its latest ``MAX_MESSAGES`` events as compared with the traffic (what is different:
+    #: the latest, so that a long incident is compared with the hour it is in).
+    members: deque[Member] = field(default_factory=lambda: deque(maxlen=MAX_MESSAGES))
+    #: When it opened, by the aggregator's clock (the slot before is "just before").
+    opened_at: float = 0.0
     #: The same incident (rule and group) opened before in this aggregator's life.
     recurring: bool = False
     routes: set[str] = field(default_factory=set)
@@ -114,8 +117,7 @@ class _Open:
         route = lookup(event, "http.route")
         if isinstance(route, str) and len(self.routes) < 5:
             self.routes.add(route)
-        if len(self.members) < MAX_MESSAGES:
-            self.members += members_of([event], [event_weight(event)])
+        self.members.extend(members_of([event], [event_weight(event)]))
         message = lookup(event, "error.message")
         if isinstance(message, str) and len(self.messages) < MAX_MESSAGES:
             self.messages.append(message[:MAX_TEXT])  # (all the normaliser reads)
@@ -166,7 +168,9 @@ class IncidentAggregator:
     def observe(self, event: Mapping[str, Any]) -> None:
         now = event_time(event) or self.clock()
         if self._baseline is not None and event.get("kind") == "http.request":
-            self._baseline.add(event, event_weight(event), now, failed(event))
+            # (slotted by when it passes, not by its own time: a client's clock ahead or
+            # behind must not empty the baseline, nor open slots without end)
+            self._baseline.add(event, event_weight(event), self.clock(), failed(event))
         for rule in self.rules:
             if not rule.matches(event):
                 continue
@@ -221,6 +225,7 @@ class IncidentAggregator:
         opened = _Open(rule, group, now, now, count, count, [request_id] if request_id else [])
         opened.add(event)
         opened.recurring = key in self._opened_before
+        opened.opened_at = self.clock()
         if len(self._opened_before) < 100_000:
             self._opened_before.add(key)
         self._open[key] = opened
@@ -244,7 +249,7 @@ class IncidentAggregator:
 
 def _incident_event(status: str, incident: _Open, baseline: RollingBaseline | None) -> EventDict:
     found, against = (
-        differences(incident.members, baseline.merged(), exclude=incident.rule.group_by)
+        differences(list(incident.members), baseline.merged(), exclude=incident.rule.group_by)
         if baseline is not None
         else ([], "")
     )
@@ -267,7 +272,7 @@ def _incident_event(status: str, incident: _Open, baseline: RollingBaseline | No
             "compared_with": against,
             "recurring": incident.recurring,
             "share_before": (
-                baseline.failing_before(sorted(incident.routes), incident.first_seen)
+                baseline.failing_before(sorted(incident.routes), incident.opened_at)
                 if baseline is not None
                 else None
             ),

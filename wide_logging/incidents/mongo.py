@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from .mongo_insight import WEIGHT, compare_on_server
+from .mongo_insight import WEIGHT, compare_on_server, members_of_incident
 from .rules import FINGERPRINT, Condition, Rule
 from .summary import SUMMARY_FIELDS, Incident, event_time, summarize
 
@@ -76,12 +76,17 @@ def incidents_in(collection: Any, rules: Sequence[Rule], since: float | None) ->
     for rule in rules:
         conditions = [condition_query(c) for c in rule.match if c.path != FINGERPRINT]
         for group in collection.aggregate(rule_pipeline(rule, since), allowDiskUse=True):
-            events = [from_document(doc) for doc in group.get("events", [])]
+            documents = group.get("events", [])
+            events = [from_document(doc) for doc in documents]
+            ids = [doc.get("_id") for doc in documents]
             for incident in summarize(events, [rule], since=since, compare=False):
                 # The server sent only the rule's events: the traffic they are a share of,
                 # and what they are compared with, are counted there too.
                 incident.share_of_traffic = _share_of_traffic(collection, incident)
-                compare_on_server(collection, rule, conditions, incident, since, from_document)
+                members = members_of_incident(rule, incident, events, ids)
+                compare_on_server(
+                    collection, rule, conditions, incident, members, since, from_document
+                )
                 incidents.append(incident)
     incidents.sort(key=lambda incident: incident.last_seen, reverse=True)
     return incidents

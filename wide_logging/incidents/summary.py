@@ -292,7 +292,8 @@ def _compared(
 def failed(event: Mapping[str, Any]) -> bool:
     """A request that failed: an error, or a 5xx (as the report counts them)."""
     status = lookup(event, "http.response.status_code")
-    return bool(event.get("error")) or (type(status) is int and status >= 500)
+    number = isinstance(status, (int, float)) and not isinstance(status, bool)
+    return bool(event.get("error")) or (number and status >= 500)
 
 
 def _share_before(
