@@ -36,9 +36,13 @@ def read_jsonl(*paths: Path) -> list[dict[str, Any]]:
         stem = path.name.split(".")[0]
         for candidate in sorted(path.parent.iterdir()):
             if candidate.is_file() and candidate.name.startswith(stem + "."):
+                try:
+                    content = candidate.read_bytes()
+                except FileNotFoundError:
+                    continue  # a replayed segment removed between listing and reading
                 # The last piece is "" after a final newline, or a write still in progress
                 # while the test reads: only whole lines count.
-                for line in candidate.read_bytes().split(b"\n")[:-1]:
+                for line in content.split(b"\n")[:-1]:
                     if line.strip():
                         events.append(orjson.loads(line))
     return events
