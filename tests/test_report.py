@@ -262,7 +262,7 @@ def test_a_source_it_cannot_read_is_a_clear_error(
 ) -> None:
     for source, message in (
         (f"file:{tmp_path}/nothing.jsonl", "no event files"),
-        ("mongodb://user:secret@db/logs", "MongoDB sources are planned"),
+        ("mongodb://user:secret@127.0.0.1:1/logs?serverSelectionTimeoutMS=300", "could not reach"),
     ):
         with pytest.raises(SystemExit):
             main(["report", "--source", source])
@@ -480,3 +480,39 @@ def test_a_redis_stream_is_read_by_ranges_into_the_same_report(
     err = capsys.readouterr().err
     assert "could not reach" in err
     assert "hunter2" not in err
+
+
+@pytest.mark.mongo
+def test_a_mongodb_collection_gives_the_same_briefing_worked_out_by_the_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mongomock
+    import orjson
+
+    from wide_logging.report import _report
+    from wide_logging.report.mongo import MongoEvents
+    from wide_logging.sinks.mongo import to_document
+
+    events = _traffic(tmp_path / "events.jsonl")
+    collection = mongomock.MongoClient().db.events
+    collection.insert_many([to_document(orjson.dumps(e)) for e in events])
+    from_file = _report_of(capsys, tmp_path / "events.jsonl")
+    on_server = json.loads(
+        json.dumps(_report(MongoEvents(collection), "mongodb://x", None, None), default=str)
+    )
+    for key in ("events", "requests", "errors", "error_events", "error_rate"):
+        assert on_server["totals"][key] == pytest.approx(from_file["totals"][key]), key
+    for q in ("p50", "p95", "p99"):  # a histogram's 1% buckets: within half a percent
+        assert on_server["totals"][q] == pytest.approx(from_file["totals"][q], rel=0.005), q
+    assert [r["route"] for r in on_server["routes"]] == [r["route"] for r in from_file["routes"]]
+    for mine, theirs in zip(on_server["routes"], from_file["routes"], strict=True):
+        assert (mine["requests"], mine["errors"]) == (theirs["requests"], theirs["errors"])
+        assert mine["p95"] == pytest.approx(theirs["p95"], rel=0.005)
+    assert [(e["type"], e["count"], e["examples"]) for e in on_server["errors"]] == [
+        (e["type"], e["count"], e["examples"]) for e in from_file["errors"]
+    ]
+    assert on_server["incidents"] == from_file["incidents"]
+    assert on_server["pipeline"] == from_file["pipeline"]
+    assert [p["requests"] for p in on_server["timeline"]] == [
+        p["requests"] for p in from_file["timeline"]
+    ]

@@ -47,6 +47,26 @@ WEIGHT = {
 }
 
 
+#: An event that carries an error Python reads as true (``has_error``) — as an expression.
+HAS_ERROR: dict[str, Any] = {
+    # ($cond, not $not: the same on a server and on mongomock, whose $not misreads a list)
+    "$cond": [{"$in": [{"$ifNull": ["$error", None]}, [None, False, "", 0, {}, []]]}, False, True]
+}
+
+#: ``summary.failed`` as a MongoDB expression: an error, or a status number >= 500.
+FAILED = {
+    "$or": [
+        HAS_ERROR,
+        {
+            "$and": [
+                {"$isNumber": "$http.response.status_code"},
+                {"$gte": ["$http.response.status_code", 500]},
+            ]
+        },
+    ]
+}
+
+
 def _when(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
 
@@ -187,18 +207,6 @@ def _share_before(
         return None
     span = max(last - first, 60.0)
     start = first - span if since is None else max(first - span, since)  # (as a file's)
-    failed = {
-        "$or": [
-            # (summary.failed: an error Python reads as true, or a status number >= 500)
-            {"$not": [{"$in": [{"$ifNull": ["$error", None]}, [None, False, "", 0, {}, []]]}]},
-            {
-                "$and": [
-                    {"$isNumber": "$http.response.status_code"},
-                    {"$gte": ["$http.response.status_code", 500]},
-                ]
-            },
-        ]
-    }
     totals = list(
         collection.aggregate(
             [
@@ -213,7 +221,7 @@ def _share_before(
                     "$group": {
                         "_id": None,
                         "total": {"$sum": WEIGHT},
-                        "failed": {"$sum": {"$cond": [failed, WEIGHT, 0]}},
+                        "failed": {"$sum": {"$cond": [FAILED, WEIGHT, 0]}},
                     }
                 },
             ]
