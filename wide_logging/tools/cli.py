@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _period_of_events(
         report,
-        "file:PATH (a JSONL file, a folder, a glob; .gz too) or redis://...?stream=NAME",
+        "file:PATH (a JSONL file, a folder, a glob; .gz too), redis://...?stream=NAME or mongodb://...",
         ("html", "markdown", "json"),
     )
     report.add_argument(
