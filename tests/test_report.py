@@ -516,3 +516,51 @@ def test_a_mongodb_collection_gives_the_same_briefing_worked_out_by_the_server(
     assert [p["requests"] for p in on_server["timeline"]] == [
         p["requests"] for p in from_file["timeline"]
     ]
+
+
+@pytest.mark.mongo
+def test_odd_events_read_alike_from_mongodb_and_from_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mongomock
+    import orjson
+
+    from wide_logging.report import _report
+    from wide_logging.report.mongo import MongoEvents
+    from wide_logging.sinks.mongo import to_document
+
+    odd = []
+    for n in range(40):
+        event = _request(n, route="/a", duration=3.0 + n, rate=1.0)
+        event["timestamp"] = _iso(START + 37 + n * 7)  # not on a step's boundary
+        if n % 5 == 0:  # an exception before any response: no status
+            del event["http"]["response"]
+            event["error"] = {
+                "type": "$http.route" if n % 10 else "KeyError",
+                "message": f"m{n % 3}",
+            }
+        if n == 3:
+            event["http"]["route"] = {"weird": 1}
+        if n == 4:
+            event["error"] = ""  # not an error, as Python reads it
+        if n == 6:
+            event["http"]["response"]["status_code"] = "500"  # text: not a status number
+        odd.append(event)
+    odd.append({"event_id": "m" * 32, "timestamp": _iso(START + 100), "kind": "metrics",
+                "process": 7, "metrics": {"dropped": {"queue_full": 1}}})  # fmt: skip
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in odd))
+    collection = mongomock.MongoClient().db.events
+    collection.insert_many([to_document(orjson.dumps(e)) for e in odd])
+    from_file = _report_of(capsys, path)
+    on_server = json.loads(json.dumps(_report(MongoEvents(collection), "mongodb://x", None, None)))
+    assert on_server["totals"]["errors"] == from_file["totals"]["errors"] == 8
+    assert [(p["t"], p["requests"]) for p in on_server["timeline"]] == [
+        (p["t"], p["requests"]) for p in from_file["timeline"]
+    ]
+    assert [(e["type"], e["count"], e["message"], e["examples"]) for e in on_server["errors"]] == [
+        (e["type"], e["count"], e["message"], e["examples"]) for e in from_file["errors"]
+    ]
+    assert sorted(r["route"] for r in on_server["routes"]) == sorted(
+        r["route"] for r in from_file["routes"]
+    )

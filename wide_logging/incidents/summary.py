@@ -310,7 +310,7 @@ def _share_before(
     before = sum(
         w for route in routes for t, w in failures.get(route, ()) if first - span <= t < first
     )
-    total = traffic_of(routes, first - span, first - 1e-6)
+    total = traffic_of(routes, first - span, first - 0.001)  # (times are milliseconds)
     return round(before / total, 4) if total else None
 
 

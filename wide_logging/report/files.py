@@ -27,6 +27,8 @@ _COLUMNS = (
     " sampling: 'JSON', metrics: 'JSON'}"
 )
 QUANTILES = (0.5, 0.95, 0.99)
+#: JSON's number types, as DuckDB's json_type names them.
+_NUMBERS = "('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')"
 #: Below this a stored rate is not believed (1e-300 would make one event 1e300 requests).
 MIN_RATE = 1e-9
 #: Chart steps: the first whose number of points over the span stays under ~200.
@@ -81,12 +83,15 @@ def load(connection: Any, files: Sequence[Path]) -> None:
             epoch(try_cast(timestamp ->> '$' AS TIMESTAMPTZ)) AS ts,
             coalesce(service ->> '$.name', 'unknown') AS service,
             coalesce(http ->> '$.route', '(no route)') AS route,
-            try_cast(http -> '$.response.status_code' AS INTEGER) AS status,
-            try_cast(duration_ms AS DOUBLE) AS duration,
-            error IS NOT NULL AND json_type(error) NOT IN ('NULL') AND error::VARCHAR <> 'false'
-              AS has_error,
-            coalesce(error ->> '$.type', CASE WHEN json_type(error) = 'VARCHAR'
-                                              THEN error ->> '$' END, 'error') AS error_type,
+            -- numbers only, as summary.failed and the MongoDB source read them
+            CASE WHEN json_type(http -> '$.response.status_code') IN {_NUMBERS}
+                 THEN try_cast(http -> '$.response.status_code' AS DOUBLE) END AS status,
+            CASE WHEN json_type(duration_ms) IN {_NUMBERS}
+                 THEN try_cast(duration_ms AS DOUBLE) END AS duration,
+            -- an error Python reads as true (summary.failed)
+            error IS NOT NULL AND json_type(error) <> 'NULL'
+              AND error::VARCHAR NOT IN ('false', '""', '0', '0.0', '{{}}', '[]') AS has_error,
+            coalesce(error ->> '$.type', 'error') AS error_type,
             error ->> '$.message' AS error_message,
             request_id ->> '$' AS request_id,
             CASE WHEN json_type(sampling -> '$.rate') IN ('DOUBLE', 'UBIGINT', 'BIGINT')
@@ -120,7 +125,7 @@ def load(connection: Any, files: Sequence[Path]) -> None:
                coalesce(host ->> '$.name', '') || ':' || coalesce(process ->> '$.pid', '')
                  AS process,
                metrics::VARCHAR AS numbers
-        FROM {source} WHERE kind ->> '$' = 'metrics' AND metrics IS NOT NULL
+        FROM {source} WHERE kind ->> '$' = 'metrics' AND json_type(metrics) = 'OBJECT'
           AND epoch(try_cast(timestamp ->> '$' AS TIMESTAMPTZ))
               BETWEEN {PLAUSIBLE[0]!r} AND {PLAUSIBLE[1]!r}
         QUALIFY event_id IS NULL OR row_number() OVER (PARTITION BY event_id) = 1
@@ -251,7 +256,9 @@ def error_types(connection: Any, start: float, end: float, limit: int = 10) -> l
     and last seen, their most frequent message and the three latest request ids."""
     rows = connection.execute(
         f"""
-        SELECT coalesce(error_type, 'HTTP ' || status::VARCHAR, 'error') AS kind,  -- 5xx
+        SELECT coalesce(error_type, 'HTTP ' || CASE WHEN status = floor(status)
+                    THEN CAST(status AS BIGINT)::VARCHAR ELSE status::VARCHAR END,
+                    'error') AS kind,  -- 5xx
                sum(weight), count(*), min(ts), max(ts), mode(error_message),
                max_by(request_id, ts, 3) FILTER (WHERE request_id IS NOT NULL)
         FROM requests WHERE failed AND {_where(start, end)}

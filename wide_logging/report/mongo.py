@@ -1,6 +1,6 @@
 """The briefing's numbers from a MongoDB collection, worked out by the server: aggregation
 pipelines that group and sum there, so that only a few hundred rows come back however many
-events the period holds.
+events the period holds (a row per key and latency bucket at most).
 
 Counts are exact (weights as ``summary.event_weight``: ``WEIGHT``). Latency quantiles come
 from a histogram the server counts: each duration in a logarithmic bucket 1% wide
@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from ..incidents import DEFAULT_RULES
+from ..incidents.insight import _SCALARS, value_text
 from ..incidents.mongo import incidents_in
 from ..incidents.mongo_insight import FAILED, HAS_ERROR, WEIGHT
 from ..incidents.summary import iso_time
@@ -67,7 +68,10 @@ class MongoEvents:
             [
                 {
                     "$match": {
-                        "kind": {"$in": ["http.request", "metrics"]},
+                        "$or": [
+                            {"kind": "http.request"},
+                            {"kind": "metrics", "metrics": {"$ne": None}},
+                        ],
                         "timestamp": {"$gte": _when(low), "$lte": _when(high)},
                     }
                 },
@@ -98,7 +102,7 @@ class MongoEvents:
         )
         out: dict[Any, tuple[float, float, int, dict[int, float]]] = {}
         for row in rows:
-            name, bucket = row["_id"].get("k"), row["_id"].get("b")
+            name, bucket = _hashable(row["_id"].get("k")), row["_id"].get("b")
             requests, errors, events, histogram = out.get(name, (0.0, 0.0, 0, {}))
             if bucket is not None:
                 histogram[int(bucket)] = histogram.get(int(bucket), 0.0) + float(row["w"])
@@ -137,16 +141,20 @@ class MongoEvents:
         return sorted(out, key=lambda row: -row["requests"])
 
     def timeline(self, start: float, end: float, step: int) -> list[dict[str, Any]]:
-        # (a naive UTC datetime: as pymongo reads dates back, and as mongomock subtracts)
-        origin = _when(start).replace(tzinfo=None)
-        key = {"$floor": {"$divide": [{"$subtract": ["$timestamp", origin]}, step * 1000]}}
+        # steps counted from the epoch, as a file's (a naive UTC datetime: as pymongo reads
+        # dates back, and as mongomock subtracts)
+        epoch = datetime(1970, 1, 1)
+        key = {"$floor": {"$divide": [{"$subtract": ["$timestamp", epoch]}, step * 1000]}}
         rows = self._histogram(start, end, key)
-        points = []
-        for index in sorted(rows):
-            requests, errors, _, histogram = rows[index]
-            t = math.floor((start + index * step) / step) * step
-            points.append({"t": t, "requests": requests, "errors": errors, **quantiles(histogram)})
-        return points
+        return [
+            {
+                "t": float(index * step),
+                "requests": rows[index][0],
+                "errors": rows[index][1],
+                **quantiles(rows[index][3]),
+            }
+            for index in sorted(rows)
+        ]
 
     def routes(self, start: float, end: float) -> dict[str, dict[str, Any]]:
         rows = self._histogram(start, end, {"$ifNull": ["$http.route", "(no route)"]})
@@ -166,7 +174,7 @@ class MongoEvents:
         match = {"$match": {**self._requests(start, end), "$expr": FAILED}}
         key = {
             "t": {"$cond": [HAS_ERROR, {"$ifNull": ["$error.type", "error"]}, None]},
-            "s": "$http.response.status_code",
+            "s": {"$ifNull": ["$http.response.status_code", None]},
         }
         rows = self._aggregate(
             [
@@ -184,7 +192,7 @@ class MongoEvents:
         )
         kinds: dict[str, dict[str, Any]] = {}
         for row in rows:
-            kind = row["_id"].get("t") or f"HTTP {row['_id'].get('s')}"
+            kind = _label(row["_id"].get("t"), row["_id"].get("s"))
             entry = kinds.setdefault(
                 str(kind), {"type": str(kind), "count": 0.0, "events": 0, "keys": []}
             )
@@ -201,8 +209,14 @@ class MongoEvents:
             either = [
                 {
                     "$and": [
-                        {"$eq": [kind_of, k.get("t")]},
-                        {"$eq": ["$http.response.status_code", k.get("s")]},
+                        # ($literal: a value such as "$x" is a value, not a field)
+                        {"$eq": [kind_of, {"$literal": k.get("t")}]},
+                        {
+                            "$eq": [
+                                {"$ifNull": ["$http.response.status_code", None]},
+                                {"$literal": k.get("s")},
+                            ]
+                        },
                     ]
                 }
                 for k in entry.pop("keys")
@@ -222,21 +236,25 @@ class MongoEvents:
             latest = self._aggregate(
                 [own, {"$sort": {"timestamp": -1}}, {"$limit": 3}, {"$project": {"request_id": 1}}]
             )
-            entry["examples"] = [str(d["request_id"]) for d in latest if d.get("request_id")]
+            entry["examples"] = [
+                str(d["request_id"]) for d in latest if d.get("request_id") not in (None, "")
+            ]
             entry.setdefault("first_seen", None)
             entry.setdefault("last_seen", None)
         return top
 
     def metrics_events(self, end: float) -> list[tuple[float, str, str]]:
         rows = []
-        query = {"kind": "metrics", "timestamp": {"$lt": _when(end)}}
+        query = {"kind": "metrics", "timestamp": {"$gte": _when(PLAUSIBLE[0]), "$lt": _when(end)}}
         for document in self.collection.find(query).sort("timestamp", 1):
             moment = _seconds(document.get("timestamp"))
             numbers = document.get("metrics")
             if moment is None or not isinstance(numbers, dict):
                 continue
-            host = (document.get("host") or {}).get("name", "")
-            pid = (document.get("process") or {}).get("pid", "")
+            host = document.get("host")
+            process = document.get("process")
+            host = host.get("name", "") if isinstance(host, dict) else ""
+            pid = process.get("pid", "") if isinstance(process, dict) else ""
             rows.append((moment, f"{host}:{pid}", orjson.dumps(numbers, default=str).decode()))
         return rows
 
@@ -246,6 +264,26 @@ class MongoEvents:
             for incident in incidents_in(self.collection, DEFAULT_RULES, start)
             if incident.first_seen <= iso_time(end)
         ]
+
+
+def _hashable(value: Any) -> Any:
+    """A group's key as the file's report names it: an object or a list as its JSON."""
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value, default=str).decode()
+    return value
+
+
+def _label(error_type: Any, status: Any) -> str:
+    """An error's name: its type, else its status (as the file's report writes them)."""
+    if error_type is not None:
+        return (
+            value_text(error_type)
+            if isinstance(error_type, _SCALARS)
+            else str(_hashable(error_type))
+        )
+    if isinstance(status, (int, float)) and not isinstance(status, bool):
+        return f"HTTP {value_text(status)}"
+    return "error"
 
 
 def quantiles(histogram: dict[int, float]) -> dict[str, float | None]:
@@ -262,6 +300,6 @@ def quantiles(histogram: dict[int, float]) -> dict[str, float | None]:
         for bucket, weight in ordered:
             seen += weight
             if seen >= share * total:
-                out[name] = round(math.exp((bucket + 0.5) * _STEP), 3)
+                out[name] = float(f"{math.exp((bucket + 0.5) * _STEP):.6g}")
                 break
     return out

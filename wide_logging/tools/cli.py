@@ -398,6 +398,8 @@ def _unreachable(exc: BaseException) -> bool:
             "redis.exceptions.TimeoutError",
             "pymongo.errors.ConnectionFailure",
             "pymongo.errors.ServerSelectionTimeoutError",
+            "pymongo.errors.ConfigurationError",  # mongodb+srv:// whose name does not resolve
+            "pymongo.errors.OperationFailure",  # refused: a wrong password, no rights
         }
     )
 
