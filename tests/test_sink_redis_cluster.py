@@ -1,0 +1,80 @@
+"""``redis+cluster://``: events spread over the sharded streams of a real Redis Cluster
+(three masters on loopback ports, started for the test, joined by redis-cli)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from servers import LocalRedisCluster
+from wide_logging import ConfigurationError
+from wide_logging.sinks import open_sink
+from wide_logging.sinks.redis_cluster import shard_keys
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    redis_binary: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalRedisCluster]:
+    local = LocalRedisCluster(redis_binary, tmp_path_factory.mktemp("cluster"))
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+
+
+def _stored(client: Any, keys: list[str]) -> dict[str, list[str]]:
+    return {
+        key: [orjson.loads(fields[b"event"])["event_id"] for _, fields in client.xrange(key)]
+        for key in keys
+    }
+
+
+def test_events_spread_over_the_shards_and_their_masters_every_one_once(
+    cluster: LocalRedisCluster,
+) -> None:
+    sink = open_sink(f"{cluster.url}/?stream=spread&shards=6")
+    sent = []
+    try:
+        for batch in range(12):
+            events = [{"event_id": f"{batch}-{n}"} for n in range(50)]
+            sent += [e["event_id"] for e in events]
+            sink.write([orjson.dumps(e) for e in events])
+    finally:
+        sink.close()
+    client = cluster.client()
+    try:
+        keys = shard_keys("spread", 6)
+        stored = _stored(client, keys)
+        masters = {client.get_node_from_key(key).port for key in keys}
+    finally:
+        client.close()
+    ids = [i for per_shard in stored.values() for i in per_shard]
+    assert sorted(ids) == sorted(sent)  # every one, once
+    assert all(len(per_shard) == 100 for per_shard in stored.values())  # a batch per turn
+    assert len(masters) > 1  # the hash tags place the shards on different masters
+
+
+def test_a_cluster_url_is_checked_and_a_cluster_down_does_not_stop_an_app_starting(
+    tmp_path: Path,
+) -> None:
+    for url, message in (
+        ("redis+cluster://127.0.0.1:7000/?shards=0", "shards must be from 1"),
+        ("redis+cluster://127.0.0.1/?stream=x", "nodes are host:port"),
+        ("redis+cluster://127.0.0.1:7000/?colour=red", "unknown"),
+    ):
+        with pytest.raises(ConfigurationError, match=message):
+            open_sink(url)
+    # nothing listens there: made now, failing at the first write (the pipeline's to handle)
+    sink = open_sink("redis+cluster://127.0.0.1:1/?connect_timeout=0.2")
+    with pytest.raises(Exception, match=r".") as failure:  # redis-py's own, whichever it is
+        sink.write([b"{}"])
+    assert sink.failure_kind(failure.value) == "unavailable"
+    sink.close()
