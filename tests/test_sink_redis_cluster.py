@@ -78,3 +78,49 @@ def test_a_cluster_url_is_checked_and_a_cluster_down_does_not_stop_an_app_starti
         sink.write([b"{}"])
     assert sink.failure_kind(failure.value) == "unavailable"
     sink.close()
+
+
+def test_options_are_checked_alike_and_a_url_with_a_space_is_refused_unechoed() -> None:
+    url = "redis+cluster://127.0.0.1:7000/"
+    for options, message in (
+        ({"shards": "4x"}, "shards"),
+        ({"maxlen": -5}, "maxlen"),
+        ({"socket_timeout": "x"}, "socket_timeout"),
+        ({"stream": ""}, "stream"),
+        ({"colour": 1}, "unknown"),
+    ):
+        with pytest.raises(ConfigurationError, match=message):
+            open_sink(url, options)
+    assert open_sink(url, {"shards": "4"}).keys == shard_keys("wide_logging:events", 4)
+    for spaced in ("redis+cluster://:my secret@127.0.0.1:1/", "redis://:my secret@h:1/0"):
+        with pytest.raises(ConfigurationError) as refused:
+            open_sink(spaced)
+        assert "secret" not in str(refused.value)
+
+
+def test_a_frozen_node_holds_a_write_one_timeout_not_several(cluster: LocalRedisCluster) -> None:
+    import signal
+    import time
+
+    sink = open_sink(f"{cluster.url}/?stream=frozen&shards=1&socket_timeout=1")
+    client = cluster.client()
+    try:
+        sink.write([b'{"event_id": "warm"}'])  # (the client made, the slots known)
+        owner = client.get_node_from_key(shard_keys("frozen", 1)[0]).port
+        [node] = [n for n in cluster.nodes if n.port == owner]
+        assert node.process is not None
+        node.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(Exception, match=r".") as failure:
+                sink.write([b'{"event_id": "frozen"}'])
+            held = time.monotonic() - started
+        finally:
+            node.process.send_signal(signal.SIGCONT)
+        assert sink.failure_kind(failure.value) in ("timeout", "unavailable")
+        # the write's timeout and the client's one refresh of the slots (~2 s); a retry of
+        # its own on top made it 3-4 s
+        assert held < 2.7
+    finally:
+        client.close()
+        sink.close()

@@ -71,6 +71,10 @@ def open_sink(spec: str | Sink, options: Mapping[str, Any] | None = None) -> Sin
             raise ConfigurationError(msg)
         return spec
     url = spec.strip()
+    if "://" in url and not url.startswith("file:") and any(c.isspace() for c in url):
+        # (a space in a password would also end it for our masking: never echo the URL)
+        msg = "a sink URL has no spaces: percent-encode them (%20), in a password too"
+        raise ConfigurationError(msg)
     if url.startswith("file:"):
         return _file_sink(url, options)
     if url.startswith("redis+cluster://"):

@@ -17,13 +17,13 @@ import itertools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._errors import ConfigurationError
 from .._redis import DEFAULT_STREAM, EVENT_FIELD, redis
 from .._urls import mask_url
 from ..typing import FailureKind
-from ._url import non_negative_int, split_options
+from ._url import non_negative_int, parse_options, split_options
 from .redis_stream import _OPTIONS as STREAM_OPTIONS
 from .redis_stream import DEFAULT_MAXLEN
 
@@ -49,16 +49,16 @@ class RedisClusterSink:
         from redis.retry import Retry
 
         clean, parsed = split_options(url, _OPTIONS)
-        for key, value in options.items():
-            if key not in _OPTIONS:
-                msg = f"unknown redis cluster sink option {key!r}; ours are {sorted(_OPTIONS)}"
-                raise ConfigurationError(msg)
-            parsed[key] = value
+        parsed.update(parse_options(options, _OPTIONS, "redis cluster"))  # (checked alike)
         parts = urlsplit(clean)
         if parts.query:
-            msg = f"unknown redis cluster sink URL option(s) in {mask_url(url)!r}"
+            unknown = sorted(key for key, _ in parse_qsl(parts.query, keep_blank_values=True))
+            msg = f"unknown redis cluster sink URL option(s) {unknown}; ours are {sorted(_OPTIONS)}"
             raise ConfigurationError(msg)
         self.stream: str = parsed.get("stream", DEFAULT_STREAM)
+        if not self.stream:
+            msg = "redis cluster sink stream name must not be empty"
+            raise ConfigurationError(msg)
         shards = parsed.get("shards", DEFAULT_SHARDS)
         if not 1 <= shards <= 16384:
             msg = f"redis cluster sink shards must be from 1 to 16384, got {shards}"
@@ -74,7 +74,10 @@ class RedisClusterSink:
             password=unquote(parts.password) if parts.password else None,
             socket_timeout=parsed.get("socket_timeout", 2.0),
             socket_connect_timeout=parsed.get("connect_timeout", 2.0),
-            retry=Retry(NoBackoff(), 1),  # (MOVED/ASK and a failover: the client's own)
+            # no retry of its own (fail fast, as the single-Redis sink; the pipeline retries
+            # and spools): a frozen node holds a write about twice socket_timeout (the client
+            # asks the cluster for its slots once more); MOVED/ASK and failovers are its own
+            retry=Retry(NoBackoff(), 0),
         )
         self._client: Any = None
         self._turn = itertools.cycle(range(shards))
