@@ -86,9 +86,14 @@ class Incident:
 
 
 def event_time(event: Mapping[str, Any]) -> float | None:
-    """An event's time as Unix seconds; a time without a zone is UTC (as we write them, and
-    as DuckDB and MongoDB read them), whatever the machine's own zone."""
-    stamp = event.get("timestamp")
+    """An event's time as Unix seconds (``seconds_of`` its ``timestamp``)."""
+    return seconds_of(event.get("timestamp"))
+
+
+def seconds_of(stamp: object) -> float | None:
+    """A stored time (ISO text or a datetime) as Unix seconds; a time without a zone is
+    UTC (as we write them, and as DuckDB and MongoDB read them), whatever the machine's own
+    zone."""
     if isinstance(stamp, str):
         try:
             stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # (3.10: no Z)
@@ -100,7 +105,8 @@ def event_time(event: Mapping[str, Any]) -> float | None:
     return None
 
 
-#: Below this a stored rate is not believed (as the report's ``files.MIN_RATE``).
+#: Below this a stored rate is not believed (1e-300 would make one event 1e300 requests);
+#: the report's SQL and MongoDB's expressions read it from here.
 MIN_RATE = 1e-9
 
 

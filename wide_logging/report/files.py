@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
+from ..incidents.summary import MIN_RATE
 
 #: Columns read from each line (as JSON: cast below, so an odd value is a NULL, not a
 #: rejected line); everything else in an event is not read at all.
@@ -29,8 +30,6 @@ _COLUMNS = (
 QUANTILES = (0.5, 0.95, 0.99)
 #: JSON's number types, as DuckDB's json_type names them.
 _NUMBERS = "('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')"
-#: Below this a stored rate is not believed (1e-300 would make one event 1e300 requests).
-MIN_RATE = 1e-9
 #: Chart steps: the first whose number of points over the span stays under ~200.
 STEPS = (1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400)
 #: Request times believed: 2000-01-01 to 2100-01-01 UTC (a broken clock's event is left

@@ -10,16 +10,29 @@ period is, per process, what they grew by from each of its metrics events to the
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 
+from ..metrics import FAMILIES
+
 Counters = dict[str, float]
-#: Numbers of a metrics event that are levels or ratios, not counts: never summed.
-LEVELS = ("queue.", "events.normal_retention", "events.correction.", "consumer.pending",
-          "consumer.lag")  # fmt: skip
+#: Numbers of a metrics event that are levels or ratios, not counts: never summed — the
+#: gauges of ``metrics.FAMILIES``, and the ratios ``metrics.snapshot()`` works out.
+LEVELS = (
+    *sorted(
+        {
+            ".".join(itertools.takewhile(lambda part: part != "{}", family.path))
+            for family in FAMILIES
+            if family.kind == "gauge"
+        }
+    ),
+    "events.normal_retention",
+    "events.correction.",
+)
 
 
 def pipeline_health(rows: Iterable[tuple[float, str, str]], start: float) -> dict[str, Any]:

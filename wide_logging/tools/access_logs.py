@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from .._errors import ConfigurationError
 from ..fields import get_path
+from ..incidents.summary import seconds_of
 from ..sampling import RequestFacts
 from .event_files import parse_event
 
@@ -260,8 +261,8 @@ def _number(value: object) -> float | None:
 
 
 def moment_of(stamp: object) -> float | None:
-    if not isinstance(stamp, str):
-        return None
+    """An ISO time of a line as Unix seconds, as every reader of stored events reads it."""
+    return seconds_of(stamp) if isinstance(stamp, str) else None
     try:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except ValueError:
