@@ -255,13 +255,26 @@ def error_types(connection: Any, start: float, end: float, limit: int = 10) -> l
     and last seen, their most frequent message and the three latest request ids."""
     rows = connection.execute(
         f"""
-        SELECT coalesce(error_type, 'HTTP ' || CASE WHEN status = floor(status)
-                    THEN CAST(status AS BIGINT)::VARCHAR ELSE status::VARCHAR END,
-                    'error') AS kind,  -- 5xx
-               sum(weight), count(*), min(ts), max(ts), mode(error_message),
+        WITH failed AS (
+          SELECT *, coalesce(error_type, 'HTTP ' || CASE WHEN status = floor(status)
+                      THEN CAST(status AS BIGINT)::VARCHAR ELSE status::VARCHAR END,
+                      'error') AS kind  -- 5xx
+          FROM requests WHERE failed AND {_where(start, end)}
+        ),
+        -- the most frequent message, ties to the greatest text (as the MongoDB source):
+        -- mode() would pick any of them, and the same events could read differently
+        messages AS (
+          SELECT kind, error_message, count(*) AS n FROM failed
+          WHERE error_message IS NOT NULL GROUP BY kind, error_message
+        ),
+        top AS (
+          SELECT kind, first(error_message ORDER BY n DESC, error_message DESC) AS message
+          FROM messages GROUP BY kind
+        )
+        SELECT failed.kind, sum(weight), count(*), min(ts), max(ts), any_value(top.message),
                max_by(request_id, ts, 3) FILTER (WHERE request_id IS NOT NULL)
-        FROM requests WHERE failed AND {_where(start, end)}
-        GROUP BY kind ORDER BY 2 DESC, kind LIMIT {int(limit)}
+        FROM failed LEFT JOIN top USING (kind)
+        GROUP BY failed.kind ORDER BY 2 DESC, failed.kind LIMIT {int(limit)}
         """
     ).fetchall()
     return [
