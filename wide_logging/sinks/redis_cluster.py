@@ -3,12 +3,15 @@
 ``redis+cluster://[user:password@]host:port[,host:port...]/?stream=NAME&shards=16`` — any
 of the cluster's nodes (redis-py's ``RedisCluster`` finds the rest, follows MOVED and ASK,
 and picks up a failover). Events go to ``shards`` stream keys, ``NAME:{0}`` to
-``NAME:{N-1}``: the hash tag in braces places each key on a slot of its own, so the shards
-spread over the cluster's masters. A batch goes to one shard, round robin, in one pipeline
-to that shard's node; one Redis is no longer the ceiling of the whole pipeline.
+``NAME:{N-1}`` (``wide_logging._redis``): the hash tag places each key on a slot of its
+own, so the shards spread over the cluster's masters. A batch goes to one shard, round
+robin, in one pipeline to that shard's node; one Redis is no longer the ceiling of the
+whole pipeline, and a master that is down costs a retry (on the next shard), not the batch.
 
-First part of the Redis Cluster work: the sink. The consumer does not read a cluster yet
-(docs/operations.md, "Redis Cluster").
+``replicas=N`` makes a batch count as written only once N replicas of its master have it
+(``WAIT``): Redis replicates asynchronously, so without it a master killed the instant after
+it answered can take the last batch with it when its replica takes over. The consumer reads
+the same URL (``wide-logging consume --redis redis+cluster://...``).
 """
 
 from __future__ import annotations
@@ -17,99 +20,82 @@ import itertools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._errors import ConfigurationError
-from .._redis import DEFAULT_STREAM, EVENT_FIELD, redis
+from .._redis import ERRORS, EVENT_FIELD, connect, redis, shard_keys, stream_layout
 from .._urls import mask_url
 from ..typing import FailureKind
-from ._url import non_negative_int, parse_options, split_options
+from ._url import non_negative_int, parse_options, positive_float, split_options
 from .redis_stream import _OPTIONS as STREAM_OPTIONS
 from .redis_stream import DEFAULT_MAXLEN
 
-DEFAULT_SHARDS = 16
+__all__ = ["RedisClusterSink", "ReplicationTimeout", "shard_keys"]
 
-#: A single Redis sink's options, and the number of shards.
-_OPTIONS: dict[str, Callable[[str], Any]] = {**STREAM_OPTIONS, "shards": non_negative_int}
+#: A single Redis sink's options, the number of shards and the replicas to wait for.
+_OPTIONS: dict[str, Callable[[str], Any]] = {
+    **STREAM_OPTIONS,
+    "shards": non_negative_int,
+    "replicas": non_negative_int,
+    "replicas_timeout": positive_float,
+}
 
 
-def shard_keys(stream: str, shards: int) -> list[str]:
-    """The stream keys of a sharded stream: ``NAME:{0}`` .. ``NAME:{N-1}``."""
-    return [f"{stream}:{{{n}}}" for n in range(shards)]
+class ReplicationTimeout(redis.RedisError):
+    """Fewer replicas than ``replicas=`` took a batch in time (it is on the master only)."""
 
 
 class RedisClusterSink:
     """Options in the URL query (or keywords, which win): ``stream`` (default
     ``wide_logging:events``), ``shards`` (default 16), ``maxlen`` (per shard, approximate;
-    0 = never trim), ``socket_timeout`` and ``connect_timeout`` (seconds, 2.0)."""
+    0 = never trim), ``socket_timeout`` and ``connect_timeout`` (seconds, 2.0),
+    ``replicas`` (0: do not wait) and ``replicas_timeout`` (seconds, 1.0)."""
 
     def __init__(self, url: str, **options: Any) -> None:
-        from redis.backoff import NoBackoff
-        from redis.cluster import ClusterNode, RedisCluster
-        from redis.retry import Retry
-
         clean, parsed = split_options(url, _OPTIONS)
         parsed.update(parse_options(options, _OPTIONS, "redis cluster"))  # (checked alike)
-        parts = urlsplit(clean)
-        if parts.query:
-            unknown = sorted(key for key, _ in parse_qsl(parts.query, keep_blank_values=True))
-            msg = f"unknown redis cluster sink URL option(s) {unknown}; ours are {sorted(_OPTIONS)}"
+        if not 1 <= parsed.get("shards", 1) <= 16384:
+            msg = f"redis cluster sink shards must be from 1 to 16384, got {parsed['shards']}"
             raise ConfigurationError(msg)
-        self.stream: str = parsed.get("stream", DEFAULT_STREAM)
-        if not self.stream:
-            msg = "redis cluster sink stream name must not be empty"
-            raise ConfigurationError(msg)
-        shards = parsed.get("shards", DEFAULT_SHARDS)
-        if not 1 <= shards <= 16384:
-            msg = f"redis cluster sink shards must be from 1 to 16384, got {shards}"
-            raise ConfigurationError(msg)
-        self.keys = shard_keys(self.stream, shards)
+        layout = stream_layout(clean, parsed.get("stream"), parsed.get("shards"))
+        self.stream = layout.stream
+        self.keys = layout.keys
         self.maxlen: int = parsed.get("maxlen", DEFAULT_MAXLEN)
-        nodes = [_node(address, url) for address in parts.netloc.rpartition("@")[2].split(",")]
-        # The client is made at the first write: a cluster down when the app starts must
-        # not stop it from starting (its events go to the fallback and the spool).
-        self._connect = lambda: RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in nodes],  # type: ignore[no-untyped-call]
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
+        self.replicas: int = parsed.get("replicas", 0)
+        self.replicas_timeout: float = parsed.get("replicas_timeout", 1.0)
+        # (made at the first write: a cluster down when the app starts must not stop it
+        # from starting; its events go to the fallback and the spool)
+        self._client = connect(
+            layout.url,
             socket_timeout=parsed.get("socket_timeout", 2.0),
-            socket_connect_timeout=parsed.get("connect_timeout", 2.0),
-            # no retry of its own (fail fast, as the single-Redis sink; the pipeline retries
-            # and spools): a frozen node holds a write about twice socket_timeout (the client
-            # asks the cluster for its slots once more); MOVED/ASK and failovers are its own
-            retry=Retry(NoBackoff(), 0),
+            connect_timeout=parsed.get("connect_timeout", 2.0),
         )
-        self._client: Any = None
-        self._turn = itertools.cycle(range(shards))
+        self._turn = itertools.cycle(range(len(self.keys)))
         self._lock = threading.Lock()
-        self.name = f"{mask_url(clean)}#{self.stream}:{{0..{shards - 1}}}"
+        self.name = f"{mask_url(layout.url)}#{self.stream}:{{0..{len(self.keys) - 1}}}"
 
     def write(self, batch: Sequence[bytes]) -> None:
         with self._lock:
             key = self.keys[next(self._turn)]
-            if self._client is None:
-                self._client = self._connect()  # type: ignore[no-untyped-call]
         pipe = self._client.pipeline(transaction=False)
         maxlen = self.maxlen or None
         for data in batch:
             pipe.xadd(key, {EVENT_FIELD: data}, maxlen=maxlen, approximate=True)
         pipe.execute()
+        if self.replicas:
+            node = self._client.get_node_from_key(key)
+            have = self._client.execute_command(
+                "WAIT", self.replicas, int(self.replicas_timeout * 1000), target_nodes=node
+            )
+            if int(have) < self.replicas:
+                msg = f"{have} of {self.replicas} replica(s) of {key!r}'s master took the batch"
+                raise ReplicationTimeout(msg)
 
     def failure_kind(self, error: BaseException) -> FailureKind | None:
-        if isinstance(error, redis.TimeoutError):
+        if isinstance(error, (redis.TimeoutError, ReplicationTimeout)):
             return "timeout"
-        if isinstance(error, (redis.RedisError, redis.exceptions.RedisClusterException)):
+        if isinstance(error, ERRORS):
             return "unavailable"  # down, failing over, MOVED past its retries
         return None
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
-
-def _node(address: str, url: str) -> tuple[str, int]:
-    host, _, port = address.strip().rpartition(":")
-    if not host or not port.isdigit():
-        msg = f"redis cluster sink URL {mask_url(url)!r}: nodes are host:port, got {address!r}"
-        raise ConfigurationError(msg)
-    return host.strip("[]"), int(port)
+        self._client.close()

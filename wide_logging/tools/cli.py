@@ -238,9 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     consume = command(
         "consume", "move events from a Redis Stream into a sink (one consumer of a group)"
     )
-    consume.add_argument("--redis", required=True, help="redis:// URL of the stream")
+    consume.add_argument(
+        "--redis",
+        required=True,
+        help="the sink's URL: redis://... or redis+cluster://host:port,...?shards=N",
+    )
     consume.add_argument("--sink", required=True, help="where to write: mongodb://..., file:...")
-    consume.add_argument("--stream", default="wide_logging:events", help="the stream to read")
+    consume.add_argument(
+        "--stream",
+        default=None,
+        help="the stream to read (default: the URL's, else wide_logging:events)",
+    )
     consume.add_argument(
         "--group", default="wide_logging", help="consumer group shared by all consumers"
     )
@@ -268,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument(
         "--dead-letter-stream",
         default=None,
-        help="where entries that cannot be written go (default: <stream>:dead)",
+        help="where entries that cannot be written go (default: <stream>:dead, per shard)",
     )
     consume.add_argument(
         "--incidents",
@@ -311,8 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--url",
         help="one of the three sources: an app's /metrics endpoint, e.g. http://app:8000/metrics",
     )
-    stats.add_argument("--redis", help="one of the three sources: redis:// URL of the stream")
-    stats.add_argument("--stream", default="wide_logging:events", help="with --redis: the stream")
+    stats.add_argument(
+        "--redis", help="one of the three sources: the stream's redis:// or redis+cluster:// URL"
+    )
+    stats.add_argument(
+        "--stream", default=None, help="with --redis: the stream (default: the URL's, else ours)"
+    )
     stats.add_argument(
         "--group", default=None, help="with --redis: only this consumer group (default: all)"
     )
@@ -323,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _period_of_events(
         incidents,
-        "file:PATH, redis://...?stream=NAME or mongodb://...",
+        "file:PATH, redis://...?stream=NAME, redis+cluster://... or mongodb://...",
         ("text", "json", "markdown"),
     )
     incidents.add_argument(
@@ -336,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _period_of_events(
         report,
-        "file:PATH (a JSONL file, a folder, a glob; .gz too), redis://...?stream=NAME or mongodb://...",
+        "file:PATH (a JSONL file, a folder, a glob; .gz too), redis://...?stream=NAME, "
+        "redis+cluster://... or mongodb://...",
         ("html", "markdown", "json"),
     )
     report.add_argument(

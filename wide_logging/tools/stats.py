@@ -37,40 +37,63 @@ def from_metrics_endpoint(url: str, timeout: float = 5.0) -> list[Row]:
     return rows
 
 
-def from_stream(redis_url: str, stream: str, group: str | None) -> list[Row]:
-    """Rows describing ``stream``: length, groups (pending, lag), consumers, dead letters."""
-    from .._redis import connect
+def from_stream(redis_url: str, stream: str | None, group: str | None) -> list[Row]:
+    """Rows describing the stream: length, groups (pending, lag), consumers, dead letters —
+    per shard on a Redis Cluster, after a line of totals."""
+    from .._redis import connect, redis, stream_layout
 
-    client = connect(redis_url, socket_timeout=5.0, connect_timeout=5.0)
+    layout = stream_layout(redis_url, stream)
+    client = connect(layout.url, socket_timeout=5.0, connect_timeout=5.0)
+    rows: list[Row] = []
+    totals = Counter[str]()
     try:
-        rows: list[Row] = [("stream", stream, str(client.xlen(stream)) + " entries")]
-        for info in client.xinfo_groups(stream):
-            name = _text(info["name"])
-            if group is not None and name != group:
-                continue
-            lag = info.get("lag")
-            rows.append(
-                (
-                    "group",
-                    name,
-                    f"pending {info['pending']}, lag "
-                    f"{'n/a (Redis < 7)' if lag is None else lag}, "
-                    f"last delivered {_text(info['last-delivered-id'])}",
-                )
-            )
-            for consumer in client.xinfo_consumers(stream, name):
+        for key in layout.keys:
+            length = client.xlen(key)
+            totals["entries"] += length
+            rows.append(("stream", key, f"{length} entries"))
+            try:
+                groups = client.xinfo_groups(key)
+            except redis.ResponseError:  # no such key: nothing written to it yet
+                groups = []
+            for info in groups:
+                name = _text(info["name"])
+                if group is not None and name != group:
+                    continue
+                lag = info.get("lag")
+                totals["pending"] += info["pending"]
+                totals["lag"] += lag or 0
                 rows.append(
                     (
-                        "consumer",
-                        f"{name}/{_text(consumer['name'])}",
-                        f"pending {consumer['pending']}, idle {consumer['idle'] / 1000:.1f}s",
+                        "group",
+                        f"{key}/{name}" if len(layout.keys) > 1 else name,
+                        f"pending {info['pending']}, lag "
+                        f"{'n/a (Redis < 7)' if lag is None else lag}, "
+                        f"last delivered {_text(info['last-delivered-id'])}",
                     )
                 )
-        dead = f"{stream}:dead"
-        rows.append(("dead letters", dead, f"{client.xlen(dead)} entries"))
-        return rows
+                for consumer in client.xinfo_consumers(key, name):
+                    rows.append(
+                        (
+                            "consumer",
+                            f"{name}/{_text(consumer['name'])}",
+                            f"pending {consumer['pending']}, idle {consumer['idle'] / 1000:.1f}s",
+                        )
+                    )
+            dead = layout.dead_letter_key(key)
+            dead_letters = client.xlen(dead)
+            totals["dead"] += dead_letters
+            rows.append(("dead letters", dead, f"{dead_letters} entries"))
     finally:
         client.close()
+    if len(layout.keys) == 1:
+        return rows
+    summary = (
+        "stream",
+        f"{layout.stream}:{{0..{len(layout.keys) - 1}}}",
+        f"{totals['entries']} entries in {len(layout.keys)} shards, pending "
+        f"{totals['pending']}, lag {totals['lag']}, dead letters {totals['dead']}",
+    )
+    return [summary, *rows]
 
 
 def from_events(spec: str) -> list[Row]:

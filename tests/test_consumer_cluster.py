@@ -1,0 +1,270 @@
+"""The consumer, ``stats``, ``incidents`` and ``report`` on a real Redis Cluster's sharded
+streams (started for the test: three masters on loopback ports, with replicas where a
+master is killed), ids counted end to end."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from conftest import read_jsonl, wait_for
+from servers import LocalRedisCluster, MongoStore, consume_process
+from wide_logging import ConfigurationError, WideEventHandler
+from wide_logging.consumer import StreamConsumer
+from wide_logging.incidents import sources
+from wide_logging.sinks import open_sink
+from wide_logging.sinks.redis_cluster import shard_keys
+from wide_logging.tools.cli import main
+from wide_logging.tools.stats import from_stream
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    redis_binary: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalRedisCluster]:
+    local = LocalRedisCluster(redis_binary, tmp_path_factory.mktemp("cluster"))
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+
+
+def _write(url: str, batches: int, size: int = 50, prefix: str = "e") -> list[str]:
+    """Events through the cluster sink (a batch per shard in turn); their ids."""
+    sink = open_sink(url)
+    sent: list[str] = []
+    try:
+        for batch in range(batches):
+            events = [{"event_id": f"{prefix}{batch}-{n}"} for n in range(size)]
+            sink.write([orjson.dumps(e) for e in events])
+            sent += [e["event_id"] for e in events]
+    finally:
+        sink.close()
+    return sent
+
+
+def _running(consumer: StreamConsumer) -> threading.Thread:
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_consumers_share_every_shard_and_dead_letters_stay_on_their_shard(
+    cluster: LocalRedisCluster, tmp_path: Path
+) -> None:
+    url = f"{cluster.url}/?stream=share&shards=4"
+    sent = _write(url, 8)  # 100 entries on each shard
+    client = cluster.client()
+    client.xadd("share:{1}", {"event": b"not json"})
+    client.xadd("share:{3}", {"other": b"no event field"})
+    outs = [tmp_path / f"c{n}" / "events.jsonl" for n in range(2)]
+    consumers = [
+        StreamConsumer(url, f"file:{out}", consumer=f"c{n}", batch_size=20, block_ms=100)
+        for n, out in enumerate(outs)
+    ]
+    threads = [_running(c) for c in consumers]
+    try:
+        wait_for(
+            lambda: len(read_jsonl(*outs)) >= len(sent), timeout=30, what="every event written"
+        )
+    finally:
+        for consumer in consumers:
+            consumer.stop()
+        for thread in threads:
+            thread.join(15)
+    written = [event["event_id"] for event in read_jsonl(*outs)]
+    assert sorted(written) == sorted(sent)  # every one, once (no consumer died)
+    keys = shard_keys("share", 4)
+    for key in keys:
+        names = {c["name"] for c in client.xinfo_consumers(key, "wide_logging")}
+        assert names == {b"c0", b"c1"}, key  # each consumer reads every shard
+        assert client.xpending(key, "wide_logging")["pending"] == 0, key
+    dead = {key: client.xrange(f"{key}:dead") for key in keys}
+    assert [len(entries) for entries in dead.values()] == [0, 1, 0, 1]
+    [(_, bad_json)] = dead["share:{1}"]
+    assert bad_json[b"source_stream"] == b"share:{1}"
+    assert b"not valid JSON" in bad_json[b"reason"]
+    [(_, no_field)] = dead["share:{3}"]
+    assert b"no 'event' field" in no_field[b"reason"]
+    # the dead letters sit on their shard's node (moved there and acked in one pipeline)
+    assert all(client.keyslot(f"{key}:dead") == client.keyslot(key) for key in keys)  # the hash tag
+    rows = from_stream(url, None, None)
+    assert rows[0][:2] == ("stream", "share:{0..3}")
+    assert rows[0][2] == "402 entries in 4 shards, pending 0, lag 0, dead letters 2"
+    assert [row[1] for row in rows if row[0] == "stream"][1:] == keys
+    client.close()
+
+
+def test_a_dead_consumers_entries_are_claimed_on_every_shard(
+    cluster: LocalRedisCluster, tmp_path: Path
+) -> None:
+    url = f"{cluster.url}/?stream=claim&shards=3"
+    sent = _write(url, 6, size=20)
+    client = cluster.client()
+    for key in shard_keys("claim", 3):  # a consumer that read everything, then died
+        client.xgroup_create(key, "wide_logging", id="0", mkstream=True)
+        client.xreadgroup("wide_logging", "dead", {key: ">"}, count=1000)
+    out = tmp_path / "out" / "events.jsonl"
+    consumer = StreamConsumer(url, f"file:{out}", consumer="heir", claim_idle_ms=300)
+    thread = _running(consumer)
+    started = time.monotonic()
+    try:
+        wait_for(lambda: len(read_jsonl(out)) >= len(sent), timeout=20, what="claimed")
+    finally:
+        consumer.stop()
+        thread.join(15)
+    assert time.monotonic() - started < 0.3 + 1.0 + 2.0  # idle time, a look a second, slack
+    assert sorted(e["event_id"] for e in read_jsonl(out)) == sorted(sent)
+    assert consumer.metrics.snapshot()["consumer.claimed"] == len(sent)
+    for key in shard_keys("claim", 3):
+        assert client.xpending(key, "wide_logging")["pending"] == 0
+    client.close()
+
+
+def test_the_layout_comes_from_the_sinks_url_and_is_checked(cluster: LocalRedisCluster) -> None:
+    consumer = StreamConsumer(f"{cluster.url}/?stream=s&shards=5&maxlen=100", "file:/dev/null")
+    assert [shard.key for shard in consumer.shards] == shard_keys("s", 5)
+    assert [shard.dead_letters for shard in consumer.shards][:1] == ["s:{0}:dead"]
+    named = StreamConsumer(cluster.url, "file:/dev/null", stream="n", dead_letter_stream="bad")
+    assert len(named.shards) == 16  # the sink's default
+    assert named.shards[2].dead_letters == "bad:{2}"  # in its shard's slot
+    for url, message in (
+        (f"{cluster.url}/?shards=0", "shards"),
+        (f"{cluster.url}/?colour=red", "unknown"),
+        (f"{cluster.url}/3?stream=x", "no databases"),
+        ("redis+cluster://127.0.0.1:99999/", "host:port"),
+        ("redis://127.0.0.1:1/0?shards=4", "redis\\+cluster"),
+    ):
+        with pytest.raises(ConfigurationError, match=message):
+            StreamConsumer(url, "file:/dev/null")
+
+
+def test_incidents_and_the_report_read_every_shard(
+    cluster: LocalRedisCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_report import _report_of, _traffic
+
+    events = _traffic(tmp_path / "events.jsonl")
+    url = f"{cluster.url}/?stream=briefing&shards=3"
+    sink = open_sink(url)
+    try:
+        for start in range(0, len(events), 37):
+            sink.write([json.dumps(e).encode() for e in events[start : start + 37]])
+    finally:
+        sink.close()
+    original = sources.RANGE
+    sources.RANGE = 16  # several ranges per shard
+    try:
+        payloads = list(sources.stream_payloads(url, None))
+        from_file = _report_of(capsys, tmp_path / "events.jsonl")
+        assert main(["report", "--source", url, "--format", "json"]) == 0
+        from_cluster = json.loads(capsys.readouterr().out)
+        assert main(["incidents", "--source", url, "--format", "json"]) == 0
+        incidents = json.loads(capsys.readouterr().out)
+        source = f"file:{tmp_path / 'events.jsonl'}"
+        assert main(["incidents", "--source", source, "--format", "json"]) == 0
+        file_incidents = json.loads(capsys.readouterr().out)
+    finally:
+        sources.RANGE = original
+    read = [orjson.loads(p)["event_id"] for p in payloads]
+    assert sorted(read) == sorted(e["event_id"] for e in events)  # every shard, each once
+    for part in ("totals", "routes", "errors", "timeline", "incidents", "pipeline"):
+        assert from_cluster[part] == from_file[part], part
+    assert incidents == file_incidents
+    assert incidents  # (the traffic has some)
+
+
+def test_live_incident_windows_are_shared_on_a_cluster(cluster: LocalRedisCluster) -> None:
+    from test_incidents import request
+
+    from wide_logging.incidents import IncidentAggregator, Rule
+
+    rule = Rule.from_dict(
+        {"name": "shared", "match": "error exists", "group_by": ["http.route"],
+         "window": 60, "threshold": 6, "quiet": 60}
+    )  # fmt: skip
+    announced: list[dict[str, Any]] = []
+    aggregators = [
+        IncidentAggregator(announced.append, [rule], redis_url=cluster.url) for _ in range(2)
+    ]
+    for n in range(6):  # three each: only the count shared in the cluster reaches 6
+        error = {"type": "E", "message": "m"}
+        aggregators[n % 2].observe(request(time.time(), "/split", error=error))
+    assert [a["incident"]["status"] for a in announced] == ["opened"]
+
+
+def test_a_master_killed_under_load_fails_over_to_its_replica_nothing_lost_or_twice(
+    redis_binary: str, tmp_path: Path
+) -> None:
+    """Three masters with a replica each; events flow from a handler (spool as fallback)
+    through two consumer processes into a MongoDB store, and the master of a shard is
+    SIGKILLed: its replica takes over. Every request is in the store once."""
+    local = LocalRedisCluster(redis_binary, tmp_path / "cluster", replicas=1)
+    local.start()
+    store = MongoStore()
+    store.start()
+    url = f"{local.url}/?stream=fo&shards=6"
+    handler = WideEventHandler(
+        sink=f"{url}&socket_timeout=0.5&connect_timeout=0.5&replicas=1&replicas_timeout=0.5",
+        fallback=f"file:{tmp_path}/spool/events.jsonl",
+        sampling={"normal_rate": 1.0},
+        breaker_cooldown=0.2,
+        flush_interval=0.05,
+    )
+    options = ("--block-ms", "200", "--claim-idle-ms", "2000", "--batch-size", "50")
+    consumers = [
+        consume_process(url, store.url, "--consumer", name, *options, log=tmp_path / name)
+        for name in ("a", "b")
+    ]
+    sent: list[str] = []
+    sending = threading.Event()
+
+    def send() -> None:  # a steady load: 20 requests every 10 ms until told to stop
+        while sending.is_set():
+            for _ in range(20):
+                sent.append(f"r-{len(sent)}")
+                handler.submit(handler.new_event(request_id=sent[-1]))
+            time.sleep(0.01)
+
+    def stored() -> list[str]:
+        return [d["request_id"] for d in store.collection.find({}, {"request_id": 1})]
+
+    sending.set()
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        wait_for(lambda: len(stored()) >= 1000, timeout=30, what="the first events stored")
+        victim = local.master_of("fo:{0}")
+        assert victim is not None
+        victim.kill()  # under load
+        wait_for(lambda: local.master_of("fo:{0}") is not None, timeout=30, what="failover")
+        assert local.master_of("fo:{0}") is not victim
+        before = len(sent)
+        wait_for(lambda: len(sent) > before + 1000, timeout=30, what="load after the failover")
+        sending.clear()
+        sender.join(10)
+        assert handler.flush(30)
+        wait_for(lambda: len(stored()) >= len(sent), timeout=90, what="every request stored")
+        ids = stored()
+        assert sorted(set(ids)) == sorted(set(sent))  # none lost, none made up
+        assert len(ids) == len(set(ids))  # none twice
+        failures = handler.metrics.snapshot()
+        assert any(k.startswith(("retries.", "spooled")) and v for k, v in failures.items())
+    finally:
+        sending.clear()
+        handler.close()
+        for process in consumers:
+            process.terminate()
+            process.wait(15)
+        store.stop()
+        local.stop()
