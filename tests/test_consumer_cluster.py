@@ -131,6 +131,39 @@ def test_a_dead_consumers_entries_are_claimed_on_every_shard(
     client.close()
 
 
+def test_an_idle_consumer_waits_on_one_shard_at_a_time_and_still_sees_a_new_entry_soon(
+    cluster: LocalRedisCluster, tmp_path: Path
+) -> None:
+    url = f"{cluster.url}/?stream=idle&shards=4"
+    out = tmp_path / "out" / "events.jsonl"
+    consumer = StreamConsumer(url, f"file:{out}", block_ms=400)  # a slice of 100 ms a shard
+    thread = _running(consumer)
+
+    def reads() -> int:
+        total = 0
+        for node in cluster.nodes:
+            client = node.client()
+            stats = client.info("commandstats")
+            total += stats.get("cmdstat_xreadgroup", {}).get("calls", 0)
+            client.close()
+        return total
+
+    try:
+        time.sleep(0.5)  # (settle into idleness: nothing is written)
+        before = reads()
+        time.sleep(2.0)
+        per_second = (reads() - before) / 2.0
+        # one blocking read per 100 ms slice; a look at every shard each turn would be 50
+        assert per_second < 20, per_second
+        _write(url, 1, size=1, prefix="late")  # lands on shard {0}: 3 slices away at most
+        started = time.monotonic()
+        wait_for(lambda: read_jsonl(out), timeout=5, what="the new entry written")
+        assert time.monotonic() - started < 0.4 + 0.5  # block_ms, and the write to the file
+    finally:
+        consumer.stop()
+        thread.join(15)
+
+
 def test_the_layout_comes_from_the_sinks_url_and_is_checked(cluster: LocalRedisCluster) -> None:
     consumer = StreamConsumer(f"{cluster.url}/?stream=s&shards=5&maxlen=100", "file:/dev/null")
     assert [shard.key for shard in consumer.shards] == shard_keys("s", 5)

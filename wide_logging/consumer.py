@@ -20,8 +20,9 @@ On a Redis Cluster (``redis+cluster://...?shards=N``, the sink's URL) the stream
 each with its own consumer group, pending lists and dead letters (``KEY:dead``, in the
 key's slot). A turn takes one shard's batch, the shards in turn, so every consumer reads
 every shard and the group of each shard shares its entries among them; when a look at every
-shard finds nothing new, the consumer blocks on one shard for a slice of ``block_ms``
-(a blocking read cannot span slots), so a new entry waits at most about ``block_ms``.
+shard finds nothing new, the consumer blocks on one shard at a time for a slice of
+``block_ms`` (a blocking read cannot span slots) until one has entries, so a new entry
+waits at most about ``block_ms`` and a quiet stream costs a few reads a second per shard.
 
 Entries are parsed; the batch is written to the sink and acknowledged (``XACK``) only after
 the sink succeeded. An entry that cannot be parsed, has no ``event`` field, or has been
@@ -162,6 +163,8 @@ class StreamConsumer:
         self._sink_ok = False
         self._failures = 0
         self._turn = 0  # the shard a turn looks at first
+        #: A look at every shard found nothing new: wait on one at a time until one has some.
+        self._idle = False
 
     # -- control -----------------------------------------------------------------------
 
@@ -370,18 +373,22 @@ class StreamConsumer:
                 if claimed:
                     self.metrics.inc("consumer.claimed", len(claimed))
                     return shard, self._with_delivery_counts(shard, claimed)
-        if len(order) > 1:
+        if len(order) > 1 and not self._idle:
             for shard in order:
                 entries = self._read(shard, b">", block=None)
                 if entries:
                     return shard, entries
-        # Nothing anywhere: wait on one shard (in turn) for a slice of block_ms, and never
-        # past the next look for a dead consumer's entries.
+            self._idle = True
+        # Nothing anywhere (or nothing lately): wait on one shard, in turn, for a slice of
+        # block_ms and never past the next look for a dead consumer's entries; what it
+        # finds ends the idleness (the next turn looks at every shard again).
         shard = order[0]
         slice_ms = max(10, self.block_ms // len(order))
         next_look = min(other.next_claim for other in order)
         until_claim = max(1, int((next_look - time.monotonic()) * 1000))
-        return shard, self._read(shard, b">", block=min(slice_ms, until_claim))
+        entries = self._read(shard, b">", block=min(slice_ms, until_claim))
+        self._idle = not entries
+        return shard, entries
 
     def _read(self, shard: Shard, start: bytes, block: int | None) -> list[Entry]:
         reply = self._redis.xreadgroup(
