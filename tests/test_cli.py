@@ -183,8 +183,17 @@ def test_replay_to_an_unreachable_sink_says_why(tmp_path: Path) -> None:
             "--source",
             "mongodb://app:hunter2@127.0.0.1:{port}/logs?serverSelectionTimeoutMS=500",
         ),
+        ("stats", "--redis", "redis+cluster://:hunter2@127.0.0.1:{port}/?shards=4"),
+        ("report", "--source", "redis+cluster://:hunter2@127.0.0.1:{port}/"),
     ],
-    ids=["stats-redis", "stats-url", "incidents-redis", "incidents-mongodb"],
+    ids=[
+        "stats-redis",
+        "stats-url",
+        "incidents-redis",
+        "incidents-mongodb",
+        "stats-redis-cluster",
+        "report-redis-cluster",
+    ],
 )
 def test_an_unreachable_server_is_one_masked_line_and_exit_2(argv: tuple[str, ...]) -> None:
     port = free_port()

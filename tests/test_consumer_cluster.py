@@ -173,13 +173,85 @@ def test_the_layout_comes_from_the_sinks_url_and_is_checked(cluster: LocalRedisC
     assert named.shards[2].dead_letters == "bad:{2}"  # in its shard's slot
     for url, message in (
         (f"{cluster.url}/?shards=0", "shards"),
+        (f"{cluster.url}/?shards=1025", "from 1 to 1024"),
         (f"{cluster.url}/?colour=red", "unknown"),
         (f"{cluster.url}/3?stream=x", "no databases"),
         ("redis+cluster://127.0.0.1:99999/", "host:port"),
         ("redis://127.0.0.1:1/0?shards=4", "redis\\+cluster"),
+        # what a writer and a reader could read differently, or that defeats the layout
+        (f"{cluster.url}/?stream=a&stream=b", "twice"),
+        ("redis://127.0.0.1:1/0?stream=a&stream=b", "twice"),
+        (f"{cluster.url}/?stream=app{{tenant}}", "braces"),
     ):
         with pytest.raises(ConfigurationError, match=message):
             StreamConsumer(url, "file:/dev/null")
+        if "shards=4" not in url:  # (a single Redis sink has no shards= of its own)
+            with pytest.raises(ConfigurationError, match=message):
+                open_sink(url)
+    for keywords, message in (
+        ({"shards": 0}, "shards"),
+        ({"shards": -1}, "shards"),
+        ({"shards": 20000}, "shards"),
+        ({"shards": True}, "shards"),
+        ({"stream": ""}, "empty"),
+        ({"stream": "s", "dead_letter_stream": "s"}, "differ"),
+        ({"dead_letter_stream": "dl{x}"}, "braces"),
+    ):
+        with pytest.raises(ConfigurationError, match=message):
+            StreamConsumer(cluster.url, "file:/dev/null", **keywords)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://admin:S3cr3tPW#1@127.0.0.1:7000/",  # "#" ends the netloc
+        "redis+cluster://admin:S3cr3tPW?x@127.0.0.1:7000/",  # "?" starts the query
+        "redis+cluster://admin:S3cr3t/PW@127.0.0.1:7000/",  # "/" starts the path
+        "redis+cluster://admin:S3cr3t PW@127.0.0.1:7000/",  # a space ends it for masking
+        "redis://admin:S3cr3tPW#1@127.0.0.1:7000/0",
+        "redis://admin:S3cr3t PW@127.0.0.1:7000/0",
+    ],
+)
+def test_a_password_that_breaks_the_url_is_never_shown(url: str) -> None:
+    for make in (lambda: open_sink(url), lambda: StreamConsumer(url, "file:/dev/null")):
+        with pytest.raises(ConfigurationError) as refused:
+            make()
+        assert "S3cr3t" not in str(refused.value)
+        assert "percent-encode" in str(refused.value)
+
+
+def test_a_dead_master_holds_up_its_own_shards_only(redis_binary: str, tmp_path: Path) -> None:
+    """A cluster that serves the slots it still has (cluster-require-full-coverage no), one
+    master SIGKILLed: the consumer goes on with the shards of the others."""
+    local = LocalRedisCluster(
+        redis_binary, tmp_path / "cluster", extra=("--cluster-require-full-coverage", "no")
+    )
+    local.start()
+    out = tmp_path / "out" / "events.jsonl"
+    url = f"{local.url}/?stream=half&shards=6"
+    consumer = StreamConsumer(url, f"file:{out}", block_ms=200, retry_backoff=0.2)
+    consumer.ensure_group()
+    thread = _running(consumer)
+    client = local.client()
+    try:
+        victim = local.master_of("half:{0}")
+        assert victim is not None
+        victim.kill()
+        healthy = [key for key in shard_keys("half", 6) if local.master_of(key) is not None]
+        assert 0 < len(healthy) < 6
+        sent = []
+        for key in healthy:
+            for n in range(20):
+                event_id = f"{key}-{n}"
+                sent.append(event_id)
+                client.xadd(key, {"event": orjson.dumps({"event_id": event_id})})
+        wait_for(lambda: len(read_jsonl(out)) >= len(sent), timeout=30, what="healthy shards")
+        assert sorted(e["event_id"] for e in read_jsonl(out)) == sorted(sent)
+    finally:
+        consumer.stop()
+        thread.join(30)
+        client.close()
+        local.stop()
 
 
 def test_incidents_and_the_report_read_every_shard(

@@ -66,8 +66,9 @@ def test_a_cluster_url_is_checked_and_a_cluster_down_does_not_stop_an_app_starti
     tmp_path: Path,
 ) -> None:
     for url, message in (
-        ("redis+cluster://127.0.0.1:7000/?shards=0", "shards must be from 1"),
-        ("redis+cluster://127.0.0.1/?stream=x", "nodes are host:port"),
+        ("redis+cluster://127.0.0.1:7000/?shards=0", "shards must be a whole number from 1"),
+        ("redis+cluster://127.0.0.1:7000/?shards=1025", "from 1 to 1024"),
+        ("redis+cluster://127.0.0.1/?stream=x", "not host:port"),
         ("redis+cluster://127.0.0.1:7000/?colour=red", "unknown"),
     ):
         with pytest.raises(ConfigurationError, match=message):

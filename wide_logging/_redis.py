@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from ._errors import ConfigurationError
-from ._urls import mask_url
+from ._secrets import without_secret_parts
 
 try:
     import redis
@@ -51,6 +51,8 @@ DEFAULT_STREAM = "wide_logging:events"
 EVENT_FIELD = b"event"
 #: Stream keys of a sharded stream on a Redis Cluster unless ``?shards=`` says otherwise.
 DEFAULT_SHARDS = 16
+#: At most this many: an idle consumer looks at each shard about twice a second.
+MAX_SHARDS = 1024
 CLUSTER_SCHEMES = ("redis+cluster://",)
 STREAM_URL_SCHEMES = ("redis://", "rediss://", *CLUSTER_SCHEMES)
 #: What a Redis or a Redis Cluster raises when it is down, failing over or refusing
@@ -70,7 +72,9 @@ def shard_keys(stream: str, shards: int) -> list[str]:
 def connect(url: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2.0) -> Any:
     """A redis-py client that fails fast: no retries of its own, bounded waits. A cluster
     URL gives a ``RedisCluster`` made at its first use (a cluster down when a program
-    starts must not stop it from starting); it follows MOVED/ASK and failovers itself."""
+    starts must not stop it from starting); it follows MOVED/ASK and failovers itself.
+    A URL redis-py cannot read is a ConfigurationError that shows none of its secrets."""
+    _refuse_spaces(url)
     if is_cluster(url):
         nodes = cluster_nodes(url)
         parts = urlsplit(url)
@@ -86,34 +90,56 @@ def connect(url: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2
                 retry=Retry(NoBackoff(), 0),
             )
         )
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=connect_timeout,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
+    try:
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+            health_check_interval=0,
+        )
+    except ValueError as exc:  # a port that is no number (a "#" in a password ends it)
+        msg = f"invalid redis URL: {without_secret_parts(str(exc), url)}{_ENCODE}"
+        raise ConfigurationError(msg) from None
+
+
+#: The likely cause of a URL that does not parse, said without echoing it (it may be
+#: the password that is cut in two).
+_ENCODE = " (a password with @ : / ? # % or a space must be percent-encoded)"
+
+
+def _refuse_spaces(url: str) -> None:
+    if any(c.isspace() for c in url):  # a space would also end a password for our masking
+        msg = "a redis URL has no spaces: percent-encode them (%20), in a password too"
+        raise ConfigurationError(msg)
 
 
 def cluster_nodes(url: str) -> list[tuple[str, int]]:
-    """The ``host:port`` list of a cluster URL, checked (a bad one is refused now)."""
+    """The ``host:port`` list of a cluster URL, checked (a bad one is refused now). The
+    messages never show the URL or a node: a password cut by an unencoded ``#`` or ``/``
+    reads as a node."""
+    _refuse_spaces(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        msg = f"invalid redis cluster URL {mask_url(url)!r}: {exc}"
+        msg = f"invalid redis cluster URL: {without_secret_parts(str(exc), url)}{_ENCODE}"
         raise ConfigurationError(msg) from None
     nodes = []
-    for address in parts.netloc.rpartition("@")[2].split(","):
+    addresses = parts.netloc.rpartition("@")[2].split(",")
+    for position, address in enumerate(addresses, 1):
         host, _, port = address.strip().rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            msg = f"redis cluster URL {mask_url(url)!r}: nodes are host:port, got {address!r}"
+            msg = (
+                f"redis cluster URL: node {position} of {len(addresses)} is not host:port "
+                f"with a port from 1 to 65535{_ENCODE}"
+            )
             raise ConfigurationError(msg)
         nodes.append((host.strip("[]"), int(port)))
     if parts.path.strip("/") or parts.fragment:
         msg = (
-            f"redis cluster URL {mask_url(url)!r}: a cluster has no databases; "
-            "options go in the query (/?stream=NAME&shards=16)"
+            "redis cluster URL: a cluster has no databases; options go in the query "
+            f"(/?stream=NAME&shards=16){_ENCODE}"
         )
         raise ConfigurationError(msg)
     return nodes
@@ -156,8 +182,12 @@ class StreamLayout:
         ``dead_letter_stream`` (with the shard's hash tag on a cluster)."""
         if dead_letter_stream is None:
             return f"{key}:dead"
-        if len(self.keys) == 1 and not is_cluster(self.url):
+        if dead_letter_stream == self.stream:
+            msg = "the dead-letter stream must differ from the stream (they would be read again)"
+            raise ConfigurationError(msg)
+        if not is_cluster(self.url):
             return dead_letter_stream
+        _no_hash_tag("dead-letter stream", dead_letter_stream)
         return f"{dead_letter_stream}:{key[len(self.stream) + 1 :]}"
 
 
@@ -168,39 +198,61 @@ _WRITER_OPTIONS = ("maxlen", "socket_timeout", "connect_timeout", "replicas", "r
 
 def stream_layout(url: str, stream: str | None = None, shards: int | None = None) -> StreamLayout:
     """The layout named by a sink's URL (``?stream=``, ``?shards=`` on a cluster);
-    ``stream`` and ``shards`` given here win over the URL's."""
+    ``stream`` and ``shards`` given here win over the URL's. An option given twice is
+    refused: a writer and a reader must not read it differently."""
+    _refuse_spaces(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        msg = f"invalid redis URL {mask_url(url)!r}: {exc}"
+        msg = f"invalid redis URL: {without_secret_parts(str(exc), url)}{_ENCODE}"
         raise ConfigurationError(msg) from None
+    seen: set[str] = set()
     theirs: list[tuple[str, str]] = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "stream":
-            stream = stream or value
-        elif key == "shards":
-            shards = shards or _shards(value)
-        elif key not in _WRITER_OPTIONS:
+        if key in ("stream", "shards", *_WRITER_OPTIONS):
+            if key in seen:
+                msg = f"the redis URL option {key}= is given twice"
+                raise ConfigurationError(msg)
+            seen.add(key)
+        if key == "stream" and stream is None:
+            stream = value
+        elif key == "shards" and shards is None:
+            shards = _shards(value)
+        elif key not in ("stream", "shards", *_WRITER_OPTIONS):
             theirs.append((key, value))
-    if stream is not None and not stream:
+    if stream == "":
         msg = "the stream name must not be empty"
         raise ConfigurationError(msg)
     name = stream or DEFAULT_STREAM
     clean = parts._replace(query=urlencode(theirs)).geturl()
     if not is_cluster(url):
         if shards not in (None, 1):
-            msg = f"shards= is for a redis+cluster:// URL, not {mask_url(url)!r}"
+            msg = "shards= is for a redis+cluster:// URL, not a single Redis"
             raise ConfigurationError(msg)
         return StreamLayout(clean, name, [name])
     cluster_nodes(url)
     if theirs:
         msg = f"unknown redis cluster URL option(s) {sorted(key for key, _ in theirs)}"
         raise ConfigurationError(msg)
+    _no_hash_tag("stream name", name)
+    if shards is not None and (
+        isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS
+    ):
+        msg = f"shards must be a whole number from 1 to {MAX_SHARDS}, got {shards!r}"
+        raise ConfigurationError(msg)
     return StreamLayout(clean, name, shard_keys(name, shards or DEFAULT_SHARDS))
 
 
+def _no_hash_tag(what: str, name: str) -> None:
+    """Braces in a name would be the key's hash tag, not the shard's: every shard in one
+    slot, on one master."""
+    if "{" in name or "}" in name:
+        msg = f"on a Redis Cluster the {what} must not contain braces, got {name!r}"
+        raise ConfigurationError(msg)
+
+
 def _shards(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 16384:
-        msg = f"shards must be a whole number from 1 to 16384, got {value!r}"
+    if not value.isdigit() or not 1 <= int(value) <= MAX_SHARDS:
+        msg = f"shards must be a whole number from 1 to {MAX_SHARDS}, got {value!r}"
         raise ConfigurationError(msg)
     return int(value)

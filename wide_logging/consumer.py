@@ -39,9 +39,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 
@@ -60,6 +61,8 @@ from .typing import EventDict, RejectedEvents, Sink
 _internal = logging.getLogger("wide_logging.internal")
 #: Incident announcements, for alerting (a handler on this logger can page someone).
 _incident_log = logging.getLogger("wide_logging.incidents")
+
+_T = TypeVar("_T")
 
 DEFAULT_GROUP = "wide_logging"
 #: Entries larger than this are not parsed: they go to the dead letters.
@@ -85,6 +88,12 @@ class Shard:
     pending_first: bool = True
     #: Not before this (monotonic) time look for a dead consumer's entries again.
     next_claim: float = 0.0
+    #: Its stream and our group on it are known to exist.
+    grouped: bool = False
+    #: Redis errors on it in a row, and until when it rests (its node is down, failing
+    #: over): the other shards go on meanwhile.
+    failures: int = 0
+    rest_until: float = 0.0
 
 
 class StreamConsumer:
@@ -176,47 +185,69 @@ class StreamConsumer:
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            shard.grouped = True
 
     def stop(self) -> None:
         """Finish the batch in flight, then return from ``run()``."""
         self._stop.set()
 
     def run(self) -> None:
-        """Consume until ``stop()``; Redis or sink outages are waited out, never fatal."""
-        while not self._stop.is_set():
-            try:
-                self.ensure_group()
-                break
-            except ERRORS as exc:
-                _internal.warning("consumer %s cannot reach redis: %s", self.name, exc)
-                self._stop.wait(self._backoff())
+        """Consume until ``stop()``; Redis or sink outages are waited out, never fatal
+        (a shard whose node is down rests, the others go on)."""
         while not self._stop.is_set():
             try:
                 self.process_once()
                 if self.incidents is not None:
                     self.incidents.tick()
-            except redis.ResponseError as exc:
-                if "NOGROUP" in str(exc):  # a stream was deleted: start over
-                    self._new_groups()
-                    continue
-                self._failed(exc)
-            except ERRORS as exc:
-                # Redis restarted (from its AOF), or failed over: our own unacknowledged
-                # entries are back in its pending lists; take them first, not after the
-                # claim idle time.
-                for shard in self.shards:
-                    shard.pending_first = True
+            except ERRORS as exc:  # (the incident windows' Redis)
                 self._failed(exc)
         self.sink.close()
         unregister_gauges(self)
         unregister_counters(self.metrics)
         self._redis.close()
 
-    def _new_groups(self) -> None:
+    def _on_shard(self, shard: Shard, work: Callable[[], _T]) -> _T | None:
+        """Do ``work`` (Redis commands on ``shard``), its stream and group made first if
+        need be. A Redis error rests the shard and gives None: a node that is down or
+        failing over holds up its own shards only."""
         try:
-            self.ensure_group()
+            if not shard.grouped:
+                self.ensure_group([shard])
+            result = work()
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # its stream was deleted: made again next time
+                shard.grouped = False
+                return None
+            self._shard_failed(shard, exc)
+            return None
+        except redis.exceptions.RedisClusterException as exc:  # no node answers at all
+            for each in self.shards:
+                self._shard_failed(each, exc, quiet=each is not shard)
+            return None
         except ERRORS as exc:
-            self._failed(exc)
+            self._shard_failed(shard, exc)
+            return None
+        shard.failures = 0
+        return result
+
+    def _shard_failed(self, shard: Shard, exc: Exception, quiet: bool = False) -> None:
+        # Redis restarted (from its AOF), or failed over: our own unacknowledged entries are
+        # back in its pending list; take them first, not after the claim idle time.
+        shard.pending_first = True
+        shard.failures += 1
+        pause = min(self.retry_backoff * 2 ** min(shard.failures - 1, 6), 10.0)
+        shard.rest_until = time.monotonic() + pause
+        if quiet:
+            return
+        self.metrics.inc("consumer.errors")
+        where = "" if len(self.shards) == 1 else f" (shard {shard.key})"
+        _internal.warning(
+            "consumer %s%s: %s: %s",
+            self.name,
+            where,
+            type(exc).__name__,
+            mask_credentials(str(exc))[:300],
+        )
 
     def _backoff(self) -> float:
         self._failures += 1
@@ -224,7 +255,9 @@ class StreamConsumer:
 
     def _failed(self, exc: Exception) -> None:
         self.metrics.inc("consumer.errors")
-        _internal.warning("consumer %s: %s: %s", self.name, type(exc).__name__, exc)
+        _internal.warning(
+            "consumer %s: %s: %s", self.name, type(exc).__name__, mask_credentials(str(exc))[:300]
+        )
         self._stop.wait(self._backoff())
 
     def gauges(self) -> list[tuple[str, float]]:
@@ -235,7 +268,11 @@ class StreamConsumer:
         pending = 0.0
         lag: float | None = None
         for shard in self.shards:
-            for group in self._redis.xinfo_groups(shard.key):
+            try:
+                groups = self._redis.xinfo_groups(shard.key)
+            except ERRORS:  # not made yet, or its node is down: nothing to say of it now
+                continue
+            for group in groups:
                 name = group["name"]
                 if (name.decode() if isinstance(name, bytes) else name) == self.group:
                     pending += float(group["pending"])
@@ -265,8 +302,8 @@ class StreamConsumer:
                 return 0
             size = len(entries)
             good, events, dead = self._sort(entries)
-            if dead:
-                self._dead_letter(shard, dead)
+            if dead:  # (if that fails, they stay pending: read and sorted again later)
+                self._on_shard(shard, lambda: self._dead_letter(shard, dead))
         if events:
             try:
                 good, events = self._write(shard, good, events)
@@ -287,7 +324,8 @@ class StreamConsumer:
             # written again later (the store dedupes), and counted again then.
             self.metrics.inc("consumer.written", len(events))
             if good:
-                self._redis.xack(shard.key, self.group, *(entry.entry_id for entry in good))
+                ids = [entry.entry_id for entry in good]
+                self._on_shard(shard, lambda: self._redis.xack(shard.key, self.group, *ids))
             if self.incidents is not None:
                 for data in events:
                     self.incidents.observe(orjson.loads(data))
@@ -355,40 +393,51 @@ class StreamConsumer:
 
     def _next_entries(self) -> tuple[Shard, list[Entry]]:
         """The next batch and its shard: our own pending entries first, then a dead
-        consumer's, then new ones — each looked for on every shard, from the one after
-        the shard of the last turn, so that a busy shard does not starve the others."""
-        order = self.shards[self._turn :] + self.shards[: self._turn]
+        consumer's, then new ones — each looked for on every shard that is not resting,
+        from the one after the shard of the last turn, so that a busy shard does not
+        starve the others."""
+        rotated = self.shards[self._turn :] + self.shards[: self._turn]
         self._turn = (self._turn + 1) % len(self.shards)
+        now = time.monotonic()
+        order = [shard for shard in rotated if shard.rest_until <= now]
+        if not order:  # every shard's node is down: wait for the first to be tried again
+            self._stop.wait(min(shard.rest_until for shard in rotated) - now)
+            return rotated[0], []
         for shard in order:
             if shard.pending_first:
-                entries = self._read(shard, b"0", block=None)
+                entries = self._on_shard(shard, partial(self._read, shard, b"0", None))
                 if entries:
                     return shard, self._with_delivery_counts(shard, entries)
-                shard.pending_first = False
-        now = time.monotonic()
+                if entries is not None:
+                    shard.pending_first = False
         for shard in order:
-            if now >= shard.next_claim:
+            if now >= shard.next_claim and shard.rest_until <= now:
                 shard.next_claim = now + min(self.claim_idle_ms / 1000 / 4, CLAIM_CHECK_EVERY)
-                claimed = self._claim(shard)
+                claimed = self._on_shard(shard, partial(self._claim, shard))
                 if claimed:
                     self.metrics.inc("consumer.claimed", len(claimed))
                     return shard, self._with_delivery_counts(shard, claimed)
         if len(order) > 1 and not self._idle:
             for shard in order:
-                entries = self._read(shard, b">", block=None)
-                if entries:
-                    return shard, entries
+                if shard.rest_until <= now:
+                    entries = self._on_shard(shard, partial(self._read, shard, b">", None))
+                    if entries:
+                        return shard, entries
             self._idle = True
         # Nothing anywhere (or nothing lately): wait on one shard, in turn, for a slice of
         # block_ms and never past the next look for a dead consumer's entries; what it
         # finds ends the idleness (the next turn looks at every shard again).
-        shard = order[0]
+        ready = [shard for shard in order if shard.rest_until <= time.monotonic()]
+        if not ready:  # (what was ready at the start of the turn failed since)
+            return order[0], []
+        shard = ready[0]
         slice_ms = max(10, self.block_ms // len(order))
         next_look = min(other.next_claim for other in order)
         until_claim = max(1, int((next_look - time.monotonic()) * 1000))
-        entries = self._read(shard, b">", block=min(slice_ms, until_claim))
+        block = min(slice_ms, until_claim)
+        entries = self._on_shard(shard, lambda: self._read(shard, b">", block))
         self._idle = not entries
-        return shard, entries
+        return shard, entries or []
 
     def _read(self, shard: Shard, start: bytes, block: int | None) -> list[Entry]:
         reply = self._redis.xreadgroup(
@@ -412,8 +461,16 @@ class StreamConsumer:
         return [Entry(entry_id, fields) for entry_id, fields in claimed]
 
     def _with_delivery_counts(self, shard: Shard, entries: list[Entry]) -> list[Entry]:
-        """Ask Redis how often each of our pending entries was delivered (ids ascend)."""
-        details = self._redis.xpending_range(
+        """Ask Redis how often each of our pending entries was delivered (ids ascend); if
+        it cannot say now, they count as delivered once more than it last said."""
+        details = self._on_shard(shard, lambda: self._pending_details(shard, entries)) or []
+        counts = {item["message_id"]: item["times_delivered"] for item in details}
+        for entry in entries:
+            entry.deliveries = counts.get(entry.entry_id, entry.deliveries)
+        return entries
+
+    def _pending_details(self, shard: Shard, entries: list[Entry]) -> list[dict[str, Any]]:
+        details: list[dict[str, Any]] = self._redis.xpending_range(
             shard.key,
             self.group,
             min=entries[0].entry_id,
@@ -421,10 +478,7 @@ class StreamConsumer:
             count=len(entries),
             consumername=self.consumer,
         )
-        counts = {item["message_id"]: item["times_delivered"] for item in details}
-        for entry in entries:
-            entry.deliveries = counts.get(entry.entry_id, entry.deliveries)
-        return entries
+        return details
 
     def _sort(
         self, entries: Sequence[Entry]

@@ -28,6 +28,9 @@ def split_options(
         if parser is None:
             theirs.append((key, value))
             continue
+        if key in ours:  # (two readers of one URL must not take different ones)
+            msg = f"sink option {key}= is given twice"
+            raise ConfigurationError(msg)
         try:
             ours[key] = parser(value)
         except ValueError as exc:

@@ -21,7 +21,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._errors import ConfigurationError
 from .._redis import ERRORS, EVENT_FIELD, connect, redis, shard_keys, stream_layout
 from .._urls import mask_url
 from ..typing import FailureKind
@@ -53,9 +52,6 @@ class RedisClusterSink:
     def __init__(self, url: str, **options: Any) -> None:
         clean, parsed = split_options(url, _OPTIONS)
         parsed.update(parse_options(options, _OPTIONS, "redis cluster"))  # (checked alike)
-        if not 1 <= parsed.get("shards", 1) <= 16384:
-            msg = f"redis cluster sink shards must be from 1 to 16384, got {parsed['shards']}"
-            raise ConfigurationError(msg)
         layout = stream_layout(clean, parsed.get("stream"), parsed.get("shards"))
         self.stream = layout.stream
         self.keys = layout.keys

@@ -409,6 +409,7 @@ def _unreachable(exc: BaseException) -> bool:
         & {
             "redis.exceptions.ConnectionError",
             "redis.exceptions.TimeoutError",
+            "redis.exceptions.RedisClusterException",  # no node of the cluster answers
             "pymongo.errors.ConnectionFailure",
             "pymongo.errors.ServerSelectionTimeoutError",
             "pymongo.errors.ConfigurationError",  # mongodb+srv:// whose name does not resolve
