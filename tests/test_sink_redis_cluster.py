@@ -187,3 +187,59 @@ def test_a_master_killed_under_load_loses_no_event(redis_binary: str, tmp_path: 
         handler.close()
         client.close()
         local.stop()
+
+
+def test_a_slot_moved_to_another_master_is_followed(cluster: LocalRedisCluster) -> None:
+    """The batch goes straight to the master the client last knew for its slot; when the
+    slot has moved (a resharding), that write meets MOVED, is retried, and the sink asks
+    the cluster where the slots are before the next write — every event in the key once."""
+    from redis.cluster import key_slot
+
+    from wide_logging import WideEventHandler
+
+    key = shard_keys("moving", 1)[0]
+    handler = WideEventHandler(
+        sink=f"{cluster.url}/?stream=moving&shards=1",
+        sampling={"normal_rate": 1.0},
+        retry_backoff=0.01,
+        flush_interval=0.05,
+    )
+    sent: list[str] = []
+
+    def send(count: int) -> None:
+        for _ in range(count):
+            sent.append(f"m-{len(sent)}")
+            handler.submit(handler.new_event(request_id=sent[-1]))
+        assert handler.flush(20)
+
+    client = cluster.client()
+    try:
+        send(50)
+        source = cluster.master_of(key)
+        target = next(n for n in cluster.nodes if n is not source)
+        assert source is not None
+        ids = {
+            n.port: n.client().execute_command("CLUSTER MYID").decode()
+            for n in (source, target)
+        }
+        slot = key_slot(key.encode())
+        to, frm = target.client(), source.client()
+        to.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source.port])
+        frm.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target.port])
+        frm.execute_command("MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
+        for node in cluster.nodes:
+            c = node.client()
+            c.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target.port])
+            c.close()
+        to.close()
+        frm.close()
+        send(50)  # the first batch meets MOVED at the old master
+        assert cluster.master_of(key) is target
+        stored = [orjson.loads(f[b"event"])["request_id"] for _, f in client.xrange(key)]
+        assert sorted(stored) == sorted(sent)  # all there, once
+        assert any(
+            k.startswith("retries.") and v for k, v in handler.metrics.snapshot().items()
+        ), "no write met the moved slot"
+    finally:
+        handler.close()
+        client.close()
