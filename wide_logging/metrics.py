@@ -116,10 +116,12 @@ FAMILIES: tuple[Family, ...] = (
     Family("consumer.errors", "consumer_errors_total", "counter",
            "Consumer errors talking to Redis.", path=("consumer", "errors")),
     Family("consumer.pending", "consumer_pending_entries", "gauge",
-           "Entries delivered to the consumer group and not yet acknowledged.",
+           "Entries delivered to the consumer group and not yet acknowledged "
+           "(all shards' on a Redis Cluster).",
            path=("consumer", "pending")),
     Family("consumer.lag", "consumer_lag_entries", "gauge",
-           "Entries in the stream not yet delivered to the group (Redis >= 7).",
+           "Entries in the stream not yet delivered to the group (Redis >= 7; all "
+           "shards' on a Redis Cluster).",
            path=("consumer", "lag")),
 )  # fmt: skip
 #: Longest prefix first, so ``events.kept`` wins over a shorter prefix of it.
