@@ -320,7 +320,7 @@ def test_a_master_killed_under_load_fails_over_to_its_replica_nothing_lost_or_tw
     store.start()
     url = f"{local.url}/?stream=fo&shards=6"
     handler = WideEventHandler(
-        sink=f"{url}&socket_timeout=0.5&connect_timeout=0.5&replicas=1&replicas_timeout=0.5",
+        sink=f"{url}&socket_timeout=0.5&connect_timeout=0.5&replicas=1&replicas_timeout=0.3",
         fallback=f"file:{tmp_path}/spool/events.jsonl",
         sampling={"normal_rate": 1.0},
         breaker_cooldown=0.2,
@@ -372,4 +372,47 @@ def test_a_master_killed_under_load_fails_over_to_its_replica_nothing_lost_or_tw
             process.terminate()
             process.wait(15)
         store.stop()
+        local.stop()
+
+
+def test_a_frozen_master_holds_up_its_own_shards_only(redis_binary: str, tmp_path: Path) -> None:
+    """A master that accepts connections and never answers (SIGSTOP) costs a timeout per
+    try: its shards rest together, so the consumer tries the node once per rest, not once
+    per shard, and the other masters' entries keep flowing."""
+    import signal
+
+    local = LocalRedisCluster(
+        redis_binary, tmp_path / "cluster", extra=("--cluster-require-full-coverage", "no")
+    )
+    local.start()
+    out = tmp_path / "out" / "events.jsonl"
+    url = f"{local.url}/?stream=frozen&shards=16"
+    consumer = StreamConsumer(url, f"file:{out}", block_ms=200, socket_timeout=1.0)
+    consumer.ensure_group()
+    client = local.client()
+    victim = local.master_of("frozen:{0}")
+    assert victim is not None
+    assert victim.process is not None
+    healthy = [key for key in shard_keys("frozen", 16) if local.master_of(key) is not victim]
+    assert 0 < len(healthy) < 16
+    thread = _running(consumer)
+    victim.process.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(1.5)  # (the consumer meets the frozen node, and keeps meeting it)
+        sent = []
+        for key in healthy:
+            for n in range(5):
+                sent.append(f"{key}-{n}")
+                client.xadd(key, {"event": orjson.dumps({"event_id": sent[-1]})})
+        started = time.monotonic()
+        wait_for(lambda: len(read_jsonl(out)) >= len(sent), timeout=60, what="healthy shards")
+        # a try of the frozen node (timeout 1 s + block 0.2 s) at most every rest; trying
+        # each of its shards in turn took over 6 s here
+        assert time.monotonic() - started < 3.5
+        assert sorted(e["event_id"] for e in read_jsonl(out)) == sorted(sent)
+    finally:
+        victim.process.send_signal(signal.SIGCONT)
+        consumer.stop()
+        thread.join(30)
+        client.close()
         local.stop()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -191,8 +192,9 @@ def test_a_master_killed_under_load_loses_no_event(redis_binary: str, tmp_path: 
 
 def test_a_slot_moved_to_another_master_is_followed(cluster: LocalRedisCluster) -> None:
     """The batch goes straight to the master the client last knew for its slot; when the
-    slot has moved (a resharding), that write meets MOVED, is retried, and the sink asks
-    the cluster where the slots are before the next write — every event in the key once."""
+    slot has moved (a resharding), the old master answers MOVED: what it did not take goes
+    to the node it names, and the sink asks the cluster where the slots are before the next
+    write — every event in the key once, and the next batches straight to the new master."""
     from redis.cluster import key_slot
 
     from wide_logging import WideEventHandler
@@ -218,28 +220,124 @@ def test_a_slot_moved_to_another_master_is_followed(cluster: LocalRedisCluster) 
         source = cluster.master_of(key)
         target = next(n for n in cluster.nodes if n is not source)
         assert source is not None
-        ids = {
-            n.port: n.client().execute_command("CLUSTER MYID").decode()
-            for n in (source, target)
-        }
+        ids = _node_ids([source, target])
         slot = key_slot(key.encode())
-        to, frm = target.client(), source.client()
-        to.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source.port])
-        frm.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target.port])
-        frm.execute_command("MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
-        for node in cluster.nodes:
-            c = node.client()
-            c.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target.port])
-            c.close()
-        to.close()
-        frm.close()
+        _start_moving(source, target, slot, ids, key)
+        _finish_moving(cluster, source, target, slot, ids)
         send(50)  # the first batch meets MOVED at the old master
         assert cluster.master_of(key) is target
         stored = [orjson.loads(f[b"event"])["request_id"] for _, f in client.xrange(key)]
         assert sorted(stored) == sorted(sent)  # all there, once
-        assert any(
-            k.startswith("retries.") and v for k, v in handler.metrics.snapshot().items()
-        ), "no write met the moved slot"
+        send(5)  # the next write asks for the map first
+        sink = handler.pipeline.links[0].sink
+        assert sink._client.get_node_from_key(key).port == target.port
+        stored = [orjson.loads(f[b"event"])["request_id"] for _, f in client.xrange(key)]
+        assert sorted(stored) == sorted(sent)
     finally:
         handler.close()
+        client.close()
+
+
+def _node_ids(nodes: list[Any]) -> dict[int, str]:
+    ids = {}
+    for node in nodes:
+        client = node.client()
+        ids[node.port] = client.execute_command("CLUSTER MYID").decode()
+        client.close()
+    return ids
+
+
+def test_a_key_moved_while_its_slot_is_migrating_is_followed_with_asking(
+    cluster: LocalRedisCluster,
+) -> None:
+    """Mid-resharding: the slot is MIGRATING at the source, IMPORTING at the target, and
+    the stream key has moved already — the source answers ASK. The sink sends what it did
+    not take to the target, each XADD after ASKING: every event there once."""
+    from redis.cluster import key_slot
+
+    key = shard_keys("asking", 1)[0]
+    sink = open_sink(f"{cluster.url}/?stream=asking&shards=1")
+    client = cluster.client()
+    slot = key_slot(key.encode())
+    source = cluster.master_of(key)
+    assert source is not None
+    target = next(n for n in cluster.nodes if n is not source)
+    ids = _node_ids([source, target])
+    to = target.client()
+    try:
+        sink.write([orjson.dumps({"event_id": f"before-{n}"}) for n in range(20)])
+        _start_moving(source, target, slot, ids, key)
+        sink.write([orjson.dumps({"event_id": f"during-{n}"}) for n in range(30)])
+        entries = to.execute_command("ASKING") and to.xrange(key)
+        stored = sorted(orjson.loads(fields[b"event"])["event_id"] for _, fields in entries)
+        expected = sorted([f"before-{n}" for n in range(20)] + [f"during-{n}" for n in range(30)])
+        assert stored == expected
+    finally:
+        _finish_moving(cluster, source, target, slot, ids)  # (for the other tests)
+        to.close()
+        client.close()
+        sink.close()
+
+
+def test_replicas_asked_of_masters_without_any_refuse_before_writing(
+    cluster: LocalRedisCluster, tmp_path: Path
+) -> None:
+    """replicas=1 on a cluster whose masters have none: nothing is written (a write that
+    WAIT then finds unreplicated would be written again on every retry and replay), the
+    events are spooled, each once, and replayed once a replica is there (not here)."""
+    from conftest import read_jsonl
+    from wide_logging import WideEventHandler
+    from wide_logging.sinks.redis_cluster import NotEnoughReplicas
+
+    url = f"{cluster.url}/?stream=lonely&shards=3&replicas=1&replicas_timeout=0.2"
+    sink = open_sink(url)
+    with pytest.raises(NotEnoughReplicas) as refused:
+        sink.write([b'{"event_id": "x"}'])
+    assert sink.failure_kind(refused.value) == "unavailable"
+    sink.close()
+    spool = tmp_path / "spool" / "events.jsonl"
+    handler = WideEventHandler(
+        sink=url, fallback=f"file:{spool}", sampling={"normal_rate": 1.0}, retry_backoff=0.01
+    )
+    sent = []
+    for n in range(40):
+        sent.append(f"lonely-{n}")
+        handler.submit(handler.new_event(request_id=sent[-1]))
+    assert handler.flush(20)
+    time.sleep(0.5)  # (replay turns of the spool meanwhile: each must not add a copy)
+    handler.close()
+    client = cluster.client()
+    try:
+        assert sum(client.xlen(key) for key in shard_keys("lonely", 3)) == 0
+    finally:
+        client.close()
+    assert sorted(e["request_id"] for e in read_jsonl(spool)) == sorted(sent)  # each once
+    for bad in ("replicas_timeout=0.0001", "replicas_timeout=2", "replicas_timeout=3"):
+        with pytest.raises(ConfigurationError, match="replicas_timeout"):
+            open_sink(f"{cluster.url}/?replicas=1&{bad}")
+
+
+def _start_moving(source: Any, target: Any, slot: int, ids: dict[int, str], key: str) -> None:
+    """Mid-resharding: ``slot`` MIGRATING at the source, IMPORTING at the target, ``key``
+    (one of the slot's keys) moved already."""
+    to, frm = target.client(), source.client()
+    to.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source.port])
+    frm.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target.port])
+    frm.execute_command("MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
+    to.close()
+    frm.close()
+
+
+def _finish_moving(
+    cluster: LocalRedisCluster, source: Any, target: Any, slot: int, ids: dict[int, str]
+) -> None:
+    """The rest of the slot's keys (other tests' shard keys share the hash tag) moved, and
+    every node told the slot's new owner."""
+    frm = source.client()
+    while keys := frm.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+        frm.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+    frm.close()
+    for node in cluster.nodes:
+        client = node.client()
+        client.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target.port])
         client.close()

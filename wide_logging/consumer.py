@@ -221,8 +221,7 @@ class StreamConsumer:
             self._shard_failed(shard, exc)
             return None
         except redis.exceptions.RedisClusterException as exc:  # no node answers at all
-            for each in self.shards:
-                self._shard_failed(each, exc, quiet=each is not shard)
+            self._shard_failed(shard, exc, peers=self.shards)
             return None
         except ERRORS as exc:
             self._shard_failed(shard, exc)
@@ -230,15 +229,24 @@ class StreamConsumer:
         shard.failures = 0
         return result
 
-    def _shard_failed(self, shard: Shard, exc: Exception, quiet: bool = False) -> None:
-        # Redis restarted (from its AOF), or failed over: our own unacknowledged entries are
-        # back in its pending list; take them first, not after the claim idle time.
-        shard.pending_first = True
+    def _shard_failed(
+        self, shard: Shard, exc: Exception, peers: Sequence[Shard] | None = None
+    ) -> None:
+        """``shard`` failed: it rests, and so does every shard of the same node (``peers``
+        when the caller knows them) — a node that does not answer costs a timeout per
+        try, and trying its shards one after another held up the others."""
         shard.failures += 1
         pause = min(self.retry_backoff * 2 ** min(shard.failures - 1, 6), 10.0)
-        shard.rest_until = time.monotonic() + pause
-        if quiet:
-            return
+        if peers is None:
+            node = self._node_of(shard)
+            peers = [s for s in self.shards if node is not None and self._node_of(s) == node]
+        for each in {id(s): s for s in (shard, *peers)}.values():
+            # Redis restarted (from its AOF), or failed over: our own unacknowledged
+            # entries are back in its pending list; take them first, not after the claim
+            # idle time.
+            each.pending_first = True
+            each.failures = shard.failures
+            each.rest_until = time.monotonic() + pause
         self.metrics.inc("consumer.errors")
         where = "" if len(self.shards) == 1 else f" (shard {shard.key})"
         _internal.warning(
@@ -248,6 +256,16 @@ class StreamConsumer:
             type(exc).__name__,
             mask_credentials(str(exc))[:300],
         )
+
+    def _node_of(self, shard: Shard) -> str | None:
+        """The node (host:port) the cluster's slot map names for the shard's key; None on
+        a single Redis (one shard), or when the map cannot say."""
+        if len(self.shards) == 1:
+            return None
+        try:
+            return str(self._redis.get_node_from_key(shard.key).name)
+        except Exception:  # no map (yet), or the slot is not covered
+            return None
 
     def _backoff(self) -> float:
         self._failures += 1

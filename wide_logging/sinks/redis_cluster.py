@@ -1,26 +1,31 @@
 """``redis+cluster://``: events spread over the sharded streams of a Redis Cluster.
 
 ``redis+cluster://[user:password@]host:port[,host:port...]/?stream=NAME&shards=16`` — any
-of the cluster's nodes (redis-py's ``RedisCluster`` finds the rest, follows MOVED and ASK,
-and picks up a failover). Events go to ``shards`` stream keys, ``NAME:{0}`` to
-``NAME:{N-1}`` (``wide_logging._redis``): the hash tag places each key on a slot of its
-own, so the shards spread over the cluster's masters. A batch goes to one shard, round
-robin, in one plain pipeline to that shard's master; one Redis is no longer the ceiling of the
-whole pipeline, and a master that is down costs a retry (on the next shard), not the batch.
+of the cluster's nodes (redis-py's ``RedisCluster`` finds the rest and keeps the slot map).
+Events go to ``shards`` stream keys, ``NAME:{0}`` to ``NAME:{N-1}``
+(``wide_logging._redis``): the hash tag places each key on a slot of its own, so the
+shards spread over the cluster's masters. A batch goes to one shard, round robin, in one
+plain pipeline to the master the map names for it; MOVED and ASK are followed with what the
+node did not take, and after a MOVED or a failure the next write asks for the map first.
+One Redis is no longer the ceiling of the whole pipeline, and a master that is down costs a
+retry (on the next shard), not the batch.
 
 ``replicas=N`` makes a batch count as written only once N replicas of its master have it
 (``WAIT``): Redis replicates asynchronously, so without it a master killed the instant after
-it answered can take the last batch with it when its replica takes over. The consumer reads
-the same URL (``wide-logging consume --redis redis+cluster://...``).
+it answered can take the last batch with it when its replica takes over. A master with fewer
+replicas is refused before writing. The consumer reads the same URL
+(``wide-logging consume --redis redis+cluster://...``).
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._errors import ConfigurationError
 from .._redis import ERRORS, EVENT_FIELD, connect, redis, shard_keys, stream_layout
 from .._urls import mask_url
 from ..typing import FailureKind
@@ -43,6 +48,15 @@ class ReplicationTimeout(redis.RedisError):
     """Fewer replicas than ``replicas=`` took a batch in time (it is on the master only)."""
 
 
+class NotEnoughReplicas(redis.RedisError):
+    """The master of the batch's shard has fewer replicas than ``replicas=`` (nothing was
+    written: the batch goes to another shard, or is spooled)."""
+
+
+#: How long the number of a master's replicas is taken as known (seconds).
+REPLICAS_KNOWN_FOR = 1.0
+
+
 class RedisClusterSink:
     """Options in the URL query (or keywords, which win): ``stream`` (default
     ``wide_logging:events``), ``shards`` (default 16), ``maxlen`` (per shard, approximate;
@@ -58,13 +72,24 @@ class RedisClusterSink:
         self.maxlen: int = parsed.get("maxlen", DEFAULT_MAXLEN)
         self.replicas: int = parsed.get("replicas", 0)
         self.replicas_timeout: float = parsed.get("replicas_timeout", 1.0)
+        socket_timeout = parsed.get("socket_timeout", 2.0)
+        if self.replicas and not 0.001 <= self.replicas_timeout < socket_timeout:
+            # (WAIT 0 waits for ever, and a WAIT past the socket's timeout drops the
+            # connection instead of saying how many replicas took the batch)
+            msg = (
+                f"redis cluster sink replicas_timeout must be from 0.001 s to under "
+                f"socket_timeout ({socket_timeout:g} s), got {self.replicas_timeout:g}"
+            )
+            raise ConfigurationError(msg)
         # (made at the first write: a cluster down when the app starts must not stop it
         # from starting; its events go to the fallback and the spool)
         self._client = connect(
             layout.url,
-            socket_timeout=parsed.get("socket_timeout", 2.0),
+            socket_timeout=socket_timeout,
             connect_timeout=parsed.get("connect_timeout", 2.0),
         )
+        #: Per master (host:port): when its replicas were counted, and how many.
+        self._replicas_seen: dict[str, tuple[float, int]] = {}
         self._turn = itertools.cycle(range(len(self.keys)))
         self._lock = threading.Lock()
         self._stale = False
@@ -80,22 +105,65 @@ class RedisClusterSink:
             # The whole batch is for one slot: a plain pipeline to its master, at twice the
             # speed of redis-py's cluster pipeline (which routes each command on its own).
             node = self._client.get_node_from_key(key)
-            pipe = self._client.get_redis_connection(node).pipeline(transaction=False)
-            maxlen = self.maxlen or None
-            for data in batch:
-                pipe.xadd(key, {EVENT_FIELD: data}, maxlen=maxlen, approximate=True)
             if self.replicas:
-                pipe.execute_command("WAIT", self.replicas, int(self.replicas_timeout * 1000))
-            replies = pipe.execute()
-        except ERRORS:
-            # MOVED/ASK (the slot moved), a node down or failing over, or no map at all:
-            # this batch is retried by the pipeline (on the next shard); the next write
-            # asks for the slots first.
-            self._stale = True
+                self._check_replicas(node, key)
+            replies = self._send(node, key, batch, asking=False)
+            missed = [i for i, reply in enumerate(replies[: len(batch)]) if _is_error(reply)]
+            if missed:
+                redirect = replies[missed[0]]
+                # (MOVED is an AskError too: both name the node to go to)
+                if not all(isinstance(replies[i], redis.exceptions.AskError) for i in missed):
+                    raise redirect
+                # What the node did not take goes where it says, and only that (no batch
+                # written twice): MOVED — the slot has moved (a resharding, a failover the
+                # map missed), so the next write asks for the map first; ASK — the slot is
+                # migrating and the key has gone ahead, so each command after ASKING.
+                moved = isinstance(redirect, redis.exceptions.MovedError)
+                if moved:
+                    self._stale = True
+                target = redis.cluster.ClusterNode(redirect.host, redirect.port)  # type: ignore[no-untyped-call]
+                replies = self._send(target, key, [batch[i] for i in missed], asking=not moved)
+                for reply in replies:
+                    if _is_error(reply):
+                        raise reply
+        except ERRORS as exc:
+            # MOVED, a node down or failing over, or no map at all: this batch is retried
+            # by the pipeline (on the next shard); the next write asks for the slots first.
+            if not isinstance(exc, NotEnoughReplicas):  # (the map is right about that one)
+                self._stale = True
             raise
         if self.replicas and int(replies[-1]) < self.replicas:
             msg = f"{replies[-1]} of {self.replicas} replica(s) of {key!r}'s master took the batch"
             raise ReplicationTimeout(msg)
+
+    def _send(self, node: Any, key: str, batch: Sequence[bytes], *, asking: bool) -> list[Any]:
+        """One pipeline to ``node``: the batch's XADDs (each after ASKING when ``asking``),
+        then WAIT when replicas are asked for; the replies, errors among them."""
+        pipe = self._client.get_redis_connection(node).pipeline(transaction=False)
+        maxlen = self.maxlen or None
+        for data in batch:
+            if asking:
+                pipe.execute_command("ASKING")
+            pipe.xadd(key, {EVENT_FIELD: data}, maxlen=maxlen, approximate=True)
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, int(self.replicas_timeout * 1000))
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        if asking:  # (ASKING's own replies)
+            replies = replies[1 : 2 * len(batch) : 2] + replies[2 * len(batch) :]
+        return replies
+
+    def _check_replicas(self, node: Any, key: str) -> None:
+        """Refuse before writing when the master has fewer replicas than asked for: a batch
+        written and then not replicated would be written again elsewhere — once per retry
+        and per replay of the spool, for as long as the replica is missing."""
+        now = time.monotonic()
+        seen = self._replicas_seen.get(node.name)
+        if seen is None or now - seen[0] > REPLICAS_KNOWN_FOR:
+            info = self._client.get_redis_connection(node).info("replication")
+            seen = self._replicas_seen[node.name] = (now, int(info.get("connected_slaves", 0)))
+        if seen[1] < self.replicas:
+            msg = f"{key!r}'s master has {seen[1]} of the {self.replicas} replica(s) asked for"
+            raise NotEnoughReplicas(msg)
 
     def failure_kind(self, error: BaseException) -> FailureKind | None:
         if isinstance(error, (redis.TimeoutError, ReplicationTimeout)):
@@ -106,3 +174,7 @@ class RedisClusterSink:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _is_error(reply: Any) -> bool:
+    return isinstance(reply, Exception)
