@@ -77,3 +77,131 @@ wide_no_echo = app(middleware=WideEventMiddleware, echo_request_id=False)
 wide_plain = app(plain_item, WideEventMiddleware)
 context_only = app(middleware=ContextOnlyMiddleware)
 bare_with_writer = app(middleware=IdleWriterMiddleware)
+
+
+# -- what users would install instead (built on first use: sentry_sdk.init patches Starlette
+# for the whole process, so each of these must only ever be built in its own server) ------
+
+
+def _sentry(traces_sample_rate: float) -> Starlette:
+    """sentry-sdk's Starlette integration (enabled by itself when Starlette is installed),
+    a transaction per sampled request; events and traces go to a local transport that
+    counts them (no network)."""
+    import sentry_sdk
+    from sentry_sdk.transport import Transport
+
+    class CountingTransport(Transport):
+        envelopes = 0
+
+        def capture_envelope(self, envelope: Any) -> None:
+            CountingTransport.envelopes += 1
+
+    sentry_sdk.init(
+        dsn="https://public@127.0.0.1/1",
+        transport=CountingTransport,
+        traces_sample_rate=traces_sample_rate,
+        send_default_pii=False,
+    )
+    return app(plain_item)
+
+
+def _otel() -> Any:
+    """OpenTelemetry's ASGI instrumentation, every request traced, spans batched by the SDK's
+    BatchSpanProcessor to a JSON-lines file."""
+    import os
+    import tempfile
+
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    out = open(  # noqa: SIM115 - the exporter writes to it for the process's life
+        os.path.join(tempfile.mkdtemp(prefix="otel-bench-"), "spans.jsonl"), "w"
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
+        )
+    )
+    trace.set_tracer_provider(provider)
+    return OpenTelemetryMiddleware(app(plain_item))
+
+
+def _correlation_structlog() -> Starlette:
+    """asgi-correlation-id (checks or makes X-Request-ID, echoes it) and one structlog line
+    per request — structlog's performance recipe (orjson, BytesLoggerFactory to a file,
+    synchronous), the request id bound from asgi-correlation-id's context variable."""
+    import os
+    import tempfile
+    import time
+
+    import orjson
+    import structlog
+    from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
+
+    out = open(  # noqa: SIM115 - the logger writes to it for the process's life
+        os.path.join(tempfile.mkdtemp(prefix="structlog-bench-"), "access.jsonl"), "wb"
+    )
+    structlog.configure(
+        cache_logger_on_first_use=True,
+        wrapper_class=structlog.make_filtering_bound_logger(20),
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        logger_factory=structlog.BytesLoggerFactory(file=out),
+    )
+    log = structlog.get_logger()
+
+    class AccessLog:
+        def __init__(self, inner: Any) -> None:
+            self.app = inner
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
+
+            async def send_wrapper(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_wrapper)
+            finally:
+                log.info(
+                    "request",
+                    request_id=correlation_id.get(),
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                )
+
+    built = app(plain_item, AccessLog)
+    built.add_middleware(CorrelationIdMiddleware)  # outermost: the id is set around the log
+    return built
+
+
+_PEERS = {
+    "sentry": lambda: _sentry(1.0),
+    "sentry_sampled": lambda: _sentry(0.02),
+    "otel": _otel,
+    "correlation_structlog": _correlation_structlog,
+}
+
+
+def __getattr__(name: str) -> Any:  # uvicorn's "server_apps:sentry" builds it here
+    if name in _PEERS:
+        built = _PEERS[name]()
+        globals()[name] = built
+        return built
+    raise AttributeError(name)

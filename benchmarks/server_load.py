@@ -12,7 +12,10 @@ with the sink dead.
    bounded by the queue's byte limit plus a small constant (the spool takes the rest).
 
     python benchmarks/server_load.py [--seconds 3] [--rounds 8] [--http h11|httptools]
-                                     [--rss-seconds 60]
+                                     [--rss-seconds 60 (0: skip)] [--apps bare,wide,...]
+
+Side by side with what users would install instead (benchmarks/server_apps.py, each in a
+server of its own): ``--apps bare,wide_plain,wide,sentry,sentry_sampled,otel,correlation_structlog``.
 """
 
 from __future__ import annotations
@@ -168,7 +171,8 @@ def main() -> None:
     parser.add_argument(
         "--apps",
         default="bare,wide,wide_no_echo",
-        help="apps of server_apps.py to compare (the first is the base of the ratios)",
+        help="apps of server_apps.py to compare (the first is the base of the ratios); "
+        "the peers: sentry, sentry_sampled, otel, correlation_structlog",
     )
     args = parser.parse_args()
     use_wrk = shutil.which("wrk") is not None
@@ -201,10 +205,12 @@ def main() -> None:
             rps = statistics.median(r for r, _ in runs)
             p99 = statistics.median(p for _, p in runs)
             print(
-                f"  {app:<17} {rps:>9,.0f} requests/s   p99 {p99:6.2f} ms   "
+                f"  {app:<22} {rps:>9,.0f} requests/s   p99 {p99:6.2f} ms   "
                 f"ratio {rps / bare_rps:.2f}x"
             )
         print()
+        if args.rss_seconds <= 0:
+            return
 
         dead = {
             "WIDE_LOGGING_SINK": f"redis://127.0.0.1:{free_port()}/0?connect_timeout=0.2",
