@@ -55,6 +55,9 @@ class NotEnoughReplicas(redis.RedisError):
 
 #: How long the number of a master's replicas is taken as known (seconds).
 REPLICAS_KNOWN_FOR = 1.0
+#: A master that did not answer is passed over for this long, doubling while it goes on
+#: failing, up to REST_MAX (seconds).
+REST_FIRST, REST_MAX = 1.0, 10.0
 
 
 class RedisClusterSink:
@@ -93,12 +96,16 @@ class RedisClusterSink:
         self._turn = itertools.cycle(range(len(self.keys)))
         self._lock = threading.Lock()
         self._stale = False
+        #: Masters (host:port) that did not answer: until when their shards are passed
+        #: over, and for how long the last time.
+        self._resting: dict[str, tuple[float, float]] = {}
         self.name = f"{mask_url(layout.url)}#{self.stream}:{{0..{len(self.keys) - 1}}}"
 
     def write(self, batch: Sequence[bytes]) -> None:
         with self._lock:
-            key = self.keys[next(self._turn)]
+            key = self._next_key()
             stale, self._stale = self._stale, False
+        node = None
         try:
             if stale:  # the last write failed: ask the cluster where the slots are now
                 self._client.nodes_manager.initialize()
@@ -131,10 +138,40 @@ class RedisClusterSink:
             # by the pipeline (on the next shard); the next write asks for the slots first.
             if not isinstance(exc, NotEnoughReplicas):  # (the map is right about that one)
                 self._stale = True
+            if node is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+                self._rest(node.name)
             raise
+        if node.name in self._resting:
+            with self._lock:
+                self._resting.pop(node.name, None)  # it answers again
         if self.replicas and int(replies[-1]) < self.replicas:
             msg = f"{replies[-1]} of {self.replicas} replica(s) of {key!r}'s master took the batch"
             raise ReplicationTimeout(msg)
+
+    def _next_key(self) -> str:
+        """The next shard in turn whose master is not resting (under the lock). A master
+        that does not answer — down, or frozen and costing a timeout per try — is passed
+        over for a while, so that its shards' turns go to the others instead of each
+        costing a failed write (which would open the sink's circuit for every master)."""
+        key = self.keys[next(self._turn)]
+        if not self._resting:
+            return key
+        now = time.monotonic()
+        resting = {name for name, (until, _) in self._resting.items() if until > now}
+        for _ in range(len(self.keys)):
+            try:
+                if self._client.get_node_from_key(key).name not in resting:
+                    return key
+            except ERRORS:  # the map has no master for it: the write will say
+                return key
+            key = self.keys[next(self._turn)]
+        return key  # every master rests: try anyway (retries, fallback and spool follow)
+
+    def _rest(self, name: str) -> None:
+        with self._lock:
+            _until, last = self._resting.get(name, (0.0, 0.0))
+            pause = min(last * 2, REST_MAX) if last else REST_FIRST
+            self._resting[name] = (time.monotonic() + pause, pause)
 
     def _send(self, node: Any, key: str, batch: Sequence[bytes], *, asking: bool) -> list[Any]:
         """One pipeline to ``node``: the batch's XADDs (each after ASKING when ``asking``),
@@ -166,10 +203,11 @@ class RedisClusterSink:
             raise NotEnoughReplicas(msg)
 
     def failure_kind(self, error: BaseException) -> FailureKind | None:
-        if isinstance(error, (redis.TimeoutError, ReplicationTimeout)):
-            return "timeout"
+        # Down, failing over, frozen or without its replicas: one master's trouble. Not a
+        # "timeout" (which skips the whole sink at once, as a hung server): that master is
+        # passed over from now on, and the retry goes to the next shard's, which answers.
         if isinstance(error, ERRORS):
-            return "unavailable"  # down, failing over, MOVED past its retries
+            return "unavailable"
         return None
 
     def close(self) -> None:
