@@ -36,7 +36,6 @@ __all__ = [
     "DEFAULT_STREAM",
     "ERRORS",
     "EVENT_FIELD",
-    "STREAM_URL_SCHEMES",
     "StreamLayout",
     "connect",
     "is_cluster",
@@ -54,7 +53,6 @@ DEFAULT_SHARDS = 16
 #: At most this many: an idle consumer looks at each shard about twice a second.
 MAX_SHARDS = 1024
 CLUSTER_SCHEMES = ("redis+cluster://",)
-STREAM_URL_SCHEMES = ("redis://", "rediss://", *CLUSTER_SCHEMES)
 #: What a Redis or a Redis Cluster raises when it is down, failing over or refusing
 #: (redis-py's cluster errors are not all RedisErrors).
 ERRORS: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException)
