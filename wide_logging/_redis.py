@@ -83,8 +83,9 @@ def connect(url: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2
                 password=unquote(parts.password) if parts.password else None,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=connect_timeout,
-                # A frozen node holds a call about twice socket_timeout: the client asks
-                # the cluster for its slots once more, which redis-py does not let us turn off.
+                # (A frozen node holds one of its calls about twice socket_timeout: the
+                # client asks the cluster for its slots once more, which redis-py does not
+                # let us turn off. The sink writes around it, on a plain pipeline.)
                 retry=Retry(NoBackoff(), 0),
             )
         )
