@@ -58,6 +58,8 @@ REPLICAS_KNOWN_FOR = 1.0
 #: A master that did not answer is passed over for this long, doubling while it goes on
 #: failing, up to REST_MAX (seconds).
 REST_FIRST, REST_MAX = 1.0, 10.0
+#: The slot map is asked for at most this often (seconds).
+REFRESH_EVERY = 1.0
 
 
 class RedisClusterSink:
@@ -95,7 +97,9 @@ class RedisClusterSink:
         self._replicas_seen: dict[str, tuple[float, int]] = {}
         self._turn = itertools.cycle(range(len(self.keys)))
         self._lock = threading.Lock()
-        self._stale = False
+        #: The slot map is being asked for (on a thread of its own), and when it last was.
+        self._refreshing = False
+        self._refreshed_at = 0.0
         #: Masters (host:port) that did not answer: until when their shards are passed
         #: over, and for how long the last time.
         self._resting: dict[str, tuple[float, float]] = {}
@@ -104,11 +108,8 @@ class RedisClusterSink:
     def write(self, batch: Sequence[bytes]) -> None:
         with self._lock:
             key = self._next_key()
-            stale, self._stale = self._stale, False
         node = None
         try:
-            if stale:  # the last write failed: ask the cluster where the slots are now
-                self._client.nodes_manager.initialize()
             # The whole batch is for one slot: a plain pipeline to its master, at twice the
             # speed of redis-py's cluster pipeline (which routes each command on its own).
             node = self._client.get_node_from_key(key)
@@ -123,30 +124,34 @@ class RedisClusterSink:
                     raise redirect
                 # What the node did not take goes where it says, and only that (no batch
                 # written twice): MOVED — the slot has moved (a resharding, a failover the
-                # map missed), so the next write asks for the map first; ASK — the slot is
-                # migrating and the key has gone ahead, so each command after ASKING.
+                # map missed), so the map is asked for again; ASK — the slot is migrating
+                # and the key has gone ahead, so each command after ASKING.
                 moved = isinstance(redirect, redis.exceptions.MovedError)
                 if moved:
-                    self._stale = True
-                target = redis.cluster.ClusterNode(redirect.host, redirect.port)  # type: ignore[no-untyped-call]
-                replies = self._send(target, key, [batch[i] for i in missed], asking=not moved)
+                    self._refresh_map()
+                node = redis.cluster.ClusterNode(redirect.host, redirect.port)  # type: ignore[no-untyped-call]
+                replies = self._send(node, key, [batch[i] for i in missed], asking=not moved)
                 for reply in replies:
                     if _is_error(reply):
                         raise reply
         except ERRORS as exc:
-            # MOVED, a node down or failing over, or no map at all: this batch is retried
-            # by the pipeline (on the next shard); the next write asks for the slots first.
-            if not isinstance(exc, NotEnoughReplicas):  # (the map is right about that one)
-                self._stale = True
-            if node is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            # A node down, frozen or failing over, or no map at all: this batch is retried
+            # by the pipeline (on the next shard), the node (the one that failed: a
+            # redirect's target too) is passed over for a while, and the map asked for.
+            if node is not None:
                 self._rest(node.name)
+            if not isinstance(exc, NotEnoughReplicas):  # (the map is right about that one)
+                self._refresh_map()
             raise
+        if self.replicas and int(replies[-1]) < self.replicas:
+            # On the master, not on its replicas (stalled): passed over like a master that
+            # does not answer, or each retry that lands there writes the batch once more.
+            self._rest(node.name)
+            msg = f"{replies[-1]} of {self.replicas} replica(s) of {key!r}'s master took the batch"
+            raise ReplicationTimeout(msg)
         if node.name in self._resting:
             with self._lock:
                 self._resting.pop(node.name, None)  # it answers again
-        if self.replicas and int(replies[-1]) < self.replicas:
-            msg = f"{replies[-1]} of {self.replicas} replica(s) of {key!r}'s master took the batch"
-            raise ReplicationTimeout(msg)
 
     def _next_key(self) -> str:
         """The next shard in turn whose master is not resting (under the lock). A master
@@ -168,10 +173,35 @@ class RedisClusterSink:
         return key  # every master rests: try anyway (retries, fallback and spool follow)
 
     def _rest(self, name: str) -> None:
+        """Pass ``name`` over for a while: 1 s, doubling each time it fails again after
+        its rest (the writes of several threads failing on it at once are one failure)."""
         with self._lock:
-            _until, last = self._resting.get(name, (0.0, 0.0))
+            now = time.monotonic()
+            until, last = self._resting.get(name, (0.0, 0.0))
+            if until > now:
+                return
             pause = min(last * 2, REST_MAX) if last else REST_FIRST
-            self._resting[name] = (time.monotonic() + pause, pause)
+            self._resting[name] = (now + pause, pause)
+
+    def _refresh_map(self) -> None:
+        """Ask the cluster where the slots are now, on a thread of its own and at most once a
+        second: with frozen nodes among the startup nodes, asking costs a socket timeout per
+        frozen node, which no write should wait for."""
+        with self._lock:
+            now = time.monotonic()
+            if self._refreshing or now - self._refreshed_at < REFRESH_EVERY:
+                return
+            self._refreshing, self._refreshed_at = True, now
+
+        def refresh() -> None:
+            try:
+                self._client.nodes_manager.initialize()
+            except Exception:  # (no node answers: the next failure asks again)
+                pass
+            finally:
+                self._refreshing = False
+
+        threading.Thread(target=refresh, name="wide_logging-cluster-map", daemon=True).start()
 
     def _send(self, node: Any, key: str, batch: Sequence[bytes], *, asking: bool) -> list[Any]:
         """One pipeline to ``node``: the batch's XADDs (each after ASKING when ``asking``),
