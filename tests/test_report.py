@@ -449,6 +449,32 @@ def test_many_incidents_and_a_long_span_keep_the_page_small(browser: Any, tmp_pa
     assert _console_errors(browser) == []
 
 
+def test_out_writes_the_json_and_markdown_forms_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out names the file for every format (it used to be ignored but for html): the
+    file holds what standard output shows without it."""
+    events = tmp_path / "events.jsonl"
+    _traffic(events)
+    for form in ("json", "markdown"):
+        assert main(["report", "--source", f"file:{events}", "--format", form]) == 0
+        shown = capsys.readouterr().out
+        out = tmp_path / f"briefing.{form}"
+        assert (
+            main(["report", "--source", f"file:{events}", "--format", form, "--out", str(out)]) == 0
+        )
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert f"report written to {out}" in captured.err
+        written = out.read_text(encoding="utf-8")
+        if form == "json":  # (the same numbers; generated_at is the time of each run)
+            first, second = json.loads(shown), json.loads(written)
+            assert first.pop("generated_at") <= second.pop("generated_at")
+            assert first == second
+        else:
+            assert written.splitlines()[1:] == shown.splitlines()[1:]
+
+
 @pytest.mark.redis
 def test_a_redis_stream_is_read_by_ranges_into_the_same_report(
     redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -131,13 +131,21 @@ def _report(args: argparse.Namespace) -> int:
     from ..report.text import format_markdown
 
     report = build_report(args.source, parse_since(args.since, time.time()))
-    if args.format == "json":
-        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-    elif args.format == "markdown":
-        print(format_markdown(report))
+    if args.format == "html":
+        out = args.out or "briefing.html"
+        write_html(report, out)
     else:
-        write_html(report, args.out)
-        print(f"report written to {args.out}", file=sys.stderr)
+        if args.format == "json":
+            text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
+        else:
+            text = format_markdown(report)
+        if args.out is None:
+            print(text)
+            return 0
+        out = args.out
+        with open(out, "w", encoding="utf-8") as file:
+            file.write(text + "\n")
+    print(f"report written to {out}", file=sys.stderr)
     return 0
 
 
@@ -353,7 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("html", "markdown", "json"),
     )
     report.add_argument(
-        "--out", default="briefing.html", help="with --format html: the file to write"
+        "--out",
+        default=None,
+        help="the file to write (default: briefing.html for html, standard output otherwise)",
     )
     report.set_defaults(func=_report)
     return parser
