@@ -319,3 +319,15 @@ def test_stats_and_incidents_count_each_event_once_and_only_the_sinks_segments(
     folder_wide = run_cli("incidents", "--source", f"file:{folder}", "--format", "json")
     assert folder_wide.returncode == 0, folder_wide.stderr  # a folder, as stats takes it
     assert json.loads(folder_wide.stdout)[0]["count"] == 6
+
+
+@pytest.mark.parametrize("command", ["report", "incidents"])
+def test_a_since_in_the_future_is_an_error_not_an_empty_period(
+    command: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "events.jsonl"
+    write_events(source, 3)
+    result = run_cli(command, "--source", f"file:{source}", "--since", "2999-01-01T00:00:00Z")
+    assert result.returncode == 2, result.stderr
+    assert "is in the future" in result.stderr
+    assert "Traceback" not in result.stderr

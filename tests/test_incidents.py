@@ -291,10 +291,9 @@ def test_conditions_compare_safely() -> None:
 def test_parse_since() -> None:
     assert parse_since("1h", 10_000.0) == 6400.0
     assert parse_since("90s", 100.0) == 10.0
-    assert (
-        parse_since("2026-11-18T00:00:00Z", 0)
-        == datetime(2026, 11, 18, tzinfo=timezone.utc).timestamp()
-    )
+    midnight = datetime(2026, 11, 18, tzinfo=timezone.utc).timestamp()
+    assert parse_since("2026-11-18T00:00:00Z", midnight + 1) == midnight
+    assert parse_since("2026-11-18T00:00:00", midnight) == midnight  # (no zone: UTC)
     assert parse_since(None, 5.0) is None
     with pytest.raises(ConfigurationError, match="--since"):
         parse_since("yesterday", 0)

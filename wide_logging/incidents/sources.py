@@ -33,7 +33,11 @@ def parse_since(text: str | None, now: float) -> float | None:
     except ValueError:
         msg = f"--since takes a duration like 90s, 30m, 1h, 2d or an ISO time, got {text!r}"
         raise ConfigurationError(msg) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    since = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    if since > now:  # (an empty period said as one: a wrong year or zone, most likely)
+        msg = f"--since {text!r} is in the future: it would select nothing"
+        raise ConfigurationError(msg)
+    return since
 
 
 def incidents_from(source: str, rules: Sequence[Rule], since: float | None) -> list[Incident]:
