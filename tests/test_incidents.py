@@ -590,3 +590,10 @@ def test_groups_by_value_true_apart_from_one_objects_and_huge_numbers_too() -> N
     events.append({**event(6, None), "user": {"o": {"a": 1}}})  # absent: null's group
     found = {(str(i.group["user.n"]), i.count) for i in summarize(events, [rule])}
     assert found == {(str(2**70), 2), ("None", 2)}
+
+
+def test_a_title_shows_a_missing_or_null_value_as_a_question_mark() -> None:
+    rule = DEFAULT_RULES[0]  # "{error.type} on {http.route}"
+    assert rule.render_title({"error.type": None, "http.route": "/x"}) == "? on /x"
+    assert rule.render_title({"http.route": "/x"}) == "? on /x"
+    assert rule.render_title({"error.type": "E", "http.route": "/x"}) == "E on /x"

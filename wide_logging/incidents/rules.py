@@ -313,7 +313,13 @@ class Rule:
         if not self.title:
             shown = ", ".join(f"{k}={v}" for k, v in group.items() if v is not None)
             return f"{self.name}: {shown}" if shown else self.name
-        return re.sub(r"\{([\w.]+)\}", lambda m: str(group.get(m.group(1), "?")), self.title)
+        return re.sub(r"\{([\w.]+)\}", lambda m: _shown(group.get(m.group(1))), self.title)
+
+
+def _shown(value: Any) -> str:
+    """A group value in a title: a missing or null one is "?" (an error without a type
+    was titled "None on /x")."""
+    return "?" if value is None else str(value)
 
 
 #: The rules that ship: error bursts per route and error type, 5xx bursts, slow routes.
