@@ -297,6 +297,48 @@ def test_made_up_paths_that_match_no_route_are_not_critical() -> None:
         assert (decision.keep, decision.rule) == (False, "normal")
 
 
+def test_a_cors_preflight_to_a_made_up_path_under_a_critical_glob_is_not_critical(
+    tmp_path: Path,
+) -> None:
+    """Starlette's CORSMiddleware answers a preflight (OPTIONS with Origin and
+    Access-Control-Request-Method) with 200 before routing, for any path: no route, so the
+    raw path would match critical_routes, and a client could choose what is always kept.
+    A request a route took still matches by its template, and stored events decide alike."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    from wide_logging.testing import capture_events
+
+    handler = WideEventHandler(
+        sink=f"file:{tmp_path}/e.jsonl",
+        sampling={"normal_rate": 0.0, "critical_routes": ["/admin/*"]},
+    )
+
+    async def panel(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/admin/panel", panel, methods=["GET", "OPTIONS"])])
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"])
+    WideEventMiddleware.install(app, handler=handler)
+    preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    try:
+        with TestClient(app) as client, capture_events(keep_all=True) as events:
+            for n in range(5):
+                response = client.options(f"/admin/made-up-{n}", headers=preflight)
+                assert response.status_code == 200  # answered by CORS, for any path
+            assert client.get("/admin/panel").status_code == 200
+    finally:
+        handler.close()
+    decided = [(e["url"]["path"], e["sampling"]["rule"]) for e in events]
+    assert decided[:5] == [(f"/admin/made-up-{n}", "normal") for n in range(5)]
+    assert decided[5] == ("/admin/panel", "critical_route")
+    sampler = TailSampler(normal_rate=0.0, critical_routes=["/admin/*"])
+    stored = {"request_id": "r", "url": {"path": "/admin/x"},
+              "http": {"request": {"method": "OPTIONS"}, "response": {"status_code": 200}}}  # fmt: skip
+    assert sampler.decide_event(stored).rule == "normal"
+    stored["http"]["request"]["method"] = "GET"  # (a plain ASGI app: no route templates)
+    assert sampler.decide_event(stored).rule == "critical_route"
+
+
 def test_decide_matches_the_raw_path_only_without_a_route_and_only_when_a_route_matched() -> None:
     """decide() takes the path beside the route: the rule reads it only when it needs it,
     and a live request (handler.submit) decides as its stored dict (decide_event) does."""

@@ -26,6 +26,7 @@ from .fields import (
     http_object,
     is_error_value,
     outer_fields,
+    path_for_rules,
     shared_http_object,
 )
 from .serialize import REDACTED, Serializer
@@ -303,7 +304,7 @@ class WideEvent:
             (end - self._start_ns) / 1e6,
             self.route,
             self.force_keep,
-            self.path,
+            self.path if self.route is not None else path_for_rules(self.method, None, self.path),
         )
 
     @property

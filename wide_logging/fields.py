@@ -216,6 +216,16 @@ def shared_http_object(method: str, route: str | None, status: int | None) -> di
     return http
 
 
+def path_for_rules(method: Any, route: str | None, path: str | None) -> str | None:
+    """The raw path the sampling rules may match when there is no route template — none
+    for an ``OPTIONS`` request that no route took: a CORS preflight, answered before
+    routing for any path a client makes up (under a ``critical_routes`` glob, it would
+    choose what is always kept)."""
+    if route is None and method == "OPTIONS":
+        return None
+    return path
+
+
 def is_error_value(value: Any) -> bool:
     """Whether an annotated ``error`` is one, by what it will be stored as: JSON's null,
     false, 0 and empty values are not; anything else is — an object of the app's whose

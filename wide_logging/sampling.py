@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from ._errors import ConfigurationError
-from .fields import get_path
+from .fields import get_path, path_for_rules
 from .typing import Decision as AnyDecision
 
 #: Rule names for requests, in the order they are tried.
@@ -337,7 +337,9 @@ class RequestFacts(NamedTuple):
 def request_facts(event: Mapping[str, Any]) -> RequestFacts:
     """The policy's reading of a request event given as a dict (stored or captured)."""
     route = get_path(event, "http.route")
+    route = route if isinstance(route, str) else None
     path = get_path(event, "url.path")
+    path = path_for_rules(get_path(event, "http.request.method"), route, path)
     status = get_path(event, "http.response.status_code")
     duration = get_path(event, "duration_ms")
     return RequestFacts(
@@ -345,7 +347,7 @@ def request_facts(event: Mapping[str, Any]) -> RequestFacts:
         error=bool(event.get("error")),
         status=status if isinstance(status, int) else None,
         duration_ms=float(duration) if isinstance(duration, (int, float)) else 0.0,
-        route=route if isinstance(route, str) else None,
+        route=route,
         force_keep=get_path(event, "sampling.rule") == "force_keep",
         path=path if isinstance(path, str) else None,
     )
