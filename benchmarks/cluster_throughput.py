@@ -120,9 +120,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         single = RedisServer(binary, tmp / "single")
-        single.start()
         cluster = LocalRedisCluster(binary, tmp / "cluster")
-        cluster.start()
+        try:
+            single.start()
+            cluster.start()
+        except BaseException:
+            single.stop()
+            cluster.stop()
+            raise
         client = cluster.client()
         targets = {"one redis-server (redis://)": (f"{single.url}?stream=b", [single])}
         for shards in (1, 2, 3, 16):

@@ -137,7 +137,7 @@ def spool_file(tmp_path: Path) -> Path:
 
 # -- real servers -----------------------------------------------------------------------
 
-from servers import RedisServer, find_redis_server  # noqa: E402
+from servers import LocalRedisCluster, RedisServer, find_redis_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +170,23 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture
+def new_cluster(redis_binary: str, tmp_path: Path) -> Iterator[Callable[..., LocalRedisCluster]]:
+    """Start a Redis Cluster of this test's own (``LocalRedisCluster`` options); every one
+    started is stopped after the test, whatever fails before its own clean-up."""
+    made: list[LocalRedisCluster] = []
+
+    def make(**options: Any) -> LocalRedisCluster:
+        local = LocalRedisCluster(redis_binary, tmp_path / f"cluster{len(made)}", **options)
+        made.append(local)
+        local.start()
+        return local
+
+    yield make
+    for local in made:
+        local.stop()
 
 
 @pytest.fixture

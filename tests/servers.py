@@ -172,12 +172,14 @@ class LocalRedisCluster:
         masters: int = 3,
         replicas: int = 0,
         extra: tuple[str, ...] = (),
+        durable: bool = False,
     ) -> None:
         self.replicas = replicas
         self.nodes = [
             RedisServer(
                 binary,
                 workdir / f"node{n}",
+                durable=durable,  # (a restart keeps what it had stored)
                 port=free_cluster_port(),
                 extra=(
                     "--cluster-enabled",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -220,13 +220,12 @@ def test_a_password_that_breaks_the_url_is_never_shown(url: str) -> None:
         assert "percent-encode" in str(refused.value)
 
 
-def test_a_dead_master_holds_up_its_own_shards_only(redis_binary: str, tmp_path: Path) -> None:
+def test_a_dead_master_holds_up_its_own_shards_only(
+    new_cluster: Callable[..., LocalRedisCluster], tmp_path: Path
+) -> None:
     """A cluster that serves the slots it still has (cluster-require-full-coverage no), one
     master SIGKILLed: the consumer goes on with the shards of the others."""
-    local = LocalRedisCluster(
-        redis_binary, tmp_path / "cluster", extra=("--cluster-require-full-coverage", "no")
-    )
-    local.start()
+    local = new_cluster(extra=("--cluster-require-full-coverage", "no"))
     out = tmp_path / "out" / "events.jsonl"
     url = f"{local.url}/?stream=half&shards=6"
     consumer = StreamConsumer(url, f"file:{out}", block_ms=200, retry_backoff=0.2)
@@ -309,13 +308,12 @@ def test_live_incident_windows_are_shared_on_a_cluster(cluster: LocalRedisCluste
 
 
 def test_a_master_killed_under_load_fails_over_to_its_replica_nothing_lost_or_twice(
-    redis_binary: str, tmp_path: Path
+    new_cluster: Callable[..., LocalRedisCluster], tmp_path: Path
 ) -> None:
     """Three masters with a replica each; events flow from a handler (spool as fallback)
     through two consumer processes into a MongoDB store, and the master of a shard is
     SIGKILLed: its replica takes over. Every request is in the store once."""
-    local = LocalRedisCluster(redis_binary, tmp_path / "cluster", replicas=1)
-    local.start()
+    local = new_cluster(replicas=1)
     store = MongoStore()
     store.start()
     url = f"{local.url}/?stream=fo&shards=6"
@@ -375,16 +373,15 @@ def test_a_master_killed_under_load_fails_over_to_its_replica_nothing_lost_or_tw
         local.stop()
 
 
-def test_a_frozen_master_holds_up_its_own_shards_only(redis_binary: str, tmp_path: Path) -> None:
+def test_a_frozen_master_holds_up_its_own_shards_only(
+    new_cluster: Callable[..., LocalRedisCluster], tmp_path: Path
+) -> None:
     """A master that accepts connections and never answers (SIGSTOP) costs a timeout per
     try: its shards rest together, so the consumer tries the node once per rest, not once
     per shard, and the other masters' entries keep flowing."""
     import signal
 
-    local = LocalRedisCluster(
-        redis_binary, tmp_path / "cluster", extra=("--cluster-require-full-coverage", "no")
-    )
-    local.start()
+    local = new_cluster(extra=("--cluster-require-full-coverage", "no"))
     out = tmp_path / "out" / "events.jsonl"
     url = f"{local.url}/?stream=frozen&shards=16"
     consumer = StreamConsumer(url, f"file:{out}", block_ms=200, socket_timeout=1.0)

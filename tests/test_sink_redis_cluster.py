@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,9 @@ def test_a_frozen_node_holds_a_write_one_timeout_not_several(cluster: LocalRedis
         sink.close()
 
 
-def test_a_master_killed_under_load_loses_no_event(redis_binary: str, tmp_path: Path) -> None:
+def test_a_master_killed_under_load_loses_no_event(
+    new_cluster: Callable[..., LocalRedisCluster], tmp_path: Path
+) -> None:
     """SIGKILL one of three masters (no replicas) while events flow: a write to its shards
     fails, and the pipeline's retry goes to the next shard in turn (or, failing that, to the
     spool, replayed once the node is back) — every id in the cluster's streams, counted end
@@ -136,10 +138,7 @@ def test_a_master_killed_under_load_loses_no_event(redis_binary: str, tmp_path: 
     from conftest import wait_for
     from wide_logging import WideEventHandler
 
-    local = LocalRedisCluster(redis_binary, tmp_path / "cluster")
-    for node in local.nodes:
-        node.durable = True  # a restart keeps what it had stored
-    local.start()
+    local = new_cluster(durable=True)  # a restart keeps what it had stored
     handler = WideEventHandler(
         sink=f"{local.url}/?stream=kill&shards=6&socket_timeout=0.5&connect_timeout=0.5",
         fallback=f"file:{tmp_path}/spool/events.jsonl",
@@ -349,7 +348,7 @@ def _finish_moving(
 
 
 def test_a_frozen_master_is_passed_over_not_the_whole_cluster(
-    redis_binary: str, tmp_path: Path
+    new_cluster: Callable[..., LocalRedisCluster], tmp_path: Path
 ) -> None:
     """One of three masters frozen (SIGSTOP: it accepts connections, never answers) while
     events flow: after its first timeout its shards' turns go to the other masters, so the
@@ -360,10 +359,7 @@ def test_a_frozen_master_is_passed_over_not_the_whole_cluster(
     from conftest import read_jsonl
     from wide_logging import WideEventHandler
 
-    local = LocalRedisCluster(
-        redis_binary, tmp_path / "cluster", extra=("--cluster-require-full-coverage", "no")
-    )
-    local.start()
+    local = new_cluster(extra=("--cluster-require-full-coverage", "no"))
     spool = tmp_path / "spool" / "events.jsonl"
     handler = WideEventHandler(
         sink=f"{local.url}/?stream=ice&shards=6&socket_timeout=0.5&connect_timeout=0.5",
@@ -474,7 +470,7 @@ def test_an_ask_target_that_does_not_answer_is_the_one_passed_over(
 
 
 def test_a_stalled_replica_makes_its_master_passed_over_not_written_again_and_again(
-    redis_binary: str, tmp_path: Path
+    new_cluster: Callable[..., LocalRedisCluster], tmp_path: Path
 ) -> None:
     """replicas=1 and one replica frozen (it still counts as connected): a batch its master
     took is not replicated in time and is written again elsewhere — once; the master is
@@ -485,8 +481,7 @@ def test_a_stalled_replica_makes_its_master_passed_over_not_written_again_and_ag
 
     from wide_logging import WideEventHandler
 
-    local = LocalRedisCluster(redis_binary, tmp_path / "cluster", replicas=1)
-    local.start()
+    local = new_cluster(replicas=1)
     url = f"{local.url}/?stream=stall&shards=6&socket_timeout=1&replicas=1&replicas_timeout=0.2"
     handler = WideEventHandler(
         sink=url,
