@@ -93,6 +93,9 @@ class Floor:
     def __init__(self, app: Any, sink: Any) -> None:
         self.app, self.sink = app, sink
 
+    def record(self, fields: dict[str, Any]) -> None:
+        self.sink.put_nowait(fields)
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         started, status = time.perf_counter(), 0
 
@@ -103,9 +106,7 @@ class Floor:
             await send(message)
 
         await self.app(scope, receive, wrapped)
-        self.sink.put_nowait(
-            {"path": scope["path"], "status": status, "ms": time.perf_counter() - started}
-        )
+        self.record({"path": scope["path"], "status": status, "ms": time.perf_counter() - started})
 
 
 def floor_writer(source: queue.Queue[Any], path: Path) -> None:
@@ -124,14 +125,13 @@ def floor_writer(source: queue.Queue[Any], path: Path) -> None:
                 batch = []
 
 
-class StructlogRecipe:
+class StructlogRecipe(Floor):
     """structlog's performance recipe, one line per request, synchronous, to a file."""
 
     def __init__(self, app: Any, path: Path) -> None:
         import structlog
 
-        self.app = app
-        self.log = structlog.wrap_logger(
+        log = structlog.wrap_logger(
             structlog.BytesLogger(open(path, "wb")),  # noqa: SIM115 - for the run's life
             processors=[
                 structlog.processors.add_log_level,
@@ -140,20 +140,10 @@ class StructlogRecipe:
             ],
             cache_logger_on_first_use=True,
         )
+        super().__init__(app, log)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        started, status = time.perf_counter(), 0
-
-        async def wrapped(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        await self.app(scope, receive, wrapped)
-        self.log.info(
-            "request", path=scope["path"], status=status, ms=time.perf_counter() - started
-        )
+    def record(self, fields: dict[str, Any]) -> None:
+        self.sink.info("request", **fields)
 
 
 def variants(tmp: Path) -> dict[str, tuple[Any, Callable[[], None]]]:

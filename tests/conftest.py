@@ -172,6 +172,19 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="module")
+def cluster(
+    redis_binary: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalRedisCluster]:
+    """A three-master Redis Cluster shared by one test module's tests."""
+    local = LocalRedisCluster(redis_binary, tmp_path_factory.mktemp("cluster"))
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+
+
 @pytest.fixture
 def new_cluster(redis_binary: str, tmp_path: Path) -> Iterator[Callable[..., LocalRedisCluster]]:
     """Start a Redis Cluster of this test's own (``LocalRedisCluster`` options); every one

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,6 @@ from wide_logging.tools.cli import main
 from wide_logging.tools.stats import from_stream
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    redis_binary: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalRedisCluster]:
-    local = LocalRedisCluster(redis_binary, tmp_path_factory.mktemp("cluster"))
-    try:
-        local.start()
-        yield local
-    finally:
-        local.stop()
 
 
 def _write(url: str, batches: int, size: int = 50, prefix: str = "e") -> list[str]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +17,6 @@ from wide_logging.sinks import open_sink
 from wide_logging.sinks.redis_cluster import shard_keys
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    redis_binary: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalRedisCluster]:
-    local = LocalRedisCluster(redis_binary, tmp_path_factory.mktemp("cluster"))
-    try:
-        local.start()
-        yield local
-    finally:
-        local.stop()
 
 
 def _stored(client: Any, keys: list[str]) -> dict[str, list[str]]:

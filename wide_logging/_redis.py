@@ -251,7 +251,8 @@ def _no_hash_tag(what: str, name: str) -> None:
 
 
 def _shards(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= MAX_SHARDS:
+    """The URL's ``shards=`` as a number (its range is checked with the keyword's)."""
+    if not value.isdigit():
         msg = f"shards must be a whole number from 1 to {MAX_SHARDS}, got {value!r}"
         raise ConfigurationError(msg)
     return int(value)

@@ -236,7 +236,7 @@ class StreamConsumer:
         when the caller knows them) — a node that does not answer costs a timeout per
         try, and trying its shards one after another held up the others."""
         shard.failures += 1
-        pause = min(self.retry_backoff * 2 ** min(shard.failures - 1, 6), 10.0)
+        pause = self._pause(shard.failures)
         if peers is None:
             node = self._node_of(shard)
             peers = [s for s in self.shards if node is not None and self._node_of(s) == node]
@@ -269,7 +269,11 @@ class StreamConsumer:
 
     def _backoff(self) -> float:
         self._failures += 1
-        return float(min(self.retry_backoff * 2 ** min(self._failures - 1, 6), 10.0))
+        return self._pause(self._failures)
+
+    def _pause(self, failures: int) -> float:
+        """How long to wait after ``failures`` failures in a row: doubling, at most 10 s."""
+        return float(min(self.retry_backoff * 2 ** min(failures - 1, 6), 10.0))
 
     def _failed(self, exc: Exception) -> None:
         self.metrics.inc("consumer.errors")
