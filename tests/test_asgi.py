@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from wide_logging import WideEventHandler, WideEventMiddleware, annotate, span
+from wide_logging.sampling import Decision
 from wide_logging.serialize import Serializer
 from wide_logging.testing import MemorySink, capture_events
 
@@ -790,3 +791,104 @@ def test_a_message_whose_type_answers_nothing_goes_to_the_server_as_sent() -> No
         asyncio.run(WideEventMiddleware(app)(scope, None, server_send))
     assert sent[0] is start
     assert "error" not in events.requests()[0]
+
+
+class CountedRoute:
+    """A route object (what Starlette puts in ``scope["route"]``) counting its readers."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.reads = 0
+
+    @property
+    def path(self) -> str:
+        self.reads += 1
+        return self.template
+
+
+class KeepsByRoute:
+    """A sampler of the app's own that keeps what its route says."""
+
+    def decide(self, key: str, error: bool = False, *args: Any, **kwargs: Any) -> Decision:
+        route = kwargs.get("route", args[2] if len(args) > 2 else None)
+        return Decision(route == "/orders/{id}", "by_route", 1.0)
+
+    def decide_log(self, key: str, *, error: bool) -> Decision:
+        return Decision(True, "by_route", 1.0)
+
+    def explain(self, event: Any) -> str:
+        return "kept by its route"
+
+
+@pytest.mark.parametrize(
+    ("sampling", "reads", "routes_stored"),
+    [
+        ({"normal_rate": 0.0}, 0, []),  # sampled out by a policy that matches no routes
+        ({"normal_rate": 1.0}, 3, ["/orders/{id}"] * 3),  # kept: the event has its route
+        # the policy matches routes: read before deciding, and the route keeps the event
+        ({"normal_rate": 0.0, "critical_routes": ["/orders/*"]}, 3, ["/orders/{id}"] * 3),
+        ("by route", 3, ["/orders/{id}"] * 3),  # a sampler of the app's own: it may look
+    ],
+)
+def test_the_route_is_read_only_when_something_needs_it(
+    make_handler: Callable[..., WideEventHandler],
+    sampling: Any,
+    reads: int,
+    routes_stored: list[str],
+) -> None:
+    route = CountedRoute("/orders/{id}")
+    sink = MemorySink()
+    if sampling == "by route":
+        sampling = KeepsByRoute()
+    handler = make_handler(sink=sink, sampling=sampling)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["route"] = route
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    async def three_requests() -> None:
+        for n in range(3):
+            scope = {"type": "http", "method": "GET", "path": f"/orders/{n}", "headers": []}
+            await WideEventMiddleware(app, handler=handler)(scope, None, send)
+
+    asyncio.run(three_requests())
+    assert handler.flush(10)
+    assert route.reads == reads
+    assert [event["http"]["route"] for event in sink.events] == routes_stored
+    assert handler.metrics.get("events.seen") == 3
+
+
+def test_a_route_that_cannot_be_read_leaves_a_kept_event_without_one(
+    make_handler: Callable[..., WideEventHandler], caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenRoute:
+        @property
+        def path(self) -> str:
+            raise RuntimeError("a route object of the app's that fails when read")
+
+    sink = MemorySink()
+    handler = make_handler(sink=sink, sampling={"normal_rate": 1.0})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["route"] = BrokenRoute()
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/orders", "headers": []}
+    with caplog.at_level(logging.WARNING, logger="wide_logging.internal"):
+        asyncio.run(WideEventMiddleware(app, handler=handler)(scope, None, send))
+    assert handler.flush(10)
+    [event] = sink.events
+    assert "route" not in event["http"]
+    assert event["http"]["response"]["status_code"] == 201
+    assert sent[0]["status"] == 201
+    assert "could not read the route template" in caplog.text

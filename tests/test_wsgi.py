@@ -197,3 +197,41 @@ def test_flask_test_client_sees_the_event_without_reading_the_body(
     assert ok["http"]["response"]["status_code"] == 200
     assert crash["http"]["response"]["status_code"] == 500
     assert crash["error"]["type"] == "LookupError"
+
+
+@pytest.mark.parametrize(
+    ("sampling", "resolved", "stored_routes"),
+    [
+        ({"normal_rate": 0.0}, [], []),  # sampled out: Django's resolver is not run again
+        ({"normal_rate": 1.0}, ["/a", "/b"], ["/items/<id>"] * 2),
+        ({"normal_rate": 0.0, "critical_routes": ["/items/*"]}, ["/a", "/b"], ["/items/<id>"] * 2),
+    ],
+)
+def test_a_route_resolver_runs_only_for_events_that_need_their_route(
+    make_handler: Callable[..., WideEventHandler],
+    sampling: dict[str, Any],
+    resolved: list[str],
+    stored_routes: list[str],
+) -> None:
+    """The resolver a middleware around Django's ``WSGIHandler`` gets matches the path
+    again; here a stand-in that records what it was asked."""
+    sink = MemorySink()
+    handler = make_handler(sink=sink, sampling=sampling)
+    asked: list[str] = []
+
+    def resolve(environ: dict[str, Any]) -> str:
+        asked.append(environ["PATH_INFO"])
+        return "/items/<id>"
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wrapped = WideEventWSGIMiddleware(app, handler=handler)
+    wrapped._resolve_route = resolve  # what _install_framework_hooks gives for Django
+    for path in ("/a", "/b"):
+        body = wrapped({"REQUEST_METHOD": "GET", "PATH_INFO": path}, lambda s, h, e=None: None)
+        assert list(body) == [b"ok"]  # (the body read to its end finishes the event)
+    assert handler.flush(10)
+    assert asked == resolved
+    assert [event["http"]["route"] for event in sink.events] == stored_routes

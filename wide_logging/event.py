@@ -26,7 +26,6 @@ from .fields import (
     http_object,
     is_error_value,
     outer_fields,
-    path_for_rules,
     shared_http_object,
 )
 from .serialize import REDACTED, Serializer
@@ -43,7 +42,6 @@ class WideEvent:
     """One wide event under construction. Create through the middleware or the handler."""
 
     __slots__ = (
-        "_end_ns",
         "_error_annotated",
         "_fields",
         "_logs",
@@ -54,6 +52,7 @@ class WideEvent:
         "_start_ns",
         "_timings",
         "client_address",
+        "end_ns",
         "error",
         "force_keep",
         "kind",
@@ -82,7 +81,9 @@ class WideEvent:
         # request, or a test's fake_clock, must not move when the event says it began.
         self.start_time = _time() if start_time is None else start_time
         self._start_ns = _perf_ns()
-        self._end_ns = 0
+        #: ``perf_counter_ns()`` when the work ended, 0 while it runs (``end()``; the ASGI
+        #: middleware sets it itself, at a response's last chunk: no call per request).
+        self.end_ns = 0
         self._serializer = serializer
         self._fields: dict[str, Any] = {}
         self._logs: list[dict[str, Any]] | None = None
@@ -277,9 +278,9 @@ class WideEvent:
     def end(self) -> float:
         """Stop the clock; returns ``duration_ms``. Idempotent: a streaming body ends it
         before the app returns, and that first end counts."""
-        end = self._end_ns
+        end = self.end_ns
         if not end:
-            end = self._end_ns = _perf_ns()
+            end = self.end_ns = _perf_ns()
         return (end - self._start_ns) / 1e6
 
     def decide(self, sampler: Sampler, *, final: bool = True) -> Decision:
@@ -292,24 +293,26 @@ class WideEvent:
         )
         if self.kind == "log":  # no request id: a fresh random key samples log_rate
             return sampler.decide_log(new_request_id(), error=error)
-        end = self._end_ns
+        end = self.end_ns
         if not end:
             end = _perf_ns()
             if final:
-                self._end_ns = end
+                self.end_ns = end
+        route = self.route
         return sampler.decide(
             self.request_id or "",
             error,
             self.status,
             (end - self._start_ns) / 1e6,
-            self.route,
+            route,
             self.force_keep,
-            self.path if self.route is not None else path_for_rules(self.method, None, self.path),
+            # (path_for_rules() asked only when it can say None: no call per request)
+            self.path if route is not None or self.method != "OPTIONS" else None,
         )
 
     @property
     def duration_ms(self) -> float:
-        end = self._end_ns or _perf_ns()
+        end = self.end_ns or _perf_ns()
         return (end - self._start_ns) / 1e6
 
     def seal(self) -> None:
@@ -354,9 +357,9 @@ class WideEvent:
                 if len(user_agent) > 1024:
                     user_agent = self._serializer.clip(user_agent, 1024)
                 event["user_agent"] = {"original": user_agent}
-            end_ns = self._end_ns
+            end_ns = self.end_ns
             if not end_ns:  # self.end(), inlined: the clock has usually stopped already
-                end_ns = self._end_ns = _perf_ns()
+                end_ns = self.end_ns = _perf_ns()
             # whole microseconds, as milliseconds: integer steps, 4x cheaper than round()
             event["duration_ms"] = (end_ns - self._start_ns) // 1000 / 1000
             if self.error is not None:

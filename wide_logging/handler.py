@@ -18,7 +18,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -52,6 +52,15 @@ _handlers: Registry[WideEventHandler] = Registry()
 _default_lock = threading.Lock()
 #: What decides when a sampler of the app's own raises.
 _BUILT_IN_SAMPLER = TailSampler()
+
+
+def _read_route(event: WideEvent, route: Callable[[], str | None]) -> None:
+    """``event.route = route()``; whatever the app left in its scope, a route that cannot
+    be read leaves the event without one (and says so), never without its event."""
+    try:
+        event.route = route()
+    except Exception:
+        _internal.warning("wide_logging could not read the route template", exc_info=True)
 
 
 def _default_spool(primary: Sink) -> RotatingFileSink:
@@ -117,6 +126,11 @@ class WideEventHandler(logging.Handler):
         self._decider: Sampler = (
             self.sampler if isinstance(self.sampler, TailSampler) else AppSampler(self.sampler)
         )
+        #: The policy looks at routes (critical_routes, or a sampler of the app's): a
+        #: route given late to ``submit()`` is read before deciding, not only when kept.
+        self._route_decides = not isinstance(self._decider, TailSampler) or bool(
+            self._decider.critical_routes
+        )
         self._sampler_failed = False
         self.log_events = self.options.log_events
         self._resource = Resource(dict(self.options.service))
@@ -158,18 +172,31 @@ class WideEventHandler(logging.Handler):
             request_id = trace_id or new_request_id()
         return WideEvent(kind, self.serializer, request_id, trace_id)
 
-    def submit(self, event: WideEvent) -> Decision | None:
-        """Decide, encode and hand off a finished event. Never raises."""
+    def submit(
+        self, event: WideEvent, route: Callable[[], str | None] | None = None
+    ) -> Decision | None:
+        """Decide, encode and hand off a finished event. Never raises.
+
+        ``route``, when given, reads the event's route template; it is called only when
+        something needs it — the policy matches routes, the event is kept, or a test
+        captures every event — so a request sampled out never pays for reading it.
+        """
         try:
+            if route is not None and self._route_decides:
+                _read_route(event, route)
+                route = None
             try:
                 decision = event.decide(self._decider)
             except Exception:
                 decision = self._decide_without_sampler(event)
             self.metrics.record_decision(decision.counter)
+            if not decision.keep and not taps:
+                event.seal()
+                return decision
+            if route is not None:
+                _read_route(event, route)
             if taps:
                 self._tap(event, decision)
-            elif not decision.keep:
-                event.seal()
             else:  # kept: build, encode, hand off; expensive work only for kept events
                 fields = event.finalize(self.resource(), decision.fields)
                 self.pipeline.put(self.serializer.encode(fields), decision)

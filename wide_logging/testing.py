@@ -24,6 +24,7 @@ from . import context as _context
 from . import event as _event
 from ._registry import add_tap, remove_tap
 from .fields import get_path
+from .middleware import asgi as _asgi
 from .sinks.memory import MemorySink
 from .typing import Decision, EventDict
 
@@ -96,12 +97,14 @@ def fake_clock(*, tick_ms: float = 0.0) -> Iterator[FakeClock]:
     Wall-clock time (the events' ``timestamp``) is left alone.
     """
     clock = FakeClock(tick_ms)
-    saved = (_event._perf_ns, _context._perf_ns)
-    _event._perf_ns = _context._perf_ns = clock
+    # Every module that reads the monotonic clock for durations (the ASGI middleware
+    # stops an event's clock itself, at the response's last chunk).
+    saved = (_event._perf_ns, _context._perf_ns, _asgi._perf_ns)
+    _event._perf_ns = _context._perf_ns = _asgi._perf_ns = clock
     try:
         yield clock
     finally:
-        _event._perf_ns, _context._perf_ns = saved
+        _event._perf_ns, _context._perf_ns, _asgi._perf_ns = saved
 
 
 __all__ = ["CapturedEvents", "FakeClock", "MemorySink", "capture_events", "fake_clock"]

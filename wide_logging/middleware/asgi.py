@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from .._errors import ConfigurationError
@@ -25,6 +26,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _internal = logging.getLogger("wide_logging.internal")
+_perf_ns = time.perf_counter_ns
 
 
 class WideEventMiddleware(Middleware[ASGIApp]):
@@ -96,15 +98,21 @@ class WideEventMiddleware(Middleware[ASGIApp]):
         entry_root_path = scope.get("root_path", "")
 
         # A plain function returning the server's awaitable: no coroutine of our own per
-        # message (two per request), which is measurable under a real server.
+        # message (two per request), which is measurable under a real server. What it does
+        # for every request is written out here, not called: beside a big app, each call
+        # of ours costs several times what it does alone (docs/benchmarks.md).
         def send_wrapper(message: Message) -> Awaitable[None]:
             try:  # (free in 3.11 unless it raises: cheaper than .get())
                 kind = message["type"]
                 if kind == "http.response.start":
                     status = message["status"]
                 else:
-                    if kind == "http.response.body" and not message.get("more_body"):
-                        event.end()  # a streaming response ends with its last chunk
+                    if (
+                        kind == "http.response.body"
+                        and not message.get("more_body")
+                        and not event.end_ns
+                    ):
+                        event.end_ns = _perf_ns()  # a streaming response ends with its last chunk
                     status = _NOT_START
             except Exception:  # not an ASGI message: the server's to refuse, as it was sent
                 return send(message)
@@ -115,7 +123,10 @@ class WideEventMiddleware(Middleware[ASGIApp]):
             elif (code := status_code(status)) is not None:
                 event.status = code  # HTTPStatus.SERVICE_UNAVAILABLE, an IntEnum
             if echo is not None:  # (what the app's own header iterable raises reaches it)
-                message = _with_header(message, echo)
+                if type(message) is dict and type(headers := message.get("headers")) is list:
+                    message = _with_header_added(message, headers, echo)
+                else:
+                    message = _with_header(message, echo)
             return send(message)
 
         token = activate(event)
@@ -126,11 +137,9 @@ class WideEventMiddleware(Middleware[ASGIApp]):
             raise
         finally:
             restore(token)
-            try:  # whatever the app left in its scope, the server gets the app's exception
-                event.route = _route_template(scope, entry_root_path)
-            except Exception:
-                _internal.warning("wide_logging could not read the route template", exc_info=True)
-            handler.submit(event)
+            # The route is read when something needs it (handler.submit): not for a
+            # request the policy drops without looking at routes.
+            handler.submit(event, lambda: _route_template(scope, entry_root_path))
 
 
 def _open_event(handler: WideEventHandler, scope: Scope, request_id_header: bytes) -> WideEvent:
@@ -181,7 +190,9 @@ def _flush_at_shutdown() -> None:
 
 
 def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
-    """``message`` plus ``header`` unless the app set it; a copy, never the app's list."""
+    """``message`` plus ``header`` unless the app set it; a copy, never the app's list.
+    Any mapping with any iterable of headers (``send_wrapper`` takes the usual dict and
+    list to ``_with_header_added`` itself)."""
     try:
         headers = message.get("headers") or ()
         kind = type(headers)
@@ -193,6 +204,14 @@ def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
         # own iterable raises is the app's, and reaches it as it would from the server.
         headers = list(iterator)
         message = {**message, "headers": headers}
+    return _with_header_added(message, headers, header)
+
+
+def _with_header_added(
+    message: Message, headers: Sequence[Any], header: tuple[bytes, bytes]
+) -> Message:
+    """``message`` (whose headers are ``headers``) with ``header`` appended, unless the app
+    set it. A copy: the app's response object (dict and list) may be sent again."""
     name = header[0]
     try:
         for existing, _ in headers:
@@ -200,8 +219,7 @@ def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
                 return message
     except (TypeError, ValueError):  # not pairs: the server will refuse them, not us
         return message
-    # Copies: the app's response object (dict and list) may be sent again.
-    message = {**message}
+    message = {**message}  # (a plain copy, then one key: cheaper than a merged literal)
     message["headers"] = [*headers, header]
     return message
 

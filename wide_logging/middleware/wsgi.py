@@ -116,12 +116,17 @@ class _Finisher:
         event.end()
         if current_event() is event:
             deactivate(self.token)
-        if event.route is None and self.resolve_route is not None:
-            try:
-                event.route = self.resolve_route(self.environ)
-            except Exception:
-                event.route = None
-        self.handler.submit(event)
+        # Django's resolver matches the path again: only for an event that needs its route
+        # (kept, or a policy that matches routes), not for every request (handler.submit).
+        late = event.route is None and self.resolve_route is not None
+        self.handler.submit(event, self._resolved_route if late else None)
+
+    def _resolved_route(self) -> str | None:
+        resolve = self.resolve_route
+        try:
+            return None if resolve is None else resolve(self.environ)
+        except Exception:
+            return None
 
 
 class _ClosingBody:
