@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from wide_logging import WideEventHandler, WideEventMiddleware, annotate, span
-from wide_logging.sampling import Decision
+from wide_logging.sampling import Decision, TailSampler
 from wide_logging.serialize import Serializer
 from wide_logging.testing import MemorySink, capture_events
 
@@ -615,6 +615,31 @@ def test_fake_clock_makes_a_request_slow_without_waiting(handler: WideEventHandl
     assert real.requests()[0]["sampling"]["rule"] == "normal"  # the real clock is back
 
 
+def test_fake_clock_ends_a_request_at_its_last_chunk_not_after_its_background_task(
+    handler: WideEventHandler,
+) -> None:
+    """The response's end is stamped at its last chunk, with the fake clock too (whose
+    readings used to start at 0, the value that says "still running")."""
+    from starlette.background import BackgroundTask
+
+    from wide_logging.testing import fake_clock
+
+    with fake_clock() as clock:
+
+        async def later() -> None:
+            clock.advance(seconds=5)  # e.g. an e-mail sent after the response
+
+        async def confirm(request: Request) -> PlainTextResponse:
+            return PlainTextResponse("ok", background=BackgroundTask(later))
+
+        app = Starlette(routes=[Route("/confirm", confirm)])
+        with capture_events() as events, TestClient(WideEventMiddleware.install(app)) as client:
+            client.get("/confirm")
+    [event] = events.requests()
+    assert event["duration_ms"] == 0
+    assert event["sampling"]["rule"] == "normal"
+
+
 def test_fake_clock_advanced_by_a_fake_dependency_times_its_span(
     handler: WideEventHandler,
 ) -> None:
@@ -820,6 +845,16 @@ class KeepsByRoute:
         return "kept by its route"
 
 
+class KeepsByRouteTail(TailSampler):
+    """The built-in policy, extended by the app to keep what its route says."""
+
+    def decide(self, key: str, error: bool = False, *args: Any, **kwargs: Any) -> Decision:
+        route = kwargs.get("route", args[2] if len(args) > 2 else None)
+        if route == "/orders/{id}":
+            return Decision(True, "by_route", 1.0)
+        return super().decide(key, error, *args, **kwargs)
+
+
 @pytest.mark.parametrize(
     ("sampling", "reads", "routes_stored"),
     [
@@ -828,6 +863,7 @@ class KeepsByRoute:
         # the policy matches routes: read before deciding, and the route keeps the event
         ({"normal_rate": 0.0, "critical_routes": ["/orders/*"]}, 3, ["/orders/{id}"] * 3),
         ("by route", 3, ["/orders/{id}"] * 3),  # a sampler of the app's own: it may look
+        ("subclass", 3, ["/orders/{id}"] * 3),  # a TailSampler subclass: it may look too
     ],
 )
 def test_the_route_is_read_only_when_something_needs_it(
@@ -840,6 +876,8 @@ def test_the_route_is_read_only_when_something_needs_it(
     sink = MemorySink()
     if sampling == "by route":
         sampling = KeepsByRoute()
+    elif sampling == "subclass":
+        sampling = KeepsByRouteTail(normal_rate=0.0)
     handler = make_handler(sink=sink, sampling=sampling)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:

@@ -151,6 +151,33 @@ def test_the_readme_testing_example_works_for_django(handler: WideEventHandler) 
     assert events.requests()[0]["order"]["id"] == 5
 
 
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        {"normal_rate": 1.0},  # kept: the stored event names Django's route
+        {"normal_rate": 0.0, "critical_routes": ["/orders/<int:order_id>/"]},  # decided by it
+    ],
+)
+def test_under_the_asgi_middleware_the_route_is_djangos(
+    make_handler: Callable[..., WideEventHandler], sampling: dict[str, Any]
+) -> None:
+    """The ASGI middleware around Django's ASGI app, ours in MIDDLEWARE too (it then only
+    adds the route): Django sets no ``scope["route"]``, and that must not erase it."""
+    from django.core.asgi import get_asgi_application
+    from starlette.testclient import TestClient
+
+    from wide_logging import WideEventMiddleware
+
+    sink = MemorySink()
+    handler = make_handler(sink=sink, sampling=sampling)
+    client = TestClient(WideEventMiddleware(get_asgi_application(), handler=handler))
+    assert client.get("/orders/7/").status_code == 200  # (no lifespan: Django has none)
+    assert handler.flush(10)
+    [event] = sink.events
+    assert event["http"]["route"] == "/orders/<int:order_id>/"
+    assert event["order"] == {"id": 7}
+
+
 # -- real servers -------------------------------------------------------------------------
 
 

@@ -503,3 +503,31 @@ def test_all_of_a_handlers_options_resolve_once_into_one_frozen_object(
         handler.close()
     with pytest.raises(ConfigurationError, match=r"unknown option\(s\) \['cls'\]"):
         WideEventHandler(sink=f"file:{tmp_path}/e.jsonl", cls=1)
+
+
+def test_a_capture_ending_while_the_route_is_read_stores_no_sampled_out_event(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    """With a capture active the route of every event is read (captures see them all);
+    the capture may end on another thread meanwhile: the event stays sampled out."""
+    sink = MemorySink()
+    handler = make_handler(sink=sink, sampling={"normal_rate": 0.0})
+    reading, release = threading.Event(), threading.Event()
+
+    def route() -> str:
+        reading.set()
+        release.wait(10)
+        return "/orders/{id}"
+
+    event = handler.new_event("http.request", "req-race-1")
+    event.method, event.path, event.status = "GET", "/orders/1", 200
+    with capture_events() as captured:
+        submitting = threading.Thread(target=handler.submit, args=(event, route))
+        submitting.start()
+        assert reading.wait(10)
+    release.set()
+    submitting.join(10)
+    assert handler.flush(10)
+    assert sink.events == []
+    assert handler.metrics.get("events.sampled_out.normal") == 1
+    assert captured.requests() == []  # (it had ended before the event was finished)

@@ -126,9 +126,10 @@ class WideEventHandler(logging.Handler):
         self._decider: Sampler = (
             self.sampler if isinstance(self.sampler, TailSampler) else AppSampler(self.sampler)
         )
-        #: The policy looks at routes (critical_routes, or a sampler of the app's): a
-        #: route given late to ``submit()`` is read before deciding, not only when kept.
-        self._route_decides = not isinstance(self._decider, TailSampler) or bool(
+        #: The policy looks at routes (critical_routes, or code of the app's: its own
+        #: sampler, a TailSampler subclass): a route given late to ``submit()`` is read
+        #: before deciding, not only for a kept event.
+        self._route_decides = type(self._decider) is not TailSampler or bool(
             self._decider.critical_routes
         )
         self._sampler_failed = False
@@ -179,9 +180,15 @@ class WideEventHandler(logging.Handler):
 
         ``route``, when given, reads the event's route template; it is called only when
         something needs it — the policy matches routes, the event is kept, or a test
-        captures every event — so a request sampled out never pays for reading it.
+        captures every event — so a request sampled out never pays for reading it; and
+        not when the event has a route already (a framework's middleware inside set it).
         """
         try:
+            # Read once: a capture ending on another thread while the route is read must
+            # not turn a sampled-out event into a stored one.
+            tapping = bool(taps)
+            if route is not None and event.route is not None:
+                route = None  # a middleware inside (Django's) has named the route already
             if route is not None and self._route_decides:
                 _read_route(event, route)
                 route = None
@@ -190,12 +197,12 @@ class WideEventHandler(logging.Handler):
             except Exception:
                 decision = self._decide_without_sampler(event)
             self.metrics.record_decision(decision.counter)
-            if not decision.keep and not taps:
+            if not decision.keep and not tapping:
                 event.seal()
                 return decision
             if route is not None:
                 _read_route(event, route)
-            if taps:
+            if tapping:
                 self._tap(event, decision)
             else:  # kept: build, encode, hand off; expensive work only for kept events
                 fields = event.finalize(self.resource(), decision.fields)

@@ -70,7 +70,8 @@ class FakeClock:
     """
 
     def __init__(self, tick_ms: float = 0.0) -> None:
-        self._now_ns = 0
+        # Not 0: an event's end_ns of 0 means "still running" (only differences count).
+        self._now_ns = 1_000_000_000
         self._tick_ns = int(tick_ms * 1_000_000)
         self._lock = threading.Lock()
 

@@ -1,0 +1,136 @@
+"""This tree's wide_logging beside an earlier commit's, in ONE interpreter, alternated.
+
+``before_after.py`` runs each side in its own processes; on this VM two processes of the
+same code differ by several percent (memory layout, the moment's neighbours), more than a
+round of optimisation gains. Here the earlier commit's package is imported a second time
+under another name (``baseline_wide_logging``: the package imports itself only relatively),
+both wrap the same app in the same process, and rounds alternate (in reverse order every
+other round), so what differs is the code.
+
+Apps: ``starlette`` (compare.py's one-route app and scope) or ``fastapi`` (the second
+harness's app, scopes and 1,000 paths). Prints the overheads over the bare app, medians of
+the rounds, and new/baseline ratios.
+
+    python benchmarks/side_by_side.py --baseline HEAD~1 [--app fastapi] [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import wide_logging  # noqa: E402  (this tree's)
+
+BASELINE_NAME = "baseline_wide_logging"
+VARIANTS = (("dropped", 0.0), ("default", 0.02), ("keep-all", 1.0))
+
+
+def import_baseline(rev: str, into: Path) -> ModuleType:
+    """The package as it was at ``rev``, imported as ``baseline_wide_logging``."""
+    archive = subprocess.run(
+        ["git", "archive", rev, "wide_logging"], cwd=ROOT, check=True, capture_output=True
+    )
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    package = into / "wide_logging"
+    spec = importlib.util.spec_from_file_location(
+        BASELINE_NAME, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    if spec is None or spec.loader is None:
+        sys.exit(f"cannot import the package extracted from {rev}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[BASELINE_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def app_and_runner(kind: str) -> tuple[Callable[[], Any], Callable[[Any, int], Awaitable[None]]]:
+    """A factory of fresh apps, and what runs ``n`` requests through one."""
+    if kind == "fastapi":
+        import second_harness
+
+        scopes = second_harness.scopes()
+
+        async def run_fastapi(app: Any, n: int) -> None:
+            await second_harness._run(app, n, scopes)
+
+        return second_harness.make_app, run_fastapi
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from conftest import DirectClient, item
+
+    clients: dict[int, DirectClient] = {}
+
+    async def run_starlette(app: Any, n: int) -> None:
+        client = clients.setdefault(id(app), DirectClient(app))
+        await client._many(n)
+
+    return lambda: Starlette(routes=[Route("/items/{item_id}", item)]), run_starlette
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", default="HEAD~1", help="a git revision (default HEAD~1)")
+    parser.add_argument("--app", choices=("starlette", "fastapi"), default="starlette")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    make_app, run = app_and_runner(args.app)
+    with tempfile.TemporaryDirectory() as folder:
+        baseline = import_baseline(args.baseline, Path(folder) / "tree")
+        made: dict[str, tuple[Any, Callable[[], object]]] = {"bare": (make_app(), lambda: None)}
+        for side, package in (("baseline", baseline), ("new", wide_logging)):
+            for name, rate in VARIANTS:
+                handler = package.WideEventHandler(
+                    sink=f"file:{folder}/{side}-{name}/events.jsonl",
+                    fallback=f"file:{folder}/{side}-{name}/spool/events.jsonl",
+                    sampling={"normal_rate": rate},
+                    queue_size=10**6,
+                    queue_bytes=2**30,
+                )
+                app = package.WideEventMiddleware(make_app(), handler=handler)
+                made[f"{name} {side}"] = (app, handler.flush)
+        loop = asyncio.new_event_loop()
+        for app, settle in made.values():  # warm up: imports, caches, the writer threads
+            loop.run_until_complete(run(app, 500))
+            settle()
+        timings: dict[str, list[float]] = {name: [] for name in made}
+        names = list(made)
+        for round_ in range(args.rounds):
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                app, settle = made[name]
+                started = time.perf_counter()
+                loop.run_until_complete(run(app, args.requests))
+                settle()
+                timings[name].append((time.perf_counter() - started) / args.requests * 1e6)
+        loop.close()
+    median = {name: statistics.median(values) for name, values in timings.items()}
+    bare = median["bare"]
+    print(
+        f"{args.app} app, {args.requests} requests x {args.rounds} alternated rounds, "
+        f"one process; baseline {args.baseline}; bare {bare:.2f} µs"
+    )
+    print("| variant | baseline overhead µs | new overhead µs | new / baseline |")
+    print("|---|---:|---:|---:|")
+    for name, _ in VARIANTS:
+        before, after = median[f"{name} baseline"] - bare, median[f"{name} new"] - bare
+        print(f"| {name} | +{before:.2f} | +{after:.2f} | {after / before:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
