@@ -133,10 +133,11 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL: the crash a fault test wants (no shutdown save, no goodbye)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
+        # The handle is let go of first: a start() from another thread meanwhile keeps its own.
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
 
     def restart(self) -> None:
         self.kill()

@@ -294,13 +294,18 @@ class KillsRedisOnFirstWrite(ControlledSink):
     def __init__(self, server: RedisServer) -> None:
         super().__init__("store")
         self.server = server
+        self.kill_started = False
         self.killed = False
 
     def write(self, batch: Sequence[bytes]) -> None:
         super().write(batch)
-        if not self.killed:
-            self.killed = True
+        if not self.kill_started:
+            self.kill_started = True
             self.server.kill()
+            # Only now: the test restarts the server when it sees this, and a restart
+            # while kill() still ran had its new process handle overwritten with None
+            # (the new server then outlived the test) or found the port still taken.
+            self.killed = True
 
 
 def test_a_failed_ack_is_counted_and_redis_restart_rereads_our_pending_at_once(
