@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from ._errors import ConfigurationError
 from ._secrets import without_secret_parts
@@ -108,6 +108,17 @@ def connect(url: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2
 _ENCODE = " (a password with @ : / ? # % or a space must be percent-encoded)"
 
 
+def _split(url: str, what: str) -> SplitResult:
+    """``urlsplit(url)`` of a URL without spaces; what it cannot read is said without
+    showing the URL's secrets."""
+    _refuse_spaces(url)
+    try:
+        return urlsplit(url)
+    except ValueError as exc:
+        msg = f"invalid {what}: {without_secret_parts(str(exc), url)}{_ENCODE}"
+        raise ConfigurationError(msg) from None
+
+
 def _refuse_spaces(url: str) -> None:
     if any(c.isspace() for c in url):  # a space would also end a password for our masking
         msg = "a redis URL has no spaces: percent-encode them (%20), in a password too"
@@ -118,12 +129,7 @@ def cluster_nodes(url: str) -> list[tuple[str, int]]:
     """The ``host:port`` list of a cluster URL, checked (a bad one is refused now). The
     messages never show the URL or a node: a password cut by an unencoded ``#`` or ``/``
     reads as a node."""
-    _refuse_spaces(url)
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        msg = f"invalid redis cluster URL: {without_secret_parts(str(exc), url)}{_ENCODE}"
-        raise ConfigurationError(msg) from None
+    parts = _split(url, "redis cluster URL")
     nodes = []
     addresses = parts.netloc.rpartition("@")[2].split(",")
     for position, address in enumerate(addresses, 1):
@@ -199,12 +205,7 @@ def stream_layout(url: str, stream: str | None = None, shards: int | None = None
     """The layout named by a sink's URL (``?stream=``, ``?shards=`` on a cluster);
     ``stream`` and ``shards`` given here win over the URL's. An option given twice is
     refused: a writer and a reader must not read it differently."""
-    _refuse_spaces(url)
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        msg = f"invalid redis URL: {without_secret_parts(str(exc), url)}{_ENCODE}"
-        raise ConfigurationError(msg) from None
+    parts = _split(url, "redis URL")
     seen: set[str] = set()
     theirs: list[tuple[str, str]] = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):

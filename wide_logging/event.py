@@ -306,7 +306,7 @@ class WideEvent:
             (end - self._start_ns) / 1e6,
             route,
             self.force_keep,
-            # (path_for_rules() asked only when it can say None: no call per request)
+            # fields.path_for_rules(), inlined: its rule without a call per request
             self.path if route is not None or self.method != "OPTIONS" else None,
         )
 
