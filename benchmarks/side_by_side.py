@@ -7,11 +7,13 @@ under another name (``baseline_wide_logging``: the package imports itself only r
 both wrap the same app in the same process, and rounds alternate (in reverse order every
 other round), so what differs is the code.
 
-Apps: ``starlette`` (compare.py's one-route app and scope) or ``fastapi`` (the second
-harness's app, scopes and 1,000 paths). Prints the overheads over the bare app, medians of
-the rounds, and new/baseline ratios.
+Apps: ``starlette`` (compare.py's one-route app and scope), ``fastapi`` (the second
+harness's app, scopes and 1,000 paths) or ``annotated`` (compare.py's route with an
+endpoint that calls ``annotate()`` three times, as apps do; each side's app calls its own
+package's, the bare app the new one's, where it does nothing). Prints the overheads over
+the bare app, medians of the rounds, and new/baseline ratios.
 
-    python benchmarks/side_by_side.py --baseline HEAD~1 [--app fastapi] [--rounds 15]
+    python benchmarks/side_by_side.py --baseline HEAD~1 [--app fastapi|annotated] [--rounds 15]
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ def import_baseline(rev: str, into: Path) -> ModuleType:
     return module
 
 
-def app_and_runner(kind: str) -> tuple[Callable[[], Any], Callable[[Any, int], Awaitable[None]]]:
-    """A factory of fresh apps, and what runs ``n`` requests through one."""
+def app_and_runner(
+    kind: str,
+) -> tuple[Callable[[ModuleType], Any], Callable[[Any, int], Awaitable[None]]]:
+    """A factory of fresh apps (given the package whose ``annotate()`` the endpoint calls),
+    and what runs ``n`` requests through one."""
     if kind == "fastapi":
         import second_harness
 
@@ -68,8 +73,10 @@ def app_and_runner(kind: str) -> tuple[Callable[[], Any], Callable[[Any, int], A
         async def run_fastapi(app: Any, n: int) -> None:
             await second_harness._run(app, n, scopes)
 
-        return second_harness.make_app, run_fastapi
+        return lambda package: second_harness.make_app(), run_fastapi
     from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
     from conftest import DirectClient, item
@@ -80,20 +87,35 @@ def app_and_runner(kind: str) -> tuple[Callable[[], Any], Callable[[Any, int], A
         client = clients.setdefault(id(app), DirectClient(app))
         await client._many(n)
 
-    return lambda: Starlette(routes=[Route("/items/{item_id}", item)]), run_starlette
+    def make_app(package: ModuleType) -> Any:
+        if kind != "annotated":
+            return Starlette(routes=[Route("/items/{item_id}", item)])
+        annotate = package.annotate
+
+        async def annotated_item(request: Request) -> PlainTextResponse:
+            annotate(item={"id": request.path_params["item_id"]})
+            annotate(user={"id": 42, "plan": "pro"}, cart_items=3)
+            annotate(feature_flags={"new_checkout": True})
+            return PlainTextResponse("ok")
+
+        return Starlette(routes=[Route("/items/{item_id}", annotated_item)])
+
+    return make_app, run_starlette
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="HEAD~1", help="a git revision (default HEAD~1)")
-    parser.add_argument("--app", choices=("starlette", "fastapi"), default="starlette")
+    parser.add_argument("--app", choices=("starlette", "fastapi", "annotated"), default="starlette")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
     make_app, run = app_and_runner(args.app)
     with tempfile.TemporaryDirectory() as folder:
         baseline = import_baseline(args.baseline, Path(folder) / "tree")
-        made: dict[str, tuple[Any, Callable[[], object]]] = {"bare": (make_app(), lambda: None)}
+        made: dict[str, tuple[Any, Callable[[], object]]] = {
+            "bare": (make_app(wide_logging), lambda: None)
+        }
         for side, package in (("baseline", baseline), ("new", wide_logging)):
             for name, rate in VARIANTS:
                 handler = package.WideEventHandler(
@@ -103,7 +125,7 @@ def main() -> None:
                     queue_size=10**6,
                     queue_bytes=2**30,
                 )
-                app = package.WideEventMiddleware(make_app(), handler=handler)
+                app = package.WideEventMiddleware(make_app(package), handler=handler)
                 made[f"{name} {side}"] = (app, handler.flush)
         loop = asyncio.new_event_loop()
         for app, settle in made.values():  # warm up: imports, caches, the writer threads

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime
 import dis
+import enum
 import itertools
 import json
 import logging
@@ -28,9 +29,9 @@ from wide_logging._ids import (
     uuid7,
     uuid7_ms,
 )
-from wide_logging._nesting import nest_dotted
+from wide_logging._nesting import deep_merge, nest_dotted
 from wide_logging.event import WideEvent
-from wide_logging.fields import iso_ms
+from wide_logging.fields import GUARDED_KEYS, iso_ms
 from wide_logging.sampling import TailSampler
 from wide_logging.serialize import REDACTED, Serializer
 
@@ -232,6 +233,72 @@ def test_annotations_are_copies_and_redacted() -> None:
     event.annotate(login=payload)
     payload["name"] = "changed later"
     assert event.get("login") == {"name": "a", "password": REDACTED}
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+class _Text(str):
+    pass
+
+
+_ANNOTATION_KEYS = st.one_of(
+    st.sampled_from(
+        ["user", "item", "n", "name", "value", "password", "api_key", "x-api-key"]
+        + ["error", "http", "service", "url", "user.id", "http.extra", "force_keep"]
+    ),
+    st.text(max_size=8),
+)
+_ANNOTATION_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=40),  # beside max_string=16: some are clipped
+    st.just(_Level.HIGH),
+    st.builds(_Text, st.text(max_size=5)),
+    st.binary(max_size=5),
+)
+_ANNOTATION_VALUES = st.recursive(
+    _ANNOTATION_LEAVES,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(_ANNOTATION_KEYS, children, max_size=4),
+    ),
+    max_leaves=8,
+)
+
+
+@given(calls=st.lists(st.dictionaries(_ANNOTATION_KEYS, _ANNOTATION_VALUES, max_size=4)))
+@settings(max_examples=400, deadline=None)
+def test_annotate_stores_what_copying_each_value_and_merging_gives(
+    calls: list[dict[str, Any]],
+) -> None:
+    """annotate() inlines copy()'s first steps for the usual values (a number, a short
+    string, a flat dict): whatever the app passes, the event holds what the general rule
+    gives — each value through ``copy()``, redacted under a secret's name, dicts merged,
+    the library's fields refused."""
+    serializer = Serializer(max_string=16)
+    event, expected = WideEvent("t", serializer), WideEvent("t", serializer)
+    for fields in calls:
+        event.annotate(**fields)
+        # the rule as annotate() had it before its shortcuts
+        rest = dict(fields)
+        if "force_keep" in rest:
+            expected.force_keep = rest.pop("force_keep") is True
+        for key, value in rest.items():
+            if key in GUARDED_KEYS or key == "error" or "." in key:
+                expected._annotate_guarded(key, value)
+                continue
+            copied = REDACTED if serializer.is_secret(key) else serializer.copy(value)
+            existing = expected._fields.get(key)
+            if type(copied) is dict and type(existing) is dict:
+                deep_merge(existing, copied)
+            else:
+                expected._fields[key] = copied
+    assert event.force_keep == expected.force_keep
+    assert _encoded(event, serializer) == _encoded(expected, serializer)
 
 
 def test_force_keep_is_a_flag_not_a_field() -> None:

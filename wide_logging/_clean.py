@@ -34,7 +34,7 @@ from ._text import (
 _MAX_INT = 2**64 - 1
 _MIN_INT = -(2**63)
 #: Values that are already JSON-safe copies of themselves.
-_PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
+PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
 #: Collections we read (up to the cap) rather than repr: they can be iterated again, so
 #: reading them takes nothing from the app. Iterators and generators are left alone.
 _READABLE_COLLECTIONS = (
@@ -152,12 +152,12 @@ class Cleaner:
             # .copy(): one step in C, so another thread's writes cannot interleave
             for key, item in value.copy().items():
                 out[scrub_key(key) if type(key) is str else key] = (
-                    item if type(item) in _PLAIN_SCALARS else self.scrub_strings(item)
+                    item if type(item) in PLAIN_SCALARS else self.scrub_strings(item)
                 )
             return out
         if kind is list:
             return [
-                item if type(item) in _PLAIN_SCALARS else self.scrub_strings(item)
+                item if type(item) in PLAIN_SCALARS else self.scrub_strings(item)
                 for item in value[:]
             ]
         return value
@@ -207,34 +207,32 @@ class Cleaner:
         limit = max_string or self.max_string
         if not strict:  # the common annotations first: a number, a short string, a flat dict
             kind = type(value)
-            if kind in _PLAIN_SCALARS or (kind is str and len(value) <= limit):
+            if kind in PLAIN_SCALARS or (kind is str and len(value) <= limit):
                 return value
             if kind is dict:
-                flat = self._clean_flat_dict(value, limit)
+                flat = self.copy_flat_dict(value, limit)
                 if flat is not None:
                     return flat
         return self._clean(value, 0, set(), strict, limit)
 
-    def _clean_flat_dict(self, value: dict[Any, Any], limit: int) -> dict[str, Any] | None:
+    def copy_flat_dict(self, value: dict[Any, Any], limit: int) -> dict[str, Any] | None:
         """``user={"id": 7, "plan": "pro"}`` copied without the recursive walk; None when
-        any key or value needs the full treatment."""
+        any key or value needs the full treatment (a nested value, a long string, a key
+        that names a secret or has not been looked at yet)."""
         if len(value) > self.max_items:
             return None
         known_secret = self.known_secret
-        out: dict[str, Any] = {}
         for key, item in value.items():
             kind = type(item)
-            if type(key) is not str or (
-                kind not in _PLAIN_SCALARS and (kind is not str or len(item) > limit)
+            if (
+                type(key) is not str
+                or (kind not in PLAIN_SCALARS and (kind is not str or len(item) > limit))
+                or known_secret.get(key) is not False  # a secret's name, or not asked yet
             ):
                 return None
-            secret = known_secret.get(key)
-            if secret is None:
-                secret = self.is_secret(key)
-            out[key] = REDACTED if secret else item
-        if "value" in out and names_a_secret(out, self.is_secret):
-            out["value"] = REDACTED  # {"name": "Authorization", "value": ...}, as below
-        return out
+        if "value" in value and names_a_secret(value, self.is_secret):
+            return None  # {"name": "Authorization", "value": ...}: redacted the long way
+        return value.copy()  # (in C: faster than building it key by key)
 
     def _clean(self, value: Any, depth: int, seen: set[int], strict: bool, limit: int) -> Any:
         kind = type(value)
@@ -344,7 +342,7 @@ class Cleaner:
         """One item of a list. A ``(name, value, ...)`` pair whose name is a secret's (a
         header list: ``request.headers.items()``, ASGI's ``scope["headers"]``) keeps its name
         only."""
-        if type(item) in _PLAIN_SCALARS and not strict:  # (strict: ints beyond 64 bits)
+        if type(item) in PLAIN_SCALARS and not strict:  # (strict: ints beyond 64 bits)
             return item
         if not strict and isinstance(item, (tuple, list)) and is_secret_pair(item, self.is_secret):
             return [self._clean(item[0], depth + 2, seen, strict, limit)] + [REDACTED] * (

@@ -43,7 +43,7 @@ def annotate(**fields: Any) -> bool:
     if event is None:
         return False
     try:
-        event.annotate(**fields)
+        event.add_fields(fields)  # (not **fields: no second copy of the dict)
     except Exception:  # a field we cannot take must not break the request
         return False
     return True

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._clean import PLAIN_SCALARS
 from ._exception_info import exception_fields, exception_message, is_control_flow, type_name
 from ._ids import new_request_id
 from ._nesting import MISSING, deep_merge, nest_dotted, nested_deep, pop_path, snapshot
@@ -113,12 +114,22 @@ class WideEvent:
         secrets inside text are masked when a kept event is built. Values
         for fields the library owns (``fields.OWNED_FIELDS``) go to ``refused_annotations``.
         """
+        self.add_fields(fields)
+
+    def add_fields(self, fields: Mapping[str, Any]) -> None:
+        """:meth:`annotate` with the fields in one mapping, which is left as it is.
+
+        (What the module's ``annotate()`` calls with its own keyword dict: passing it on as
+        ``**fields`` would copy it once more, on a call apps make several times a request.)
+        """
         if self._sealed:
             return
         if "force_keep" in fields:
+            fields = dict(fields)
             self.force_keep = fields.pop("force_keep") is True
         serializer = self._serializer
         known_secret = serializer.known_secret
+        limit = serializer.max_string
         target = self._fields
         for key, value in fields.items():
             if type(key) is not str or key in _LOOKED_AT or "." in key:
@@ -127,12 +138,21 @@ class WideEvent:
             secret = known_secret.get(key)
             if secret is None:
                 secret = serializer.is_secret(key)
-            value = REDACTED if secret else serializer.copy(value)
-            existing = target.get(key)
-            if type(value) is dict and type(existing) is dict:
-                deep_merge(existing, value)
-            else:
-                target[key] = value
+            if secret:
+                target[key] = REDACTED
+                continue
+            # Copy()'s first steps, inlined for the usual values: a number or a short
+            # string is its own copy, a flat dict (user={"id": 7}) needs no walk.
+            kind = type(value)
+            if kind not in PLAIN_SCALARS and (kind is not str or len(value) > limit):
+                copied = serializer.copy_flat_dict(value, limit) if kind is dict else None
+                value = serializer.copy(value) if copied is None else copied
+                if type(value) is dict:
+                    existing = target.get(key)
+                    if type(existing) is dict:  # user={"id": 7}, then user={"plan": "pro"}
+                        deep_merge(existing, value)
+                        continue
+            target[key] = value
 
     def _annotate_guarded(self, key: Any, value: Any) -> None:
         """A dotted key, a key that holds fields of the library's, or a key that is not a
@@ -231,7 +251,7 @@ class WideEvent:
         if self._sealed:
             return
         error = {"type": type_name(exc), "message": exception_message(exc, self._serializer)}
-        self.annotate(**{name: {"error": error}})
+        self.add_fields({name: {"error": error}})
 
     def add_log(self, record: logging.LogRecord) -> None:
         if self._sealed:

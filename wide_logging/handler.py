@@ -297,7 +297,7 @@ class WideEventHandler(logging.Handler):
         extra = record_extra(record)
         if extra:  # the library's own fields among them are refused, as for annotate()
             # copied as one dict first: {"key": "X-Api-Key", "value": ...} is redacted
-            event.annotate(**self.serializer.copy(extra))
+            event.add_fields(self.serializer.copy(extra))
         event.annotate(
             message=record_message(record),
             log={"level": record.levelname, "logger": record.name},
