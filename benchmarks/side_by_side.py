@@ -9,9 +9,11 @@ other round), so what differs is the code.
 
 Apps: ``starlette`` (compare.py's one-route app and scope), ``fastapi`` (the second
 harness's app, scopes and 1,000 paths) or ``annotated`` (compare.py's route with an
-endpoint that calls ``annotate()`` three times, as apps do; each side's app calls its own
-package's, the bare app the new one's, where it does nothing). Prints the overheads over
-the bare app, medians of the rounds, and new/baseline ratios.
+endpoint that does what apps do: calls ``annotate()`` three times and logs two lines, one
+with ``extra=``; each side's app calls its own package's ``annotate()`` and logs to a
+logger of its own with that side's handler; the bare app calls the new package's, where
+it does nothing, and logs to a logger without handlers). Prints the overheads over the
+bare app, medians of the rounds, and new/baseline ratios.
 
     python benchmarks/side_by_side.py --baseline HEAD~1 [--app fastapi|annotated] [--rounds 15]
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import logging
 import statistics
 import subprocess
 import sys
@@ -62,9 +65,9 @@ def import_baseline(rev: str, into: Path) -> ModuleType:
 
 def app_and_runner(
     kind: str,
-) -> tuple[Callable[[ModuleType], Any], Callable[[Any, int], Awaitable[None]]]:
-    """A factory of fresh apps (given the package whose ``annotate()`` the endpoint calls),
-    and what runs ``n`` requests through one."""
+) -> tuple[Callable[[ModuleType, logging.Logger], Any], Callable[[Any, int], Awaitable[None]]]:
+    """A factory of fresh apps (given the package whose ``annotate()`` the endpoint calls
+    and the logger it logs to), and what runs ``n`` requests through one."""
     if kind == "fastapi":
         import second_harness
 
@@ -73,7 +76,7 @@ def app_and_runner(
         async def run_fastapi(app: Any, n: int) -> None:
             await second_harness._run(app, n, scopes)
 
-        return lambda package: second_harness.make_app(), run_fastapi
+        return lambda package, log: second_harness.make_app(), run_fastapi
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
@@ -87,20 +90,34 @@ def app_and_runner(
         client = clients.setdefault(id(app), DirectClient(app))
         await client._many(n)
 
-    def make_app(package: ModuleType) -> Any:
+    def make_app(package: ModuleType, log: logging.Logger) -> Any:
         if kind != "annotated":
             return Starlette(routes=[Route("/items/{item_id}", item)])
         annotate = package.annotate
 
         async def annotated_item(request: Request) -> PlainTextResponse:
-            annotate(item={"id": request.path_params["item_id"]})
+            item_id = request.path_params["item_id"]
+            annotate(item={"id": item_id})
+            log.info("loading item %s", item_id)
             annotate(user={"id": 42, "plan": "pro"}, cart_items=3)
             annotate(feature_flags={"new_checkout": True})
+            log.info("priced", extra={"price_cents": 1299})
             return PlainTextResponse("ok")
 
         return Starlette(routes=[Route("/items/{item_id}", annotated_item)])
 
     return make_app, run_starlette
+
+
+def _logger(name: str, handler: logging.Handler | None) -> logging.Logger:
+    """A logger of one variant's own, at INFO, with only ``handler`` (no other variant's
+    handler sees its records)."""
+    log = logging.getLogger(f"side_by_side.{name}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if handler is not None:
+        log.addHandler(handler)
+    return log
 
 
 def main() -> None:
@@ -114,7 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         baseline = import_baseline(args.baseline, Path(folder) / "tree")
         made: dict[str, tuple[Any, Callable[[], object]]] = {
-            "bare": (make_app(wide_logging), lambda: None)
+            "bare": (make_app(wide_logging, _logger("bare", None)), lambda: None)
         }
         for side, package in (("baseline", baseline), ("new", wide_logging)):
             for name, rate in VARIANTS:
@@ -125,7 +142,8 @@ def main() -> None:
                     queue_size=10**6,
                     queue_bytes=2**30,
                 )
-                app = package.WideEventMiddleware(make_app(package), handler=handler)
+                log = _logger(f"{side}.{name}", handler)
+                app = package.WideEventMiddleware(make_app(package, log), handler=handler)
                 made[f"{name} {side}"] = (app, handler.flush)
         loop = asyncio.new_event_loop()
         for app, settle in made.values():  # warm up: imports, caches, the writer threads

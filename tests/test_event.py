@@ -245,8 +245,10 @@ class _Text(str):
 
 _ANNOTATION_KEYS = st.one_of(
     st.sampled_from(
-        ["user", "item", "n", "name", "value", "password", "api_key", "x-api-key"]
-        + ["error", "http", "service", "url", "user.id", "http.extra", "force_keep"]
+        [
+            *("user", "item", "n", "name", "value", "password", "api_key", "x-api-key"),
+            *("error", "http", "service", "url", "user.id", "http.extra", "force_keep"),
+        ]
     ),
     st.text(max_size=8),
 )

@@ -18,6 +18,7 @@ from queue import SimpleQueue
 
 from .typing import Sink
 
+
 class _ThreadFlags(threading.local):
     #: A default on the class: ``getattr(local, "active", False)`` on a thread that never
     #: set it raises and catches AttributeError inside, ~10x slower — and this is asked

@@ -32,7 +32,7 @@ from ._ids import match_request_id, new_request_id, trace_id_from_traceparent
 from ._internal_log import show_if_nobody_else_does
 from ._records import record_extra, record_message
 from ._registry import Registry, taps
-from .context import current_event
+from .context import get_current
 from .event import WideEvent
 from .fields import Resource, outer_fields
 from .metrics import Metrics
@@ -266,6 +266,9 @@ class WideEventHandler(logging.Handler):
         if record.name.startswith("wide_logging"):
             show_if_nobody_else_does(record, WideEventHandler)  # in an event it would loop
             return False
+        if not self.filters:  # (the usual: Filterer.filter would walk an empty list)
+            self.emit(record)
+            return True
         result = self.filter(record)
         if isinstance(result, logging.LogRecord):
             record = result
@@ -279,7 +282,7 @@ class WideEventHandler(logging.Handler):
         if app_sampler.deciding:
             return  # a sampler of the app's own logging: its records would be decided on
         try:
-            event = current_event()
+            event = get_current()  # (the context variable's own method: no frame of ours)
             if event is not None and not event.sealed:
                 if record.__dict__.get("_wide_logging_attached"):
                     return  # another WideEventHandler already attached it
