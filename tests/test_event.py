@@ -6,6 +6,7 @@ import enum
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -493,6 +494,20 @@ def test_a_log_record_whose_message_cannot_be_built_is_kept_as_text() -> None:
     fields = event.finalize(RESOURCE, SAMPLING)
     assert fields["logs"][0]["message"].startswith("<unrepresentable Unprintable>")
     assert fields["error"]["type"] == "LoggedError"
+
+
+@pytest.mark.parametrize("created", [math.nan, math.inf, -math.inf, 1e300, -5.0])
+def test_a_log_record_with_an_odd_creation_time_is_still_attached(created: float) -> None:
+    """A filter of the app's may set ``record.created`` to anything a float holds: the
+    record is attached all the same, its offset null when it is not a number."""
+    event = make_event()
+    odd = record(logging.INFO, "dated oddly")
+    odd.created = created
+    event.add_log(odd)
+    logs = orjson.loads(Serializer().encode(event.finalize(RESOURCE, SAMPLING)))["logs"]
+    assert [entry["message"] for entry in logs] == ["dated oddly"]
+    offset = logs[0]["offset_ms"]
+    assert offset is None if not math.isfinite(created) else isinstance(offset, float)
 
 
 def test_short_paths_with_secrets_are_scrubbed_too() -> None:

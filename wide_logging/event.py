@@ -272,7 +272,7 @@ class WideEvent:
                 if len(message) <= serializer.max_string
                 else serializer.clip(message),
                 # whole microseconds, as milliseconds (as duration_ms): cheaper than round()
-                "offset_ms": int((record.created - self.start_time) * 1e6) / 1000,
+                "offset_ms": (record.created - self.start_time) * 1e6 // 1 / 1000,
             }
             # (record_extra() would say None at once: no call for the usual record)
             extra = record_extra(record) if len(record.__dict__) > PLAIN_RECORD_SIZE else None
