@@ -237,6 +237,41 @@ def test_default_sink_is_the_local_file(tmp_path: Path) -> None:
         handler.close()
 
 
+def test_filters_decide_which_records_attach_added_or_overridden(tmp_path: Path) -> None:
+    """A handler without filters skips ``filter()``; one with a filter added, or a subclass
+    that overrides ``filter()``, still has each record asked."""
+
+    class Quiet(WideEventHandler):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "healthz" not in record.getMessage()
+
+    added = WideEventHandler(sink=f"file:{tmp_path}/a/events.jsonl")
+    added.addFilter(lambda record: "healthz" not in record.getMessage())
+    handlers = [
+        WideEventHandler(sink=f"file:{tmp_path}/p/events.jsonl"),
+        added,
+        Quiet(sink=f"file:{tmp_path}/q/events.jsonl"),
+    ]
+    logger = logging.getLogger("app.filtered")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    attached = []
+    try:
+        for handler in handlers:
+            logger.handlers = [handler]
+            event = handler.new_event()
+            token = activate(event)
+            logger.info("GET /healthz")
+            logger.info("real work")
+            deactivate(token)
+            attached.append([entry["message"] for entry in event.finalize({}, {})["logs"]])
+    finally:
+        logger.handlers = []
+        for handler in handlers:
+            handler.close()
+    assert attached == [["GET /healthz", "real work"], ["real work"], ["real work"]]
+
+
 def test_records_inside_an_event_attach_once_even_with_two_handlers(
     make_handler: Callable[..., WideEventHandler],
 ) -> None:

@@ -3,6 +3,9 @@ from __future__ import annotations
 import datetime
 import decimal
 import math
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -273,6 +276,71 @@ def test_the_flat_dict_shortcut_gives_what_the_full_walk_gives(value: Any) -> No
             full = serializer._clean(candidate, 0, set(), False, serializer.max_string)
             assert serializer.clean(candidate) == full
             assert serializer.clean(candidate) == full
+
+
+def test_a_long_key_is_clipped_however_often_it_was_seen() -> None:
+    """The flat-dict shortcut trusts keys whose secrecy is known: a key too long to be
+    stored as it is must take the full walk (which clips it) every time, even after it
+    was asked about as it is (a top-level annotate() key is)."""
+    serializer = Serializer()
+    long_key = "k" * 300
+    clipped = [serializer.clean({long_key: 1})]
+    serializer.is_secret(long_key)
+    clipped += [serializer.clean({long_key: 1}) for _ in range(2)]
+    assert all(len(next(iter(copy))) < 300 for copy in clipped)
+    assert clipped[0] == clipped[1] == clipped[2]
+
+
+def test_a_key_that_claims_to_equal_any_name_never_answers_for_a_secret() -> None:
+    class Liar(str):
+        __slots__ = ()
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return hash("password")
+
+    serializer = Serializer()
+    serializer.is_secret(Liar("harmless"))  # must not be remembered for "password"
+    assert serializer.clean({"password": "hunter2", "id": 1})["password"] == REDACTED
+    assert serializer.clean({"password": "hunter2", "id": 1})["password"] == REDACTED
+
+
+def test_a_flat_dict_changed_by_another_thread_is_copied_as_it_was_checked() -> None:
+    """Between checking a flat dict and copying it, another thread of the app may put a
+    nested dict with a secret in it: what is returned must be what was checked (here:
+    never the app's own nested dict, unredacted)."""
+    serializer = Serializer()
+    shared: dict[str, Any] = {"note": "ok", **{f"k{i}": i for i in range(150)}}
+    secret = {"password": "hunter2"}
+    serializer.clean(dict(shared))  # every key's secrecy known: the shortcut applies
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():  # (each state held until the other thread has run)
+            shared["note"] = secret
+            time.sleep(0)
+            shared["note"] = "ok"
+            time.sleep(0)
+
+    flipper = threading.Thread(target=flip)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    flipper.start()
+    try:
+        copies = 0
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            note = serializer.copy(shared)["note"]
+            assert note is not secret
+            assert note in ("ok", {"password": REDACTED})
+            copies += 1
+    finally:
+        stop.set()
+        flipper.join()
+        sys.setswitchinterval(interval)
+    assert copies > 1000
 
 
 def test_flat_dicts_are_copied_redacted_and_capped() -> None:

@@ -221,8 +221,11 @@ class Cleaner:
         that names a secret or has not been looked at yet)."""
         if len(value) > self.max_items:
             return None
+        # Copied first (one step in C), then checked: what is checked is what is returned,
+        # even while another thread of the app changes ``value``.
+        copied = value.copy()
         known_secret = self.known_secret
-        for key, item in value.items():
+        for key, item in copied.items():
             kind = type(item)
             if (
                 type(key) is not str
@@ -230,9 +233,9 @@ class Cleaner:
                 or known_secret.get(key) is not False  # a secret's name, or not asked yet
             ):
                 return None
-        if "value" in value and names_a_secret(value, self.is_secret):
+        if "value" in copied and names_a_secret(copied, self.is_secret):
             return None  # {"name": "Authorization", "value": ...}: redacted the long way
-        return value.copy()  # (in C: faster than building it key by key)
+        return copied
 
     def _clean(self, value: Any, depth: int, seen: set[int], strict: bool, limit: int) -> Any:
         kind = type(value)

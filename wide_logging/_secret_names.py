@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote
 
+from ._text import MAX_KEY
+
 REDACTED = "[REDACTED]"
 URL_MASK = "***"
 
@@ -92,7 +94,10 @@ class SecretNames:
         if cached is not None:
             return cached
         secret = any(self._part_is_secret(part) for part in normalize_key(key).split("."))
-        if len(self._cache) < self._CACHE_LIMIT:
+        # Only plain strings short enough to be stored as they are: the fast paths take a
+        # key found here to need nothing more (a str subclass may claim to equal any name,
+        # and a longer key is clipped by the full walk).
+        if type(key) is str and len(key) <= MAX_KEY and len(self._cache) < self._CACHE_LIMIT:
             self._cache[key] = secret
         return secret
 

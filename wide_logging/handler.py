@@ -50,6 +50,8 @@ DEFAULT_SPOOL_NAME = "spool/events.jsonl"
 
 _handlers: Registry[WideEventHandler] = Registry()
 _default_lock = threading.Lock()
+#: ``filter()`` as logging has it; a subclass of ours may override it.
+_STANDARD_FILTER = logging.Handler.filter
 #: What decides when a sampler of the app's own raises.
 _BUILT_IN_SAMPLER = TailSampler()
 
@@ -266,8 +268,8 @@ class WideEventHandler(logging.Handler):
         if record.name.startswith("wide_logging"):
             show_if_nobody_else_does(record, WideEventHandler)  # in an event it would loop
             return False
-        if not self.filters:  # (the usual: Filterer.filter would walk an empty list)
-            self.emit(record)
+        if not self.filters and type(self).filter is _STANDARD_FILTER:
+            self.emit(record)  # (the usual: Filterer.filter would walk an empty list)
             return True
         result = self.filter(record)
         if isinstance(result, logging.LogRecord):
