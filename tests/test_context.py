@@ -33,6 +33,40 @@ def test_annotate_lands_on_the_current_event(event: WideEvent) -> None:
     assert event.get("user.id") == 1
 
 
+def test_annotate_leaves_the_callers_fields_as_they_are_and_honours_a_subclass() -> None:
+    """``annotate()`` hands its keyword dict to ``add_fields()`` (no second copy); an event
+    of a subclass that has its own ``annotate()`` (a PII rule) gets that one."""
+
+    class NoEmail(WideEvent):
+        __slots__ = ()
+
+        def annotate(self, /, **fields: object) -> None:
+            fields.pop("email", None)
+            super().annotate(**fields)
+
+    fields = {"user_id": 7, "email": "a@example.com", "force_keep": True}
+    for kind in (WideEvent, NoEmail):
+        event = kind("http.request", Serializer(), request_id="r")
+        token = activate(event)
+        try:
+            assert annotate(**fields) is True
+            event.add_fields(fields)  # a mapping of the caller's: never changed
+        finally:
+            deactivate(token)
+        assert fields == {"user_id": 7, "email": "a@example.com", "force_keep": True}
+        assert event.force_keep
+        assert event.get("user_id") == 7
+        assert event.get("force_keep") is None
+    assert event.get("email") == "a@example.com"  # (add_fields is not annotate)
+    subclassed = NoEmail("http.request", Serializer(), request_id="r")
+    token = activate(subclassed)
+    try:
+        annotate(email="a@example.com", plan="pro")
+    finally:
+        deactivate(token)
+    assert (subclassed.get("email"), subclassed.get("plan")) == (None, "pro")
+
+
 def test_annotate_never_raises_on_bad_input(event: WideEvent) -> None:
     class Evil:
         def __repr__(self) -> str:

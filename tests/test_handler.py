@@ -272,6 +272,24 @@ def test_filters_decide_which_records_attach_added_or_overridden(tmp_path: Path)
     assert attached == [["GET /healthz", "real work"], ["real work"], ["real work"]]
 
 
+def test_a_record_made_by_hand_with_an_odd_name_never_raises(
+    make_handler: Callable[..., WideEventHandler],
+) -> None:
+    handler = make_handler()
+    event = handler.new_event()
+    token = activate(event)
+    try:
+        for name in (None, 123):
+            handler.handle(logging.makeLogRecord({"name": name, "msg": "by hand"}))
+    finally:
+        deactivate(token)
+    logs = event.finalize({}, {})["logs"]
+    assert [(entry["logger"], entry["message"]) for entry in logs] == [
+        ("None", "by hand"),
+        ("123", "by hand"),
+    ]
+
+
 def test_records_inside_an_event_attach_once_even_with_two_handlers(
     make_handler: Callable[..., WideEventHandler],
 ) -> None:

@@ -43,7 +43,10 @@ def annotate(**fields: Any) -> bool:
     if event is None:
         return False
     try:
-        event.add_fields(fields)  # (not **fields: no second copy of the dict)
+        if type(event) is WideEvent:
+            event.add_fields(fields)  # (not **fields: no second copy of the dict)
+        else:  # a subclass's own annotate(), should it have one
+            event.annotate(**fields)
     except Exception:  # a field we cannot take must not break the request
         return False
     return True

@@ -267,7 +267,9 @@ class WideEvent:
             message = record_message(record)  # (scrubbed if kept)
             entry = {
                 "level": record.levelname,
-                "logger": logger if len(logger) <= 256 else serializer.clip(logger, 256),
+                "logger": logger
+                if type(logger) is str and len(logger) <= 256
+                else serializer.clip(str(logger), 256),
                 "message": message
                 if len(message) <= serializer.max_string
                 else serializer.clip(message),

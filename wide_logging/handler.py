@@ -265,7 +265,8 @@ class WideEventHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         # No handler lock: emit is thread-safe on its own, and request threads must not
         # queue up behind each other to log.
-        if record.name.startswith("wide_logging"):
+        name = record.name  # (a str, unless a record was made by hand: makeLogRecord)
+        if type(name) is str and name.startswith("wide_logging"):
             show_if_nobody_else_does(record, WideEventHandler)  # in an event it would loop
             return False
         if not self.filters and type(self).filter is _STANDARD_FILTER:
