@@ -278,6 +278,13 @@ def test_the_flat_dict_shortcut_gives_what_the_full_walk_gives(value: Any) -> No
             assert serializer.clean(candidate) == full
 
 
+def test_a_header_pair_is_redacted_even_when_its_name_is_clipped() -> None:
+    serializer = Serializer(max_string=16)
+    for _ in range(2):  # (the second time with every key's secrecy known)
+        cleaned = serializer.clean({"name": "Proxy-Authorization", "value": "hunter2secret"})
+        assert cleaned["value"] == REDACTED
+
+
 def test_a_long_key_is_clipped_however_often_it_was_seen() -> None:
     """The flat-dict shortcut trusts keys whose secrecy is known: a key too long to be
     stored as it is must take the full walk (which clips it) every time, even after it

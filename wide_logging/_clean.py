@@ -299,7 +299,12 @@ class Cleaner:
                 out[name] = (
                     REDACTED if secret else self._clean(item, depth + 1, seen, strict, limit)
                 )
-            if not strict and "value" in out and names_a_secret(out, self.is_secret):
+            if (
+                not strict
+                and "value" in out
+                # the names as given too: a short max_string clips "Proxy-Authorization"
+                and (names_a_secret(out, self.is_secret) or names_a_secret(value, self.is_secret))
+            ):
                 out["value"] = REDACTED  # {"name": "Authorization", "value": ...} (HAR, AWS)
             return out
         except Exception as exc:  # a broken Mapping must not break logging

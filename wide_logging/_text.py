@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import reprlib
+from collections.abc import Mapping
 from typing import Any
 
 #: Longest dict key kept as it is; longer ones are cut like values.
@@ -66,7 +67,7 @@ def is_secret_pair(item: tuple[Any, ...] | list[Any], is_secret: Any) -> bool:
     )
 
 
-def names_a_secret(mapping: dict[str, Any], is_secret: Any) -> bool:
+def names_a_secret(mapping: Mapping[Any, Any], is_secret: Any) -> bool:
     """A ``{"name": ..., "value": ...}`` (or ``"key"``) entry whose name is a secret's."""
     for field in ("name", "key", "Name", "Key"):
         name = mapping.get(field)
