@@ -3,8 +3,11 @@
 A timer around the app *inside* each layer (and one around the whole) splits a layer's
 overhead into its own code and the app's extra time. The app is the second harness's
 FastAPI app with its scopes; layers are alternated in rounds, medians printed. Besides our
-dropped path: a pass-through layer, the floor, and single steps of ours alone in front of
-the app (opening an event; a loop of 40 additions, for comparison).
+dropped and keep-all paths: a pass-through layer, the floor, structlog's synchronous
+recipe (the second harness's, three fields a line), and single steps of ours alone in
+front of the app (opening an event; a loop of 40 additions, for comparison). The keeping
+handler is flushed after each round, so its writer's backlog never runs into another
+layer's round.
 
     python benchmarks/induced_cost.py [--rounds 12] [--requests 2000]
 
@@ -60,8 +63,11 @@ class Before:
         del made
 
 
-def layers(handler: WideEventHandler) -> dict[str, Callable[[Any], Any]]:
-    """name -> a function wrapping the (timed) app in that layer."""
+def layers(
+    handler: WideEventHandler, keeping: WideEventHandler, folder: Path
+) -> dict[str, Callable[[Any], Any]]:
+    """name -> a function wrapping the (timed) app in that layer (``handler`` drops every
+    event, ``keeping`` keeps every one)."""
 
     def forty_additions(scope: Any) -> int:
         total = 0
@@ -78,6 +84,10 @@ def layers(handler: WideEventHandler) -> dict[str, Callable[[Any], Any]]:
             app, lambda scope: _open_event(handler, scope, b"x-request-id")
         ),
         "wide_logging, dropped": lambda app: WideEventMiddleware(app, handler=handler),
+        "wide_logging, keep-all": lambda app: WideEventMiddleware(app, handler=keeping),
+        "structlog's recipe (three fields a line)": lambda app: second_harness.StructlogRecipe(
+            app, folder / "structlog.jsonl"
+        ),
     }
 
 
@@ -89,11 +99,22 @@ def main() -> None:
     args = parser.parse_args()
     folder = tempfile.mkdtemp()
     handler = WideEventHandler(sink=f"file:{folder}/events.jsonl", sampling={"normal_rate": 0.0})
+    keeping = WideEventHandler(
+        sink=f"file:{folder}/kept/events.jsonl",
+        fallback=f"file:{folder}/kept/spool/events.jsonl",
+        sampling={"normal_rate": 1.0},
+        queue_size=10**6,
+        queue_bytes=2**30,
+    )
     scopes = second_harness.scopes()
     loop = asyncio.new_event_loop()
-    made = layers(handler)
+    made = layers(handler, keeping, Path(folder))
     if args.run:
-        name = {"bare": "bare", "dropped": "wide_logging, dropped"}.get(args.run[0], args.run[0])
+        name = {
+            "bare": "bare",
+            "dropped": "wide_logging, dropped",
+            "keep-all": "wide_logging, keep-all",
+        }.get(args.run[0], args.run[0])
         app = made[name](second_harness.make_app())
         loop.run_until_complete(second_harness._run(app, 200, scopes))
         loop.run_until_complete(second_harness._run(app, int(args.run[1]), scopes))
@@ -108,6 +129,7 @@ def main() -> None:
         for name, (outer, inner) in timed.items():
             outer.total = inner.total = 0
             loop.run_until_complete(second_harness._run(outer, args.requests, scopes))
+            keeping.flush()  # (its writer's backlog must not run into the next layer's round)
             if round_ >= 2:
                 totals[name].append(outer.total / args.requests / 1000)
                 insides[name].append(inner.total / args.requests / 1000)
