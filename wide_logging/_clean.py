@@ -215,6 +215,11 @@ class Cleaner:
                     return flat
         return self._clean(value, 0, set(), strict, limit)
 
+    def copy_walked(self, value: Any, limit: int) -> Any:
+        """:meth:`copy` by the full walk, for a caller that has tried the shortcuts above
+        itself (``WideEvent.add_fields``): a nested dict is not tried as a flat one twice."""
+        return self._clean(value, 0, set(), False, limit)
+
     def copy_flat_dict(self, value: dict[Any, Any], limit: int) -> dict[str, Any] | None:
         """``user={"id": 7, "plan": "pro"}`` copied without the recursive walk; None when
         any key or value needs the full treatment (a nested value, a long string, a key

@@ -146,7 +146,7 @@ class WideEvent:
             kind = type(value)
             if kind not in PLAIN_SCALARS and (kind is not str or len(value) > limit):
                 copied = serializer.copy_flat_dict(value, limit) if kind is dict else None
-                value = serializer.copy(value) if copied is None else copied
+                value = serializer.copy_walked(value, limit) if copied is None else copied
                 if type(value) is dict:
                     existing = target.get(key)
                     if type(existing) is dict:  # user={"id": 7}, then user={"plan": "pro"}
