@@ -8,6 +8,7 @@ built with ``WIDE_LOGGING_COMPILE=1``, with ``WIDE_LOGGING_TEST_COMPILED=1`` say
 from __future__ import annotations
 
 import ast
+import gc
 import importlib
 import logging
 import os
@@ -22,6 +23,7 @@ import wide_logging
 from wide_logging._clean import CLEANER_OPTIONS
 from wide_logging._compiled import is_compiled
 from wide_logging.event import WideEvent
+from wide_logging.handler import WideEventHandler
 from wide_logging.middleware.asgi import WideEventMiddleware
 from wide_logging.sampling import TailSampler
 from wide_logging.serialize import Serializer
@@ -41,7 +43,6 @@ def test_the_run_tests_the_build_it_says() -> None:
         origin = importlib.import_module(name).__file__ or ""
         assert origin.endswith(".py") is not COMPILED_RUN, (name, origin)
     # the rest is pure Python in either build
-    assert wide_logging.handler.__file__.endswith(".py")
     assert wide_logging.pipeline.__file__.endswith(".py")
 
 
@@ -61,7 +62,18 @@ def test_the_event_options_are_the_cleaners_keywords() -> None:
     assert keywords == [*CLEANER_OPTIONS, "count_refused"]
 
 
-@pytest.mark.parametrize("base", [WideEvent, TailSampler, Serializer, WideEventMiddleware])
+def test_a_handler_refused_halfway_leaves_nothing_that_crashes_a_collection() -> None:
+    """Compiled as a native class, a handler whose configuration failed after logging had
+    registered it freed logging's weak reference to it: the next collection crashed."""
+    for options in ({"redact": "password"}, {"max_logs": -1}, {"max_items": 0}) * 3:
+        with pytest.raises(wide_logging.ConfigurationError):
+            WideEventHandler(**options)
+        gc.collect()
+
+
+@pytest.mark.parametrize(
+    "base", [WideEvent, TailSampler, Serializer, WideEventMiddleware, WideEventHandler]
+)
 def test_apps_can_subclass_the_public_classes(base: type) -> None:
     class Mine(base):  # type: ignore[misc,valid-type]
         marker = "mine"
