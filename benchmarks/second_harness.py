@@ -33,6 +33,7 @@ import orjson
 from fastapi import Depends, FastAPI
 
 from wide_logging import WideEventHandler, WideEventMiddleware
+from wide_logging._compiled import is_compiled
 
 PATHS = 1000
 
@@ -219,7 +220,10 @@ def main() -> None:
     loop.close()
     median = {name: statistics.median(values) for name, values in timings.items()}
     bare = median["bare"]
-    print(f"{args.requests} requests x {args.rounds} alternated rounds, pid {os.getpid()}")
+    build = "compiled" if is_compiled() else "pure"
+    print(
+        f"{args.requests} requests x {args.rounds} alternated rounds, pid {os.getpid()}, {build} build"
+    )
     print("| variant | µs/request | overhead |\n|---|---:|---:|")
     for name, value in median.items():
         extra = "—" if name == "bare" else f"+{value - bare:.2f}"

@@ -78,7 +78,7 @@ class MemoryTransport(asyncio.Transport):
 class ServerDriver:
     """One keep-alive connection of a uvicorn protocol, driven request by request."""
 
-    def __init__(self, app: Any, http: str) -> None:
+    def __init__(self, app: Any, http: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
         from uvicorn.config import Config
         from uvicorn.server import ServerState
 
@@ -86,7 +86,7 @@ class ServerDriver:
             from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
         else:
             from uvicorn.protocols.http.h11_impl import H11Protocol as Protocol  # type: ignore[assignment]
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop or asyncio.new_event_loop()
         config = Config(app=app, lifespan="off", access_log=False, log_level="warning")
         config.load()
         self.protocol = Protocol(

@@ -7,7 +7,9 @@ under another name (``baseline_wide_logging``: the package imports itself only r
 both wrap the same app in the same process, and rounds alternate (in reverse order every
 other round), so what differs is the code.
 
-Apps: ``starlette`` (compare.py's one-route app and scope), ``fastapi`` (the second
+Apps: ``starlette`` (compare.py's one-route app and scope), ``uvicorn`` / ``uvicorn-h11``
+(the same app served by uvicorn's own protocol, httptools or h11, requests fed through
+memory as in ``server_stack.py``), ``fastapi`` (the second
 harness's app, scopes and 1,000 paths) or ``annotated`` (compare.py's route with an
 endpoint that does what apps do: calls ``annotate()`` three times and logs two lines, one
 with ``extra=``; each side's app calls its own package's ``annotate()`` and logs to a
@@ -82,6 +84,23 @@ def app_and_runner(
             await second_harness._run(app, n, scopes)
 
         return lambda package, log: second_harness.make_app(), run_fastapi
+    if kind.startswith("uvicorn"):  # uvicorn's own protocol, fed through memory
+        from server_stack import ServerDriver
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        from conftest import item
+
+        http = "h11" if kind == "uvicorn-h11" else "httptools"
+        servers: dict[int, ServerDriver] = {}
+
+        async def run_served(app: Any, n: int) -> None:
+            server = servers.get(id(app))
+            if server is None:
+                server = servers[id(app)] = ServerDriver(app, http, asyncio.get_running_loop())
+            await server._requests(n)
+
+        return lambda package, log: Starlette(routes=[Route("/items/{item_id}", item)]), run_served
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
@@ -128,7 +147,11 @@ def _logger(name: str, handler: logging.Handler | None) -> logging.Logger:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="HEAD~1", help="a git revision (default HEAD~1)")
-    parser.add_argument("--app", choices=("starlette", "fastapi", "annotated"), default="starlette")
+    parser.add_argument(
+        "--app",
+        choices=("starlette", "fastapi", "annotated", "uvicorn", "uvicorn-h11"),
+        default="starlette",
+    )
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
