@@ -37,7 +37,6 @@ import orjson
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import DirectClient, starlette_app
 from wide_logging import WideEventHandler
-from wide_logging._compiled import is_compiled
 
 #: A client calling one app, and what to wait for after a round (its writer's last line).
 Variant = tuple[DirectClient, Callable[[], None]]
@@ -311,7 +310,6 @@ def main() -> None:
     if args.json:
         print(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(), "rows": rows}))
         return
-    print(f"wide_logging: {'compiled' if is_compiled() else 'pure'} build")
     for number in sorted({row["group"] for row in rows}):
         title = "our variants" if number == 1 else "other libraries, in rounds of their own"
         print(f"\n{title}\n{'variant':<52} {'µs/request':>11} {'overhead µs':>12}")

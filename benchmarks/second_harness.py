@@ -33,7 +33,6 @@ import orjson
 from fastapi import Depends, FastAPI
 
 from wide_logging import WideEventHandler, WideEventMiddleware
-from wide_logging._compiled import is_compiled
 
 PATHS = 1000
 
@@ -220,10 +219,7 @@ def main() -> None:
     loop.close()
     median = {name: statistics.median(values) for name, values in timings.items()}
     bare = median["bare"]
-    build = "compiled" if is_compiled() else "pure"
-    print(
-        f"{args.requests} requests x {args.rounds} alternated rounds, pid {os.getpid()}, {build} build"
-    )
+    print(f"{args.requests} requests x {args.rounds} alternated rounds, pid {os.getpid()}")
     print("| variant | µs/request | overhead |\n|---|---:|---:|")
     for name, value in median.items():
         extra = "—" if name == "bare" else f"+{value - bare:.2f}"

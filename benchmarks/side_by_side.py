@@ -17,11 +17,7 @@ logger of its own with that side's handler; the bare app calls the new package's
 it does nothing, and logs to a logger without handlers). Prints the overheads over the
 bare app, medians of the rounds, and new/baseline ratios.
 
-    python benchmarks/side_by_side.py --baseline HEAD~1 [--app fastapi|annotated] [--rounds 15]
-
-The compiled build against the pure one: put a compiled build first on ``PYTHONPATH``
-(``pip install --target DIR`` of a ``WIDE_LOGGING_COMPILE=1`` wheel) and compare it with
-HEAD; the first line of the output says which build "new" is.
+    python benchmarks/side_by_side.py --baseline HEAD~1 [--app fastapi|annotated|uvicorn] [--rounds 15]
 """
 
 from __future__ import annotations
@@ -44,8 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import wide_logging  # noqa: E402  (this tree's, or a compiled build's on PYTHONPATH)
-from wide_logging._compiled import is_compiled  # noqa: E402
+import wide_logging  # noqa: E402  (this tree's)
 
 BASELINE_NAME = "baseline_wide_logging"
 VARIANTS = (("dropped", 0.0), ("default", 0.02), ("keep-all", 1.0))
@@ -191,8 +186,7 @@ def main() -> None:
     bare = median["bare"]
     print(
         f"{args.app} app, {args.requests} requests x {args.rounds} alternated rounds, "
-        f"one process; baseline {args.baseline}; bare {bare:.2f} µs; new: "
-        f"{'compiled' if is_compiled() else 'pure'} build from {Path(wide_logging.__file__).parent}"
+        f"one process; baseline {args.baseline}; bare {bare:.2f} µs"
     )
     print("| variant | baseline overhead µs | new overhead µs | new / baseline |")
     print("|---|---:|---:|---:|")

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from wide_logging import _ids as ids_module
 from wide_logging import fields as fields_module
-from wide_logging._compiled import is_compiled
 from wide_logging._ids import (
     _hex_digits,
     match_request_id,
@@ -616,11 +615,6 @@ def _error_while_paused_at(offset: int) -> WideEvent:
     return event
 
 
-@pytest.mark.skipif(
-    is_compiled(),
-    reason="pauses the pure build between bytecodes; compiled code has none to pause at "
-    "(it holds the GIL through the whole annotation)",
-)
 def test_an_error_recorded_while_another_thread_annotates_error_none_is_kept() -> None:
     """Thread B records the request's error while thread A, annotating ``error=None`` (a
     result object's field), is paused before each instruction of the annotation in turn:

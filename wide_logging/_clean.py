@@ -15,8 +15,7 @@ from typing import Any
 
 import orjson
 
-from ._compiled import mypyc_attr
-from ._errors import ConfigurationError, check_int
+from ._errors import ConfigurationError, check_number
 from ._secret_names import DEFAULT_REDACT_PATTERN, REDACTED, SecretNames
 from ._secrets import scrub_text
 from ._text import (
@@ -51,20 +50,6 @@ _READABLE_COLLECTIONS = (
 _KEY_CACHE_LIMIT = 4096
 
 
-#: The options ``Cleaner.__init__`` takes from a handler's configuration (named here: a
-#: compiled build's signature cannot be read back with ``inspect``).
-CLEANER_OPTIONS = (
-    "redact",
-    "redact_pattern",
-    "max_string",
-    "max_items",
-    "max_depth",
-    "max_event_bytes",
-    "max_logs",
-)
-
-
-@mypyc_attr(allow_interpreted_subclasses=True)  # apps subclass it
 class Cleaner:
     """Redacts and caps what the app gives an event. Configured once; safe to share
     between threads. (:class:`~wide_logging.serialize.Serializer` adds the encoding.)"""
@@ -81,35 +66,31 @@ class Cleaner:
         "max_string",
     )
 
-    # The options are ``object``: they come from configuration files, and each is checked
-    # here with a message that names it (a compiled build would refuse a wrong type first,
-    # with a bare TypeError, if they were declared as what they must be).
     def __init__(
         self,
         *,
-        redact: object = (),
-        redact_pattern: object = DEFAULT_REDACT_PATTERN,
-        max_string: object = 8192,
-        max_items: object = 200,
-        max_depth: object = 10,
-        max_event_bytes: object = 256 * 1024,
-        max_logs: object = 50,
+        redact: Iterable[str] = (),
+        redact_pattern: str | None = DEFAULT_REDACT_PATTERN,
+        max_string: int = 8192,
+        max_items: int = 200,
+        max_depth: int = 10,
+        max_event_bytes: int = 256 * 1024,
+        max_logs: int = 50,
         count_refused: Callable[[str], object] | None = None,
     ) -> None:
         if isinstance(redact, (str, bytes, Mapping)) or not isinstance(redact, Iterable):
             msg = f"redact must be a list of key names, got {redact!r}"
             raise ConfigurationError(msg)
-        extra: list[str] = []
-        for key in redact:
+        extra = list(redact)
+        for key in extra:
             if not isinstance(key, str) or not key:
                 msg = f"redact entries must be non-empty strings, got {key!r}"
                 raise ConfigurationError(msg)
-            extra.append(key)
-        max_string = check_int("max_string", max_string, 16, high=10**7)
-        max_items = check_int("max_items", max_items, 1, high=10**5)
-        max_depth = check_int("max_depth", max_depth, 1, high=100)
-        max_event_bytes = check_int("max_event_bytes", max_event_bytes, 1024, high=16 * 1024**2)
-        max_logs = check_int("max_logs", max_logs, 0)
+        check_number("max_string", max_string, 16, high=10**7, integer=True)
+        check_number("max_items", max_items, 1, high=10**5, integer=True)
+        check_number("max_depth", max_depth, 1, high=100, integer=True)
+        check_number("max_event_bytes", max_event_bytes, 1024, high=16 * 1024**2, integer=True)
+        check_number("max_logs", max_logs, 0, integer=True)
         if redact_pattern is not None and (
             not isinstance(redact_pattern, str) or not redact_pattern
         ):

@@ -43,15 +43,6 @@ def check_number(
         raise ConfigurationError(msg)
 
 
-def check_int(
-    name: str, value: object, low: int, *, high: int | None = None, what: str = ""
-) -> int:
-    """``value`` if it is an ``int`` between ``low`` and ``high`` (as ``check_number``)."""
-    check_number(name, value, low, high=high, integer=True, what=what)
-    assert isinstance(value, int)  # (check_number refused anything else)
-    return value
-
-
 def check_bool(name: str, value: object, *, what: str = "") -> bool:
     """``value`` if it is a real bool; a string such as ``"false"`` is an error, because
     ``bool("false")`` is True and the option would silently mean its opposite."""

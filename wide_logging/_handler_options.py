@@ -4,13 +4,14 @@ not built at all.
 
 :class:`HandlerOptions` is the one frozen object of everything a ``WideEventHandler`` is
 configured with. Its own fields are declared below; the pipeline's options are declared by
-``_config.PipelineOptions`` and the event's by ``_clean.Cleaner`` (``CLEANER_OPTIONS``), each in
+``_config.PipelineOptions`` and the event's by ``_clean.Cleaner`` (its signature), each in
 the one place that uses them, and gathered here by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from ._app_sampler import is_sampler
-from ._clean import CLEANER_OPTIONS
+from ._clean import Cleaner
 from ._config import PIPELINE_OPTIONS, PipelineOptions, env, env_float, service_fields
 from ._errors import ConfigurationError, check_bool
 from .sampling import TailSampler
@@ -27,7 +28,10 @@ from .typing import Sampler, Sink
 DEFAULT_SINK = "file:wide-logs/events.jsonl"
 
 #: The event's options: those the serializer declares (``_clean.Cleaner``).
-EVENT_OPTIONS = frozenset(CLEANER_OPTIONS)
+EVENT_OPTIONS = frozenset(inspect.signature(Cleaner.__init__).parameters) - {
+    "self",
+    "count_refused",
+}
 
 #: The handler's own options (the keywords; ``sampling`` resolves to the ``sampler`` field).
 HANDLER_OPTIONS = frozenset(

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._clean import PLAIN_SCALARS
-from ._compiled import mypyc_attr
 from ._exception_info import exception_fields, exception_message, is_control_flow, type_name
 from ._ids import new_request_id
 from ._nesting import MISSING, deep_merge, nest_dotted, nested_deep, pop_path, snapshot
@@ -40,7 +39,6 @@ _perf_ns = time.perf_counter_ns
 _time = time.time
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # apps subclass it
 class WideEvent:
     """One wide event under construction. Create through the middleware or the handler."""
 
@@ -86,7 +84,7 @@ class WideEvent:
         self._start_ns = _perf_ns()
         #: ``perf_counter_ns()`` when the work ended, 0 while it runs (``end()``; the ASGI
         #: middleware sets it itself, at a response's last chunk: no call per request).
-        self.end_ns: Any = 0
+        self.end_ns = 0
         self._serializer = serializer
         self._fields: dict[str, Any] = {}
         self._logs: list[dict[str, Any]] | None = None
@@ -98,16 +96,13 @@ class WideEvent:
         #: The app has annotated ``error`` (only ever becomes True: no write can race it
         #: back to False); what it holds is looked at only then.
         self._error_annotated = False
-        # The request's fields are ``Any``: the app may set them, and a value of an odd type
-        # is the encoder's to cope with (a compiled build would raise TypeError at the
-        # app's own line if they were declared as what they usually hold).
-        self.force_keep: Any = False
-        self.method: Any = None
-        self.path: Any = None
-        self.route: Any = None
-        self.status: Any = None
-        self.client_address: Any = None
-        self.user_agent: Any = None
+        self.force_keep = False
+        self.method: str | None = None
+        self.path: str | None = None
+        self.route: str | None = None
+        self.status: int | None = None
+        self.client_address: str | None = None
+        self.user_agent: str | None = None
 
     # -- what the app calls ----------------------------------------------------------
 
@@ -202,7 +197,7 @@ class WideEvent:
         node[path[-1]] = value
         self._serializer.count_refused(".".join(path))
 
-    def set(self, path: Any, value: Any) -> None:
+    def set(self, path: str, value: Any) -> None:
         """Set one field by its dotted path, e.g. ``set("user.id", 42)``. Never raises."""
         if self._sealed:
             return
@@ -211,7 +206,7 @@ class WideEvent:
         except Exception:  # a path we cannot take must not break the request
             return
 
-    def get(self, path: Any, default: Any = None) -> Any:
+    def get(self, path: str, default: Any = None) -> Any:
         """Read an annotated field by dotted path (request fields are in ``finalize()``)."""
         return get_path(self._fields, path, default)
 
@@ -258,9 +253,7 @@ class WideEvent:
         error = {"type": type_name(exc), "message": exception_message(exc, self._serializer)}
         self.add_fields({name: {"error": error}})
 
-    # ``record`` is a LogRecord, declared ``Any``: a record made by hand may hold anything
-    # in any attribute, and a compiled build checks declared attribute types as it reads.
-    def add_log(self, record: Any) -> None:
+    def add_log(self, record: logging.LogRecord) -> None:
         if self._sealed:
             return
         logs = self._logs
@@ -292,7 +285,7 @@ class WideEvent:
         if record.levelno >= logging.ERROR:  # (most records are not: no call for them)
             self.error_from_record(record)
 
-    def error_from_record(self, record: Any) -> None:
+    def error_from_record(self, record: logging.LogRecord) -> None:
         """An ERROR (or CRITICAL) record makes this an error event."""
         if self._sealed:
             return
@@ -314,8 +307,7 @@ class WideEvent:
         end = self.end_ns
         if not end:
             end = self.end_ns = _perf_ns()
-        duration: float = (end - self._start_ns) / 1e6
-        return duration
+        return (end - self._start_ns) / 1e6
 
     def decide(self, sampler: Sampler, *, final: bool = True) -> Decision:
         """The sampling decision for this event, from one reading of it: what the handler's

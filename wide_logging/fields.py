@@ -179,9 +179,8 @@ def iso_ms(unix_ms: int) -> str:
     return text
 
 
-def http_object(method: Any, route: Any, status: Any) -> dict[str, Any]:
-    """The event's ``http`` field: request method, route template, response status (each
-    ``Any``: the event's fields are the app's to set, see ``WideEvent``)."""
+def http_object(method: str, route: str | None, status: int | None) -> dict[str, Any]:
+    """The event's ``http`` field: request method, route template, response status."""
     http: dict[str, Any] = {"request": {"method": method}}
     if route is not None:
         http["route"] = route
@@ -200,7 +199,7 @@ _HTTP_OBJECTS_MAX = 2048
 _MAX_CACHED_METHOD = 32
 
 
-def shared_http_object(method: Any, route: Any, status: Any) -> dict[str, Any]:
+def shared_http_object(method: str, route: str | None, status: int | None) -> dict[str, Any]:
     """:func:`http_object`, one shared dict per combination; never modify it."""
     if status is not None and type(status) is not int:
         # A buggy app's True or 200.0 would find the object of 1 or 200: equal keys,
@@ -217,7 +216,7 @@ def shared_http_object(method: Any, route: Any, status: Any) -> dict[str, Any]:
     return http
 
 
-def path_for_rules(method: Any, route: Any, path: Any) -> Any:
+def path_for_rules(method: Any, route: str | None, path: str | None) -> str | None:
     """The raw path the sampling rules may match when there is no route template — none
     for an ``OPTIONS`` request that no route took: a CORS preflight, answered before
     routing for any path a client makes up (under a ``critical_routes`` glob, it would

@@ -28,10 +28,9 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from ._compiled import mypyc_attr
 from ._errors import ConfigurationError
 from .fields import get_path, path_for_rules
 from .typing import Decision as AnyDecision
@@ -107,15 +106,6 @@ class Decision:
         return hash((self.keep, self.rule, self.rate))
 
 
-def _rate(name: str, value: object) -> float:
-    """``value`` if it is a share between 0 and 1 (NaN is not), else ConfigurationError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        msg = f"sampling {name} must be a number between 0 and 1, got {value!r}"
-        raise ConfigurationError(msg)
-    return float(value)
-
-
-@mypyc_attr(allow_interpreted_subclasses=True)  # apps subclass it
 class TailSampler:
     """The sampling policy. Configure once; ``decide`` is called for every finished event."""
 
@@ -140,20 +130,19 @@ class TailSampler:
         "slow_ms",
     )
 
-    # The options are ``object``: they come from configuration files, and each is checked
-    # here with a message that names it (a compiled build would refuse a wrong type first,
-    # with a bare TypeError, if they were declared as what they must be).
     def __init__(
         self,
         *,
-        normal_rate: object = 0.02,
-        slow_ms: object = 1000.0,
-        critical_routes: object = (),
-        log_rate: object = 1.0,
-        key: object = None,
+        normal_rate: float = 0.02,
+        slow_ms: float = 1000.0,
+        critical_routes: Iterable[str] = (),
+        log_rate: float = 1.0,
+        key: str | None = None,
     ) -> None:
-        normal = _rate("normal_rate", normal_rate)
-        logs = _rate("log_rate", log_rate)
+        for name, rate in (("normal_rate", normal_rate), ("log_rate", log_rate)):
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+                msg = f"sampling {name} must be a number between 0 and 1, got {rate!r}"
+                raise ConfigurationError(msg)
         if (
             isinstance(slow_ms, bool)
             or not isinstance(slow_ms, (int, float))
@@ -181,7 +170,7 @@ class TailSampler:
             if not isinstance(pattern, str) or not pattern:
                 msg = f"sampling critical_routes must be glob patterns (strings), got {pattern!r}"
                 raise ConfigurationError(msg)
-        self.normal_rate = normal
+        self.normal_rate = float(normal_rate)
         self.slow_ms = float(slow_ms)
         self.critical_routes = tuple(patterns)
         self._critical_re = (
@@ -189,7 +178,7 @@ class TailSampler:
             if patterns
             else None
         )
-        self.log_rate = logs
+        self.log_rate = float(log_rate)
         #: True when decisions are reproducible: the same key gives the same decision in
         #: every process that has it.
         self.keyed = key is not None
@@ -229,15 +218,12 @@ class TailSampler:
         self,
         key: str,
         error: bool = False,
-        status: Any = None,
+        status: int | None = None,
         duration_ms: float = 0.0,
-        route: Any = None,
-        force_keep: object = False,
-        path: Any = None,
+        route: str | None = None,
+        force_keep: bool = False,
+        path: str | None = None,
     ) -> Decision:
-        # (status, route, force_keep and path are the event's fields, which the app may
-        # set to anything: ``Any``/``object``, so that a compiled build does not refuse a
-        # float status where the pure one compares it)
         """The decision for a finished request. ``critical_routes`` match ``route`` (the
         framework's template), or without one the raw ``path``; never for a 404 or 405:
         a client can make those at will — a made-up ``/admin/...`` path, or one below a

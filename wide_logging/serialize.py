@@ -29,7 +29,6 @@ from typing import Any
 import orjson
 
 from ._clean import Cleaner
-from ._compiled import mypyc_attr
 from ._secret_names import DEFAULT_REDACT_KEYS, DEFAULT_REDACT_PATTERN, REDACTED
 from ._text import as_text, safe_repr
 from .fields import CORE_FIELDS
@@ -38,7 +37,6 @@ from .typing import EventDict
 __all__ = ["DEFAULT_REDACT_KEYS", "DEFAULT_REDACT_PATTERN", "REDACTED", "Serializer", "safe_repr"]
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # apps subclass it
 class Serializer(Cleaner):
     """Redacts, caps and encodes events. Configured once; safe to share between threads."""
 

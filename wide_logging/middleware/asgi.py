@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from .._compiled import mypyc_attr
 from .._errors import ConfigurationError
 from .._pipelines import flush_all
 from ..context import activate, get_current, restore
@@ -30,7 +29,6 @@ _internal = logging.getLogger("wide_logging.internal")
 _perf_ns = time.perf_counter_ns
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # apps subclass it
 class WideEventMiddleware(Middleware[ASGIApp]):
     """Wrap an ASGI app; for Starlette and FastAPI, ``WideEventMiddleware.install(app)``.
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import orjson
 
 from .. import __version__
-from .._compiled import is_compiled
 from .._errors import WideLoggingError
 from .._secrets import mask_credentials
 from .._urls import mask_url
@@ -219,8 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="One sampled wide event per request, never lost.",
         formatter_class=formatter,
     )
-    build = "compiled request path" if is_compiled() else "pure Python"
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({build})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
