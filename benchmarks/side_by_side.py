@@ -79,23 +79,6 @@ def app_and_runner(
             await second_harness._run(app, n, scopes)
 
         return lambda package, log: second_harness.make_app(), run_fastapi
-    if kind.startswith("uvicorn"):  # uvicorn's own protocol, fed through memory
-        from server_stack import ServerDriver
-        from starlette.applications import Starlette
-        from starlette.routing import Route
-
-        from conftest import item
-
-        http = "h11" if kind == "uvicorn-h11" else "httptools"
-        servers: dict[int, ServerDriver] = {}
-
-        async def run_served(app: Any, n: int) -> None:
-            server = servers.get(id(app))
-            if server is None:
-                server = servers[id(app)] = ServerDriver(app, http, asyncio.get_running_loop())
-            await server._requests(n)
-
-        return lambda package, log: Starlette(routes=[Route("/items/{item_id}", item)]), run_served
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
@@ -125,7 +108,25 @@ def app_and_runner(
 
         return Starlette(routes=[Route("/items/{item_id}", annotated_item)])
 
+    if kind.startswith("uvicorn"):  # the same app, served by uvicorn's own protocol
+        return make_app, _served(http="h11" if kind == "uvicorn-h11" else "httptools")
     return make_app, run_starlette
+
+
+def _served(http: str) -> Callable[[Any, int], Awaitable[None]]:
+    """Runs requests through uvicorn's protocol (``http``: its parser), fed through memory
+    as in ``server_stack.py``: one connection per app, on the running loop."""
+    from server_stack import ServerDriver
+
+    servers: dict[int, ServerDriver] = {}
+
+    async def run_served(app: Any, n: int) -> None:
+        server = servers.get(id(app))
+        if server is None:
+            server = servers[id(app)] = ServerDriver(app, http, asyncio.get_running_loop())
+        await server._requests(n)
+
+    return run_served
 
 
 def _logger(name: str, handler: logging.Handler | None) -> logging.Logger:
