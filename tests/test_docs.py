@@ -6,6 +6,7 @@ against what the tests' own apps use (configuration snippets)."""
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import logging
 import re
@@ -19,6 +20,7 @@ import pytest
 
 from conftest import read_jsonl
 from wide_logging import WideEventHandler
+from wide_logging._config import PipelineOptions
 from wide_logging.testing import MemorySink, capture_events
 
 ROOT = Path(__file__).parent.parent
@@ -206,3 +208,16 @@ def test_sampling_md_reweighting_reads_a_folder_with_log_and_metrics_events(
     monkeypatch.chdir(tmp_path)
     module = as_module(snippets("docs/sampling.md")["reweight"], "reweight")
     assert module.estimate == {"/items/{id}": kept * 2}
+
+
+# -- docs/configuration.md ------------------------------------------------------------------
+
+
+def test_configuration_md_states_each_pipeline_default_the_code_uses() -> None:
+    """The options table says what a handler does when an option is left out."""
+    table = (ROOT / "docs/configuration.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)`", table, re.MULTILINE))
+    defaults = PipelineOptions()
+    for field in dataclasses.fields(PipelineOptions):
+        assert field.name in rows, f"docs/configuration.md has no row for {field.name}"
+        assert float(rows[field.name]) == getattr(defaults, field.name), field.name

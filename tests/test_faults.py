@@ -28,6 +28,7 @@ import pytest
 from conftest import ControlledSink, read_jsonl, wait_for
 from servers import RedisServer
 from wide_logging import WideEventHandler
+from wide_logging._config import PipelineOptions
 from wide_logging.consumer import StreamConsumer
 from wide_logging.metrics import Metrics
 from wide_logging.sinks import RotatingFileSink
@@ -136,6 +137,58 @@ def test_a_torn_line_left_by_a_killed_writer_is_ended_by_the_next(tmp_path: Path
         b'{"event_id":"c"}',
         b"",
     ]
+
+
+# -- SIGKILL of a busy process: what it may lose ---------------------------------------
+
+BUSY_APP = """
+import sys, time
+from wide_logging import WideEventHandler
+
+path, rate = sys.argv[1], int(sys.argv[2])
+handler = WideEventHandler(sink=f"file:{path}", sampling={"normal_rate": 1.0})  # default batches
+started, n = time.monotonic(), 0
+while True:
+    for _ in range(20):
+        event = handler.new_event(request_id=f"r-{n}")
+        event.method, event.status = "GET", 200
+        handler.submit(event)
+        n += 1
+    print(n, flush=True)  # every id below n has been handed off
+    time.sleep(max(0.0, started + n / rate - time.monotonic()))
+"""
+
+
+def test_a_sigkill_costs_a_busy_process_only_its_last_flush_interval(tmp_path: Path) -> None:
+    """docs/operations.md: a SIGKILL loses the queued events — at most the last
+    ``flush_interval`` of kept events — and the batch being written; nothing older. Here
+    with the default ``batch_size`` and ``flush_interval``, keeping 2,000 events a second
+    (how many a kill takes at each batch size: docs/deployment.md, "Keeping many events")."""
+    rate, path = 2000, tmp_path / "events.jsonl"
+    child = subprocess.Popen(
+        [sys.executable, "-c", BUSY_APP, str(path), str(rate)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    reported: list[int] = []
+    reader = threading.Thread(target=lambda: reported.extend(map(int, child.stdout)))
+    reader.start()
+    try:
+        wait_for(
+            lambda: len(read_jsonl(path)) >= 2 * rate,
+            timeout=30,
+            what="two seconds' events written",
+        )
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        reader.join(10)
+    handed_off = reported[-1]
+    written = {int(event["request_id"][2:]) for event in read_jsonl(path)}
+    missing = set(range(handed_off)) - written
+    defaults = PipelineOptions()  # the last flush_interval's events, and the batch in flight
+    window = rate * defaults.flush_interval + defaults.batch_size
+    assert not {n for n in missing if n < handed_off - window}, "an older event was lost"
+    assert len(written) >= handed_off - window
 
 
 # -- a sink that accepts and never answers --------------------------------------------
