@@ -13,6 +13,8 @@ from starlette.routing import Route
 
 from wide_logging import WideEventHandler, WideEventMiddleware, annotate
 from wide_logging.context import activate, deactivate
+from wide_logging.handler import resolve_handler
+from wide_logging.middleware.asgi import _open_event, _route_template, _with_header_added
 
 
 async def item(request: Request) -> PlainTextResponse:
@@ -68,6 +70,46 @@ class IdleWriterMiddleware:
         await self.app(scope, receive, send)
 
 
+class StepsMiddleware:
+    """``WideEventMiddleware``'s steps, taken one more at a time: what each costs a served
+    request (``server_stack.py --instructions --apps bare,context_only,steps_open,...``).
+    Each opens the event (headers, request id, ``WideEvent``) in a context variable;
+    ``echo`` puts the id on the response, as the middleware does (a copy) or ``"in place"``
+    (into the app's own list, which the middleware must not do: only to tell our copy from
+    the server's work on one more header); ``submit`` decides, counts, and reads the route
+    when the event is kept."""
+
+    def __init__(self, app: Any, echo: Any = False, submit: bool = False) -> None:
+        self.app, self.echo, self.submit = app, echo, submit
+        self.handler: WideEventHandler | None = None  # the configured one, at the first request
+        self.name = b"x-request-id"
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        handler = self.handler = self.handler or resolve_handler()
+        event = _open_event(handler, scope, self.name)
+        header = (self.name, (event.request_id or "").encode("latin-1"))
+        echo, in_place = self.echo, self.echo == "in place"
+
+        def send_wrapper(message: Any) -> Any:
+            if echo and message["type"] == "http.response.start":
+                if in_place:
+                    message["headers"].append(header)
+                else:
+                    message = _with_header_added(message, message["headers"], header)
+            return send(message)
+
+        token = activate(event)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            deactivate(token)
+            if self.submit:
+                handler.submit(event, lambda: _route_template(scope, ""))
+
+
 bare = app()
 wide = app(middleware=WideEventMiddleware)
 # Without echoing X-Request-ID: under h11 every response header costs a Python validation
@@ -77,6 +119,10 @@ wide_no_echo = app(middleware=WideEventMiddleware, echo_request_id=False)
 wide_plain = app(plain_item, WideEventMiddleware)
 context_only = app(middleware=ContextOnlyMiddleware)
 bare_with_writer = app(middleware=IdleWriterMiddleware)
+steps_open = app(plain_item, StepsMiddleware)
+steps_echo_in_place = app(plain_item, StepsMiddleware, echo="in place")
+steps_echo = app(plain_item, StepsMiddleware, echo=True)
+steps_submit = app(plain_item, StepsMiddleware, echo=True, submit=True)
 
 
 # -- what users would install instead (built on first use: sentry_sdk.init patches Starlette
