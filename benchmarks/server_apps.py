@@ -55,6 +55,33 @@ class ContextOnlyMiddleware:
             deactivate(token)
 
 
+class ContextEchoMiddleware:
+    """``ContextOnlyMiddleware`` plus one response header, a fixed request id added as our
+    middleware adds it (a copy of the message): the least a middleware that echoes a
+    request id does, whatever it costs to open, decide and count an event."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.header = (b"x-request-id", b"0123456789abcdef0123456789abcdef")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = self.header
+
+        def send_wrapper(message: Any) -> Any:
+            if message["type"] == "http.response.start":
+                message = _with_header_added(message, message["headers"], header)
+            return send(message)
+
+        token = activate(None)  # type: ignore[arg-type]
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            deactivate(token)
+
+
 class IdleWriterMiddleware:
     """Passes requests through untouched, after starting a wide_logging writer thread once:
     what an idle pipeline in the process costs the app."""
@@ -118,6 +145,7 @@ wide_no_echo = app(middleware=WideEventMiddleware, echo_request_id=False)
 # Without the endpoint's annotate() call: the middleware alone.
 wide_plain = app(plain_item, WideEventMiddleware)
 context_only = app(middleware=ContextOnlyMiddleware)
+context_echo = app(plain_item, ContextEchoMiddleware)
 bare_with_writer = app(middleware=IdleWriterMiddleware)
 steps_open = app(plain_item, StepsMiddleware)
 steps_echo_in_place = app(plain_item, StepsMiddleware, echo="in place")
