@@ -13,7 +13,6 @@ against the ids in its file.
 from __future__ import annotations
 
 import argparse
-import queue
 import random
 import signal
 import statistics
@@ -23,47 +22,22 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from compare import BARE, FloorMiddleware, Variant, _batching_writer, _nothing, measure  # noqa: E402
+from compare import BARE, FLOOR_WITH_WRITER, Variant, _nothing, floor_with_writer, measure  # noqa: E402
 from conftest import DirectClient, starlette_app  # noqa: E402
 from wide_logging import WideEventHandler  # noqa: E402
 
-FLOOR = "floor + orjson writer thread"
-
-KEEPING_PROCESS = """
-import sys, time
-from wide_logging import WideEventHandler
-
-path, rate, batch_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-handler = WideEventHandler(
-    sink=f"file:{path}", sampling={"normal_rate": 1.0}, batch_size=batch_size
-)
-started, n = time.monotonic(), 0
-while True:
-    for _ in range(20):
-        event = handler.new_event(request_id=f"r-{n}")
-        event.method, event.status = "GET", 200
-        handler.submit(event)
-        n += 1
-    print(n, flush=True)  # every id below n has been handed off
-    time.sleep(max(0.0, started + n / rate - time.monotonic()))
-"""
+#: Keeps every event at a steady rate until killed (shared with tests/test_faults.py).
+KEEPING_PROCESS = HERE.parent / "tests" / "apps" / "keeping_process.py"
 
 
 def cost_per_kept_request(sizes: list[int], rounds: int, tmp: Path) -> None:
     variants: dict[str, Variant] = {BARE: (DirectClient(starlette_app(None)), _nothing)}
-    floor_queue: queue.Queue[dict[str, Any]] = queue.Queue()
-    floor_app = starlette_app(None)
-    floor_app.add_middleware(FloorMiddleware, sink=floor_queue)
-    threading.Thread(
-        target=_batching_writer, args=(floor_queue, tmp / "floor.jsonl"), daemon=True
-    ).start()
-    variants[FLOOR] = (DirectClient(floor_app), floor_queue.join)
+    variants[FLOOR_WITH_WRITER] = floor_with_writer(tmp / "floor.jsonl")
     for size in sizes:
         handler = WideEventHandler(
             sink=f"file:{tmp}/{size}/events.jsonl",
@@ -78,7 +52,7 @@ def cost_per_kept_request(sizes: list[int], rounds: int, tmp: Path) -> None:
         )
     samples = measure(variants, rounds, 2000)
     bare = statistics.median(samples[BARE])
-    floor = statistics.median(samples[FLOOR]) - bare
+    floor = statistics.median(samples[FLOOR_WITH_WRITER]) - bare
     print(f"compare.py's route, {rounds} alternated rounds of 2,000 requests; bare {bare:.2f} µs")
     print("| variant | overhead µs | / floor + writer |\n|---|---:|---:|")
     for name, values in samples.items():
@@ -98,7 +72,7 @@ def _written_ids(path: Path) -> set[int]:
 def lost_to_a_sigkill(size: int, rate: int, tmp: Path) -> int:
     path = tmp / f"kill-{size}-{random.getrandbits(32)}" / "events.jsonl"
     child = subprocess.Popen(
-        [sys.executable, "-c", KEEPING_PROCESS, str(path), str(rate), str(size)],
+        [sys.executable, str(KEEPING_PROCESS), str(path), str(rate), str(size)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -42,6 +42,7 @@ from wide_logging import WideEventHandler
 Variant = tuple[DirectClient, Callable[[], None]]
 BARE = "bare"
 KEEP_ALL = "wide keep-all"
+FLOOR_WITH_WRITER = "floor + orjson writer thread"
 
 
 class FloorMiddleware:
@@ -192,6 +193,15 @@ def _nothing() -> None:
     pass
 
 
+def floor_with_writer(path: Path) -> Variant:
+    """The floor with a real writer: a thread encoding with orjson, batching to ``path``."""
+    writer_queue: queue.Queue[dict[str, Any]] = queue.Queue()
+    writer_app = starlette_app(None)
+    writer_app.add_middleware(FloorMiddleware, sink=writer_queue)
+    threading.Thread(target=_batching_writer, args=(writer_queue, path), daemon=True).start()
+    return DirectClient(writer_app), writer_queue.join
+
+
 def build_variants(tmp: Path) -> dict[str, Variant]:
     """Our group: the bare app, the floors, the standard library and wide_logging."""
     variants: dict[str, Variant] = {}
@@ -207,14 +217,7 @@ def build_variants(tmp: Path) -> dict[str, Variant]:
 
     variants["floor (dict + SimpleQueue)"] = (DirectClient(floor_app), drain_floor)
 
-    # the floor with a real writer: a thread encoding with orjson, batching to a file
-    writer_queue: queue.Queue[dict[str, Any]] = queue.Queue()
-    writer_app = starlette_app(None)
-    writer_app.add_middleware(FloorMiddleware, sink=writer_queue)
-    threading.Thread(
-        target=_batching_writer, args=(writer_queue, tmp / "floor.jsonl"), daemon=True
-    ).start()
-    variants["floor + orjson writer thread"] = (DirectClient(writer_app), writer_queue.join)
+    variants[FLOOR_WITH_WRITER] = floor_with_writer(tmp / "floor.jsonl")
 
     # what the standard library offers: QueueHandler -> QueueListener -> one JSON line
     std_queue: queue.Queue[logging.LogRecord] = queue.Queue()
@@ -297,7 +300,7 @@ def main() -> None:
                 )
         # every writer wrote one line per request: check, so no variant wins by losing lines
         for label, path in (
-            ("floor + orjson writer thread", Path(tmp) / "floor.jsonl"),
+            (FLOOR_WITH_WRITER, Path(tmp) / "floor.jsonl"),
             ("stdlib QueueHandler + orjson line", Path(tmp) / "stdlib.jsonl"),
             ("structlog (perf recipe: orjson, BytesLogger, sync)", Path(tmp) / "structlog.jsonl"),
             ("OpenTelemetry logs SDK (batch)", Path(tmp) / "otel.jsonl"),

@@ -35,34 +35,14 @@ def app(endpoint: Any = item, middleware: Any = None, **options: Any) -> Starlet
 
 class ContextOnlyMiddleware:
     """The least any per-request context middleware does: set a context variable and wrap
-    ``send``. No event, no id, no sampling."""
+    ``send``. No event, no id, no sampling. With ``header`` (``context_echo``) it also adds
+    that response header as our middleware adds it (a copy of the message): the least a
+    middleware that echoes a request id does, whatever opening, deciding and counting an
+    event costs."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, header: tuple[bytes, bytes] | None = None) -> None:
         self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        def send_wrapper(message: Any) -> Any:
-            return send(message)
-
-        token = activate(None)  # type: ignore[arg-type]
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            deactivate(token)
-
-
-class ContextEchoMiddleware:
-    """``ContextOnlyMiddleware`` plus one response header, a fixed request id added as our
-    middleware adds it (a copy of the message): the least a middleware that echoes a
-    request id does, whatever it costs to open, decide and count an event."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.header = (b"x-request-id", b"0123456789abcdef0123456789abcdef")
+        self.header = header
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -71,7 +51,7 @@ class ContextEchoMiddleware:
         header = self.header
 
         def send_wrapper(message: Any) -> Any:
-            if message["type"] == "http.response.start":
+            if header is not None and message["type"] == "http.response.start":
                 message = _with_header_added(message, message["headers"], header)
             return send(message)
 
@@ -145,7 +125,7 @@ wide_no_echo = app(middleware=WideEventMiddleware, echo_request_id=False)
 # Without the endpoint's annotate() call: the middleware alone.
 wide_plain = app(plain_item, WideEventMiddleware)
 context_only = app(middleware=ContextOnlyMiddleware)
-context_echo = app(plain_item, ContextEchoMiddleware)
+context_echo = app(plain_item, ContextOnlyMiddleware, header=(b"x-request-id", b"0" * 32))
 bare_with_writer = app(middleware=IdleWriterMiddleware)
 steps_open = app(plain_item, StepsMiddleware)
 steps_echo_in_place = app(plain_item, StepsMiddleware, echo="in place")

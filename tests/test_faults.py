@@ -141,22 +141,7 @@ def test_a_torn_line_left_by_a_killed_writer_is_ended_by_the_next(tmp_path: Path
 
 # -- SIGKILL of a busy process: what it may lose ---------------------------------------
 
-BUSY_APP = """
-import sys, time
-from wide_logging import WideEventHandler
-
-path, rate = sys.argv[1], int(sys.argv[2])
-handler = WideEventHandler(sink=f"file:{path}", sampling={"normal_rate": 1.0})  # default batches
-started, n = time.monotonic(), 0
-while True:
-    for _ in range(20):
-        event = handler.new_event(request_id=f"r-{n}")
-        event.method, event.status = "GET", 200
-        handler.submit(event)
-        n += 1
-    print(n, flush=True)  # every id below n has been handed off
-    time.sleep(max(0.0, started + n / rate - time.monotonic()))
-"""
+KEEPING_PROCESS = Path(__file__).parent / "apps" / "keeping_process.py"
 
 
 def test_a_sigkill_costs_a_busy_process_only_its_last_flush_interval(tmp_path: Path) -> None:
@@ -166,7 +151,9 @@ def test_a_sigkill_costs_a_busy_process_only_its_last_flush_interval(tmp_path: P
     (how many a kill takes at each batch size: docs/deployment.md, "Keeping many events")."""
     rate, path = 2000, tmp_path / "events.jsonl"
     child = subprocess.Popen(
-        [sys.executable, "-c", BUSY_APP, str(path), str(rate)], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(KEEPING_PROCESS), str(path), str(rate)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None
     reported: list[int] = []
