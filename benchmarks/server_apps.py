@@ -4,6 +4,9 @@ plus the pieces that explain the difference."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -12,6 +15,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from wide_logging import WideEventHandler, WideEventMiddleware, annotate
+from wide_logging._ids import new_request_id
 from wide_logging.context import activate, deactivate
 from wide_logging.handler import resolve_handler
 from wide_logging.middleware.asgi import _open_event, _route_template, _with_header_added
@@ -77,6 +81,86 @@ class IdleWriterMiddleware:
         await self.app(scope, receive, send)
 
 
+class _MinimalEvent:
+    """What a request's event needs at the least: its id, status and clock."""
+
+    __slots__ = ("client_address", "end_ns", "method", "path", "request_id", "status", "user_agent")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.status: int | None = None
+        self.end_ns = time.perf_counter_ns()
+
+
+class _MinimalDecision:
+    """A normal request kept at 2% by a hash of its id, a 5xx always; one counter each."""
+
+    threshold = -(2**63) + int(0.02 * 2**64)
+    kept = itertools.count()
+    dropped = itertools.count()
+
+    @classmethod
+    def decide(cls, request_id: str, status: int | None) -> None:
+        if (status is not None and status >= 500) or hash(request_id) < cls.threshold:
+            next(cls.kept)
+        else:
+            next(cls.dropped)
+
+
+class MinimalEventMiddleware:
+    """The same steps as ours, each at its least, no promise kept beyond them: an incoming
+    id or a new one, an event object in a context variable, the status, the id echoed (a
+    copy of the message), a decision by a hash of the id, a counter. What such a
+    middleware costs a served request is the floor for the goal under uvicorn."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.prefix = os.urandom(10).hex()
+        self.sequence = itertools.count()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id")
+        request_id = (
+            incoming.decode("latin-1")
+            if incoming is not None
+            else self.prefix + hex(next(self.sequence))
+        )
+        event = _MinimalEvent(request_id)
+        header = (b"x-request-id", request_id.encode("latin-1"))
+
+        def send_wrapper(message: Any) -> Any:
+            if message["type"] == "http.response.start":
+                event.status = message["status"]
+                message = _with_header_added(message, message["headers"], header)
+            return send(message)
+
+        token = activate(event)  # type: ignore[arg-type]
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            deactivate(token)
+            _MinimalDecision.decide(request_id, event.status)
+
+
+class MinimalDecisionHandler(WideEventHandler):
+    """Our handler with ``submit()`` swapped for the minimal decision (what deciding,
+    counting and sealing cost us beyond it: ``wide_minimal_decision``)."""
+
+    def submit(self, event: Any, route: Any = None) -> Any:
+        _MinimalDecision.decide(event.request_id, event.status)
+        return None
+
+
+class MinimalEventHandler(MinimalDecisionHandler):
+    """... and ``new_event()`` swapped for the minimal event (``wide_minimal_event``)."""
+
+    def new_event(self, kind: str = "", request_id: Any = None, traceparent: Any = None) -> Any:
+        return _MinimalEvent(request_id or new_request_id())
+
+
 class StepsMiddleware:
     """``WideEventMiddleware``'s steps, taken one more at a time: what each costs a served
     request (``server_stack.py --instructions --apps bare,context_only,steps_open,...``).
@@ -125,6 +209,7 @@ wide_no_echo = app(middleware=WideEventMiddleware, echo_request_id=False)
 # Without the endpoint's annotate() call: the middleware alone.
 wide_plain = app(plain_item, WideEventMiddleware)
 context_only = app(middleware=ContextOnlyMiddleware)
+minimal_event = app(plain_item, MinimalEventMiddleware)
 context_echo = app(plain_item, ContextOnlyMiddleware, header=(b"x-request-id", b"0" * 32))
 bare_with_writer = app(middleware=IdleWriterMiddleware)
 steps_open = app(plain_item, StepsMiddleware)
@@ -246,6 +331,13 @@ def _correlation_structlog() -> Starlette:
 
 
 _PEERS = {
+    # (built on first use too: a handler opens its sink, which WIDE_LOGGING_SINK names)
+    "wide_minimal_decision": lambda: app(
+        plain_item, WideEventMiddleware, handler=MinimalDecisionHandler()
+    ),
+    "wide_minimal_event": lambda: app(
+        plain_item, WideEventMiddleware, handler=MinimalEventHandler()
+    ),
     "sentry": lambda: _sentry(1.0),
     "sentry_sampled": lambda: _sentry(0.02),
     "otel": _otel,
