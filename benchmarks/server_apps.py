@@ -82,14 +82,25 @@ class IdleWriterMiddleware:
 
 
 class _MinimalEvent:
-    """What a request's event needs at the least: its id, status and clock."""
+    """What a request's event needs at the least: its id, status and clock (and the slots
+    our middleware writes when it opens one and when the response ends)."""
 
-    __slots__ = ("client_address", "end_ns", "method", "path", "request_id", "status", "user_agent")
+    __slots__ = (
+        "client_address",
+        "end_ns",
+        "method",
+        "path",
+        "request_id",
+        "start_ns",
+        "status",
+        "user_agent",
+    )
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         self.status: int | None = None
-        self.end_ns = time.perf_counter_ns()
+        self.start_ns = time.perf_counter_ns()
+        self.end_ns = 0
 
 
 class _MinimalDecision:
